@@ -1,0 +1,3 @@
+from sarcodec.cli import main
+
+raise SystemExit(main())
