@@ -1,0 +1,164 @@
+"""The ``sarcodec`` command line: argument parsing and error-to-exit-code mapping only.
+
+Every failure sarcodec expects (bad input, corrupt file, unwritable output) becomes one line on stderr and
+a non-zero exit code; set ``SARCODEC_DEBUG=1`` to see the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from sarcodec import __version__
+from sarcodec.errors import SarcodecError
+from sarcodec.preprocess import UNITS
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (no usage dump) with exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+# ------------------------------------------------------------------------------ prepare
+def _add_prepare(sub: Any) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="cut SAR scenes into a patch dataset split by scene",
+        description="Cut rasters (GeoTIFF/.npy files or directories of them) into normalised patches, "
+        "split train/val/test by scene, and write DATASET/manifest.json plus memory-mappable .npy files.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="SCENES_OR_DIRS", help="raster files or directories (searched recursively)")
+    p.add_argument("-o", "--output", required=True, metavar="DATASET", help="output directory (must not exist or be empty)")
+    p.add_argument("--patch-size", type=_positive_int, default=64, help="patch side in pixels (default 64)")
+    p.add_argument("--stride", type=_positive_int, default=None, help="grid step in pixels (default: patch size, no overlap)")
+    p.add_argument("--units", choices=UNITS, default=None, help="units of the input values (default: inferred per file, rule printed)")
+    p.add_argument("--band", type=_positive_int, default=None, help="1-based band to read from multi-band rasters")
+    p.add_argument("--clip-percentiles", type=float, nargs=2, default=(0.1, 99.9), metavar=("LO", "HI"),
+                   help="dB percentiles used as clip bounds (default 0.1 99.9)")
+    p.add_argument("--clip-scope", choices=("image", "train"), default="image",
+                   help="clip bounds per image, or one pair over all training images (default image)")
+    p.add_argument("--split", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"),
+                   help="scene split ratios (default 0.8 0.1 0.1)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the scene split and the fraction subset")
+    p.add_argument("--fraction", type=float, default=1.0, help="keep each patch with this probability (the seed study used 0.2)")
+    p.add_argument("--max-invalid", type=float, default=0.1, help="reject patches with more invalid pixels than this fraction")
+    p.add_argument("--min-std", type=float, default=0.005, help="reject near-constant patches (std of x_norm below this)")
+    p.add_argument("--scene-regex", action="append", default=None, metavar="REGEX",
+                   help="regex with a group (?P<scene>...) deriving the scene id from the file name; repeatable, "
+                   "first match wins (default: OPERA burst id, then Sentinel-1 product name, else the file stem)")
+    p.add_argument("--overwrite", action="store_true", help="replace DATASET if it is an existing sarcodec dataset")
+    p.set_defaults(func=_cmd_prepare)
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from sarcodec.data.prepare import PrepareConfig, prepare_dataset
+
+    config = PrepareConfig(
+        patch_size=args.patch_size,
+        stride=args.stride,
+        units=args.units,
+        band=args.band,
+        clip_percentiles=tuple(args.clip_percentiles),
+        clip_scope=args.clip_scope,
+        split_ratios=tuple(args.split),
+        seed=args.seed,
+        fraction=args.fraction,
+        max_invalid_fraction=args.max_invalid,
+        min_std=args.min_std,
+        scene_regex=tuple(args.scene_regex or ()),
+    )
+    manifest = prepare_dataset(args.inputs, args.output, config, overwrite=args.overwrite, log=_log)
+    print(_dataset_summary(manifest, Path(args.output)))
+    return 0
+
+
+# ------------------------------------------------------------------------------ info
+def _add_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="describe a dataset directory",
+                       description="Print what is in a dataset made by 'sarcodec prepare'.")
+    p.add_argument("target", help="a dataset directory")
+    p.add_argument("--preview", metavar="PNG", default=None, help="also save a grid of sample patches per split as PNG")
+    p.set_defaults(func=_cmd_info)
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from sarcodec.data.prepare import load_manifest
+
+    target = Path(args.target)
+    manifest = load_manifest(target)
+    print(_dataset_summary(manifest, target))
+    if args.preview:
+        from sarcodec.data.preview import save_patch_preview
+
+        save_patch_preview(target, args.preview)
+        print(f"preview: {args.preview}")
+    return 0
+
+
+def _dataset_summary(manifest: dict[str, Any], root: Path) -> str:
+    counts = manifest["counts"]
+    lines = [f"dataset {root}: patch {manifest['patch_size']} px, stride {manifest['stride']} px"]
+    for name in ("train", "val", "test"):
+        c = counts[name]
+        lines.append(f"  {name:5s}: {c['patches']:7d} patches from {c['images']:4d} images of {c['scenes']:3d} scenes")
+    r = counts["rejected"]
+    lines.append(f"  rejected: {r['invalid']} mostly-invalid, {r['constant']} near-constant patches; "
+                 f"{r['too_small_images']} images smaller than a patch")
+    pp = manifest["preprocessing_params"]
+    lines.append(f"  clip: {pp['clip_percentiles'][0]}-{pp['clip_percentiles'][1]} percentiles of dB per {pp['clip_scope']}")
+    shared = set(manifest["splits"]["train"]) & (set(manifest["splits"]["val"]) | set(manifest["splits"]["test"]))
+    shared |= set(manifest["splits"]["val"]) & set(manifest["splits"]["test"])
+    lines.append(f"  scenes shared between splits: {len(shared)}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ main
+_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_prepare, _add_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="sarcodec", description="Learned compression and research workbench for SAR imagery.")
+    parser.add_argument("--version", action="version", version=f"sarcodec {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for add in _COMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: int = args.func(args)
+        return result
+    except SarcodecError as exc:
+        print(f"sarcodec {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print(f"sarcodec {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # an unexpected failure still gets one line, unless debugging
+        if os.environ.get("SARCODEC_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"sarcodec {args.command}: internal error: {type(exc).__name__}: {first} "
+              "(set SARCODEC_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from sarcodec.errors import BadInputError, CorruptFileError
+from sarcodec.preprocess import (
+    DbHistogram,
+    PreprocessingParams,
+    denormalize_db,
+    forward,
+    infer_units,
+    intensity_to_db,
+    inverse,
+    make_params,
+    normalize_db,
+    params_for_array,
+    to_db,
+)
+from tests.conftest import speckle_intensity
+
+
+def test_intensity_db_conversions_are_inverse() -> None:
+    intensity = np.array([1e-4, 0.01, 1.0, 250.0])
+    db = intensity_to_db(intensity)
+    np.testing.assert_allclose(db, [-40.0, -20.0, 0.0, 10 * math.log10(250.0)])
+    x = normalize_db(db, -40.0, 30.0)
+    np.testing.assert_allclose(denormalize_db(x, -40.0, 30.0), db, atol=1e-5)
+
+
+@pytest.mark.parametrize("units", ["intensity", "amplitude", "db"])
+def test_float_round_trip_within_clip_range_below_1e4_db(units: str) -> None:
+    intensity = speckle_intensity((64, 64), looks=3, seed=1).astype(np.float64)
+    raw = {"intensity": intensity, "amplitude": np.sqrt(intensity), "db": 10 * np.log10(intensity)}[units].astype(np.float32)
+    params = params_for_array(raw, units)
+    x, valid = forward(raw, params)
+    assert x.dtype == np.float32 and valid.all()
+    back = inverse(x, params, valid)
+    assert back.dtype == np.float32
+    db_in, _ = to_db(raw, units)
+    db_out, _ = to_db(back, units)
+    inside = (db_in >= params.db_lo) & (db_in <= params.db_hi)
+    assert inside.mean() > 0.99
+    assert np.abs(db_out - db_in)[inside].max() < 1e-4
+
+
+def test_uint16_amplitude_round_trip_is_exact_after_rounding() -> None:
+    rng = np.random.default_rng(3)
+    amplitude = np.clip(np.sqrt(speckle_intensity((128, 128), seed=2) * 1e6), 1, 65535).astype(np.uint16)
+    amplitude[0, 0], amplitude[0, 1] = 1, 65535
+    params = make_params("amplitude", np.uint16, 0.0, 20 * math.log10(65535.0))  # clip range covers all DNs
+    x, valid = forward(amplitude, params)
+    back = inverse(x, params, valid)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, amplitude)
+    assert rng is not None
+
+
+def test_invalid_pixels_get_noise_floor_mask_and_fill() -> None:
+    intensity = speckle_intensity((32, 32), seed=4)
+    intensity[0, :4] = [0.0, -1.0, np.nan, np.inf]
+    params = params_for_array(intensity, "intensity")
+    x, valid = forward(intensity, params)
+    assert not valid[0, :4].any() and valid[1:].all()
+    assert np.all(x[0, :4] == 0.0)  # noise floor = db_lo -> x_norm 0
+    back = inverse(x, params, valid)
+    assert np.all(back[0, :4] == 0.0)  # no nodata declared: linear units get 0
+
+
+def test_nodata_value_is_invalid_and_restored() -> None:
+    amplitude = np.full((16, 16), 500, dtype=np.uint16)
+    amplitude[3, 3] = 0
+    amplitude[4, 4] = 7
+    params = params_for_array(amplitude, "amplitude", nodata=7)
+    x, valid = forward(amplitude, params)
+    assert not valid[3, 3] and not valid[4, 4]
+    back = inverse(x, params, valid)
+    assert back[4, 4] == 7 and back[5, 5] == 500
+
+
+def test_complex_keeps_magnitude() -> None:
+    rng = np.random.default_rng(5)
+    z = (rng.normal(size=(32, 32)) + 1j * rng.normal(size=(32, 32))).astype(np.complex64)
+    params = params_for_array(z, "complex", clip_percentiles=(0.0, 100.0))
+    x, valid = forward(z, params)
+    back = inverse(x, params, valid)
+    assert back.dtype == np.complex64
+    np.testing.assert_allclose(np.abs(back), np.abs(z), rtol=1e-4)
+
+
+def test_infer_units_rules() -> None:
+    assert infer_units(np.uint16)[0] == "amplitude"
+    assert infer_units(np.complex64)[0] == "complex"
+    assert infer_units(np.float32, np.array([0.1, 0.5]))[0] == "intensity"
+    assert infer_units(np.float32, np.array([-15.0, -20.0, 3.0]))[0] == "db"
+    with pytest.raises(BadInputError):
+        infer_units(np.bool_)
+
+
+def test_params_dict_is_json_and_round_trips() -> None:
+    params = make_params("intensity", "float32", -30.0, 10.0, nodata=float("nan"))
+    data = json.loads(json.dumps(params.to_dict()))
+    again = PreprocessingParams.from_dict(data)
+    assert again.db_lo == -30.0 and again.units == "intensity" and math.isnan(again.nodata or 0.0)
+    with pytest.raises(CorruptFileError):
+        PreprocessingParams.from_dict({"units": "intensity"})
+    with pytest.raises(BadInputError):
+        make_params("watts", "float32", 0.0, 1.0)
+
+
+def test_histogram_percentiles_match_numpy() -> None:
+    db = 10 * np.log10(speckle_intensity((300, 300), seed=6).astype(np.float64))
+    hist = DbHistogram()
+    for chunk in np.array_split(db, 7):  # streaming in blocks gives the same answer
+        hist.add(chunk)
+    for q in (0.1, 50.0, 99.9):
+        assert abs(hist.percentile(q) - np.percentile(db, q)) < 0.002
+    with pytest.raises(BadInputError, match="no valid pixels"):
+        DbHistogram().percentile(50.0)
