@@ -89,11 +89,52 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ train
+def _add_train(sub: Any) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train an autoencoder from a YAML config",
+        description="Train the model a YAML config describes (see configs/) on a dataset made by 'sarcodec prepare'. "
+        "Writes best.pth, last.pth, history.json, config.yaml and TensorBoard events to the output directory. "
+        "Runs distributed (DDP) under torchrun: 'torchrun --nproc_per_node=N -m sarcodec train CONFIG ...'.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="YAML config file (e.g. configs/residual_v1_c16.yaml)")
+    p.add_argument("--data", metavar="DATASET", default=None, help="dataset directory (sets data.root)")
+    p.add_argument("--output-dir", metavar="DIR", default=None, help="where the run's files go (default runs/RUN_NAME)")
+    p.add_argument("--epochs", type=_positive_int, default=None, help="number of epochs (sets epochs)")
+    p.add_argument("--limit-batches", type=_positive_int, default=None, metavar="N",
+                   help="at most N train and N val batches per epoch (quick checks)")
+    p.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (sets device)")
+    p.add_argument("--resume", metavar="CHECKPOINT", default=None,
+                   help="continue from a last.pth, or 'auto': the output directory's last.pth if there is one")
+    p.add_argument("--overwrite", action="store_true", help="start afresh even if the output directory holds a run")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                   help="override a config value by its dotted key, value parsed as YAML "
+                   "(e.g. --set optim.lr=3e-4 --set data.batch_size=8); repeatable")
+    p.set_defaults(func=_cmd_train)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from sarcodec.train import load_config, train
+
+    flags = {"data.root": args.data, "output_dir": args.output_dir, "epochs": args.epochs,
+             "limit_batches": args.limit_batches, "device": args.device}
+    overrides: list[Any] = [*args.overrides, *((k, v) for k, v in flags.items() if v is not None)]
+    config = load_config(args.config, overrides)
+    result = train(config, resume=args.resume, overwrite=args.overwrite, log=_log)
+    if result.is_main:
+        status = "stopped early" if result.stopped_early else "done"
+        print(f"{status}: {result.epochs_completed} epoch(s); best epoch {result.best_epoch} "
+              f"(val_loss {result.best_val_loss:.5f}); checkpoints in {result.output_dir}")
+    return 0
+
+
 # ------------------------------------------------------------------------------ info
 def _add_info(sub: Any) -> None:
-    p = sub.add_parser("info", help="describe a dataset directory",
-                       description="Print what is in a dataset made by 'sarcodec prepare'.")
-    p.add_argument("target", help="a dataset directory")
+    p = sub.add_parser("info", help="describe a dataset directory or a checkpoint",
+                       description="Print what is in a dataset made by 'sarcodec prepare', or in a training "
+                       "checkpoint (.pth).")
+    p.add_argument("target", help="a dataset directory, a checkpoint file, or a training run's directory")
     p.add_argument("--preview", metavar="PNG", default=None, help="also save a grid of sample patches per split as PNG")
     p.set_defaults(func=_cmd_info)
 
@@ -102,6 +143,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from sarcodec.data.prepare import load_manifest
 
     target = Path(args.target)
+    if target.is_file() or target.suffix in (".pth", ".pt"):
+        return _cmd_info_checkpoint(target)
+    if target.is_dir() and not (target / "manifest.json").exists() and (target / "best.pth").is_file():
+        return _cmd_info_checkpoint(target / "best.pth")  # a training run's directory
     manifest = load_manifest(target)
     print(_dataset_summary(manifest, target))
     if args.preview:
@@ -110,6 +155,43 @@ def _cmd_info(args: argparse.Namespace) -> int:
         save_patch_preview(target, args.preview)
         print(f"preview: {args.preview}")
     return 0
+
+
+def _cmd_info_checkpoint(path: Path) -> int:
+    from sarcodec.train import load_checkpoint
+
+    ckpt = load_checkpoint(path)
+    print(_checkpoint_summary(ckpt, path))
+    return 0
+
+
+def _checkpoint_summary(ckpt: dict[str, Any], path: Path) -> str:
+    kwargs = ", ".join(f"{k}={v}" for k, v in ckpt["model_config"].items())
+    lines = [f"checkpoint {path}: model {ckpt['model_name']}({kwargs})"]
+    counts = ckpt.get("parameter_counts")
+    if counts:
+        lines.append(f"  parameters: {counts['total']:,} (encoder {counts['encoder']:,}, decoder {counts['decoder']:,})")
+    config = ckpt.get("config") or {}
+    if "epoch" in ckpt:
+        lines.append(f"  run {config.get('run_name', '?')}: epoch {ckpt['epoch']}, step {ckpt.get('step', '?')}, "
+                     f"best val_loss {ckpt.get('best_val_loss', float('nan')):.5f} at epoch {ckpt.get('best_epoch', '?')}, "
+                     f"{ckpt.get('epochs_without_improvement', '?')} epoch(s) since")
+    history = ckpt.get("history") or []
+    if history:
+        h = history[-1]
+        lines.append(f"  epoch {h['epoch']}: train_loss {h['train_loss']:.5f}, val_loss {h['val_loss']:.5f}, "
+                     f"val_psnr {h['val_psnr']:.2f} dB, val_ssim {h['val_ssim']:.4f}, lr {h['lr']:.2e}")
+    dataset = ckpt.get("dataset") or {}
+    if dataset:
+        counts = {k: v["patches"] for k, v in dataset.get("counts", {}).items() if isinstance(v, dict) and "patches" in v}
+        lines.append(f"  dataset {dataset.get('root')}: patch {dataset.get('patch_size')} px, "
+                     + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    pp = ckpt.get("preprocessing_params")
+    if pp:
+        lines.append("  preprocessing: " + ", ".join(f"{k}={v}" for k, v in pp.items()))
+    if ckpt.get("world_size", 1) > 1:
+        lines.append(f"  trained on {ckpt['world_size']} processes")
+    return "\n".join(lines)
 
 
 def _dataset_summary(manifest: dict[str, Any], root: Path) -> str:
@@ -130,7 +212,7 @@ def _dataset_summary(manifest: dict[str, Any], root: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ main
-_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_prepare, _add_info)
+_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_prepare, _add_info, _add_train)
 
 
 def build_parser() -> argparse.ArgumentParser:

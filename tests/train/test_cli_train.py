@@ -1,0 +1,91 @@
+"""``sarcodec train`` and ``sarcodec info CHECKPOINT``: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sarcodec.cli import main
+from sarcodec.train import load_checkpoint
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("SARCODEC_DEBUG", "WORLD_SIZE", "RANK")}
+    return subprocess.run([sys.executable, "-m", "sarcodec", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+def one_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]
+
+
+def test_train_smoke_run(tiny_config_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = run_cli("train", str(tiny_config_file), "--epochs", "1", "--limit-batches", "2", "--output-dir", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "done: 1 epoch(s)" in proc.stdout
+    assert "parameters" in proc.stderr and "epoch 1/1" in proc.stderr  # the model summary and the epoch line
+    ckpt = torch.load(out / "best.pth", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["step"] == 2 and ckpt["config"]["limit_batches"] == 2
+
+
+def test_train_bad_config_is_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: {name: residual}\noptim: {learning_rate: 0.1}\n")
+    proc = run_cli("train", str(bad), "--epochs", "1")
+    assert proc.returncode == 2
+    assert "unknown key optim.learning_rate" in one_line(proc.stderr)
+
+
+@pytest.mark.parametrize("extra, needle, code", [
+    (["--set", "optim.lr"], "--set expects KEY=VALUE", 2),
+    (["--set", "data.root=/nonexistent/ds"], "not a sarcodec dataset", 2),
+    (["--set", "data.batch_size=0"], "data.batch_size must be at least 1", 2),
+    (["--resume", "/nonexistent/last.pth"], "no checkpoint to resume from", 2),
+    (["--epochs", "0"], "must be a positive integer", 2),
+])
+def test_train_bad_arguments(tiny_config_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                             extra: list[str], needle: str, code: int) -> None:
+    args = ["train", str(tiny_config_file), "--output-dir", str(tmp_path / "out"), *extra]
+    if extra[0] == "--epochs":
+        with pytest.raises(SystemExit) as info:
+            main(args)
+        assert info.value.code == code
+    else:
+        assert main(args) == code
+    assert needle in one_line(capsys.readouterr().err)
+
+
+def test_resume_auto_and_info(tiny_config_file: Path, tiny_dataset: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "out")
+    assert main(["train", str(tiny_config_file), "--epochs", "1", "--limit-batches", "1", "--output-dir", out]) == 0
+    capsys.readouterr()
+    assert main(["train", str(tiny_config_file), "--epochs", "1", "--output-dir", out]) == 2
+    assert "--resume auto" in one_line(capsys.readouterr().err)
+    assert main(["train", str(tiny_config_file), "--epochs", "2", "--limit-batches", "1", "--output-dir", out,
+                 "--resume", "auto"]) == 0
+    assert load_checkpoint(Path(out) / "last.pth")["epoch"] == 2
+    capsys.readouterr()
+
+    assert main(["info", f"{out}/best.pth"]) == 0
+    text = capsys.readouterr().out
+    assert "model residual(latent_channels=4, base_channels=8, blocks_per_stage=1)" in text
+    assert "epoch 2, step 2" in text and "val_psnr" in text and "clip_percentiles" in text
+    assert main(["info", out]) == 0 and "model residual" in capsys.readouterr().out  # a run directory
+    assert main(["info", str(tiny_dataset)]) == 0  # datasets still work
+    assert "train:" in capsys.readouterr().out
+
+    corrupt = tmp_path / "corrupt.pth"
+    corrupt.write_bytes(b"not a checkpoint")
+    assert main(["info", str(corrupt)]) == 3
+    assert "not a readable checkpoint" in one_line(capsys.readouterr().err)
+    assert main(["info", str(tmp_path / "missing.pth")]) == 2
+    assert "no such checkpoint" in one_line(capsys.readouterr().err)
