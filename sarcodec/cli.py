@@ -212,7 +212,33 @@ def _dataset_summary(manifest: dict[str, Any], root: Path) -> str:
 
 
 # ------------------------------------------------------------------------------ main
-_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_prepare, _add_info, _add_train)
+# ------------------------------------------------------------------------------ evaluate
+def _add_evaluate(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score trained checkpoints on whole SAR images (table, sweep plot, reconstructions)",
+        description="Reconstruct every image of --data with each checkpoint and score it with the SPEC's metrics "
+        "(PSNR, SSIM, ENL ratio, EPI); writes results.md, results.json and figures to --output.",
+    )
+    p.add_argument("checkpoints", nargs="+", metavar="CHECKPOINT", help="best.pth files or run directories")
+    p.add_argument("--data", nargs="+", default=["../shared/data/sar/dev"], metavar="PATH",
+                   help="images or directories to evaluate on (default ../shared/data/sar/dev)")
+    p.add_argument("-o", "--output", default="results/evaluation", metavar="DIR", help="output directory")
+    p.add_argument("--baseline", default=None, metavar="RUN", help="run name that the improvement column refers to")
+    p.add_argument("--figures", type=int, default=3, metavar="N", help="images shown in reconstruction figures")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from sarcodec.evaluate import evaluate_checkpoints
+
+    evaluate_checkpoints(args.checkpoints, args.data, args.output, baseline_run=args.baseline,
+                         figure_images=args.figures, log=_log)
+    print((Path(args.output) / "results.md").read_text())
+    return 0
+
+
+_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_prepare, _add_info, _add_train, _add_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -146,16 +146,20 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
         CorruptFileError: see :func:`load_checkpoint`.
         IncompatibleModelError: unknown model name, or weights that do not fit the architecture.
     """
+    return model_from_checkpoint(load_checkpoint(path, map_location=map_location), str(path)).to(map_location)
+
+
+def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> torch.nn.Module:
+    """Rebuild the model of an already loaded checkpoint dict, in eval mode (``source`` names it in errors)."""
     from sarcodec.models import create_model
 
-    ckpt = load_checkpoint(path, map_location=map_location)
     model = create_model(ckpt["model_name"], **ckpt["model_config"])
     try:
         model.load_state_dict(ckpt["model_state_dict"])
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise IncompatibleModelError(f"{path}: weights do not fit model {ckpt['model_name']!r}: {first}") from None
-    return model.to(map_location).eval()
+        raise IncompatibleModelError(f"{source}: weights do not fit model {ckpt['model_name']!r}: {first}") from None
+    return model.eval()
 
 
 # ------------------------------------------------------------------------------------------ RNG state

@@ -132,6 +132,8 @@ class TrainConfig:
     deterministic: bool = False  # deterministic CUDA kernels (slower); CPU runs are deterministic anyway
     output_dir: str | None = None  # None: runs/<run_name>
     limit_batches: int | None = None  # cap on train and val batches per epoch (smoke tests)
+    train_batches_per_epoch: int | None = None  # shorter epochs (more frequent validation); val stays whole
+    time_budget_minutes: float | None = None  # stop after the epoch that would overrun this training time
     log_every_n_steps: int = 20
     num_sample_images: int = 4  # val reconstructions shown in TensorBoard each epoch
     max_nonfinite_steps: int = 20  # abort after this many consecutive NaN/Inf losses or gradients
@@ -173,6 +175,10 @@ class TrainConfig:
             ("device", self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              "auto, cpu, cuda or cuda:N"),
             ("limit_batches", self.limit_batches is None or self.limit_batches >= 1, "at least 1, or null"),
+            ("train_batches_per_epoch", self.train_batches_per_epoch is None or self.train_batches_per_epoch >= 1,
+             "at least 1, or null"),
+            ("time_budget_minutes", self.time_budget_minutes is None or self.time_budget_minutes > 0,
+             "a positive number, or null"),
             ("log_every_n_steps", self.log_every_n_steps >= 1, "at least 1"),
             ("num_sample_images", self.num_sample_images >= 0, "0 or more"),
             ("max_nonfinite_steps", self.max_nonfinite_steps >= 1, "at least 1"),

@@ -132,7 +132,8 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
     train_loader = _train_loader(train_set, config, ctx, loader_rng)
     val_loader = _val_loader(val_set, config, ctx)
     limit = config.limit_batches
-    steps_per_epoch = min(len(train_loader), limit) if limit else len(train_loader)
+    train_cap = min(c for c in (limit, config.train_batches_per_epoch, len(train_loader)) if c)
+    steps_per_epoch = min(len(train_loader), train_cap)
     val_batches = min(len(val_loader), limit) if limit else len(val_loader)
 
     model = create_model(config.model.name, **config.model.kwargs()).to(device)
@@ -216,6 +217,9 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
             if stopped_early:
                 log(f"early stopping: val_loss has not improved for {progress.epochs_without_improvement} epochs")
                 break
+            if _over_budget(progress.history, config.time_budget_minutes):
+                log(f"time budget of {config.time_budget_minutes:g} min reached after epoch {epoch}")
+                break
     finally:
         if writer is not None:
             writer.close()
@@ -225,6 +229,15 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
             f"ssim {best['val_ssim']:.4f} -> {out_dir / 'best.pth'}")
     return TrainResult(out_dir, progress.epoch, progress.best_epoch, progress.best_val_loss, stopped_early,
                        progress.history, ctx.is_main)
+
+
+def _over_budget(history: list[dict[str, Any]], minutes: float | None) -> bool:
+    """True when another epoch as long as the last one would overrun the budget (resume-aware: the time
+    is the sum of the recorded epoch durations)."""
+    if minutes is None or not history:
+        return False
+    spent = sum(float(h["seconds"]) for h in history)
+    return spent + float(history[-1]["seconds"]) > minutes * 60.0
 
 
 def _train_epoch(

@@ -216,3 +216,19 @@ def test_unusable_inputs(make_config: MakeConfig, tmp_path: Path) -> None:
         train(make_config("c", ("data.root", str(tmp_path))), log=_quiet)
     with pytest.raises(BadInputError, match="no checkpoint to resume from"):
         train(make_config("d"), resume=tmp_path / "nope.pth", log=_quiet)
+
+
+def test_short_epochs_and_time_budget(make_config: MakeConfig) -> None:
+    result = train(make_config("short", "train_batches_per_epoch=2", "early_stopping.patience=null", epochs=5), log=_quiet)
+    assert [h["step"] for h in result.history] == [2, 4, 6, 8, 10]  # 2 of the 9 batches per epoch
+    assert all(h["val_patches"] == 18 for h in result.history)  # validation stays whole
+    # a budget far below one epoch: stops after the first epoch whatever the machine's speed
+    result = train(make_config("budget", "time_budget_minutes=1e-9", "early_stopping.patience=null", epochs=5), log=_quiet)
+    assert len(result.history) == 1
+
+
+def test_over_budget_rule() -> None:
+    over = trainer_module._over_budget
+    assert not over([], 1.0) and not over([{"seconds": 100.0}], None)
+    assert not over([{"seconds": 20.0}, {"seconds": 20.0}], 1.0)  # 40 s spent + 20 s more = 60 s: fits
+    assert over([{"seconds": 20.0}, {"seconds": 21.0}], 1.0)  # 41 + 21 > 60

@@ -1,0 +1,278 @@
+"""Evaluate reconstructions of whole SAR images with the SPEC's protocol.
+
+For each image: per-image preprocessing params (the ORIGINAL's clip bounds), the model's reconstruction of the
+whole image (models accept any size), then PSNR and SSIM on the [0, 1] working representation, PSNR in dB units,
+EPI on the working representation, and the ENL ratio on linear intensity over homogeneous regions of the original.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from sarcodec import metrics
+from sarcodec.io.raster import find_rasters, open_raster
+from sarcodec.preprocess import DEFAULT_CLIP_PERCENTILES, db_to_intensity, denormalize_db, forward, params_for_array, to_db
+
+Reconstruct = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
+"""x_norm (H, W) in [0, 1] -> reconstruction (H, W) in [0, 1]."""
+
+# Image groups of ../shared/data/sar/dev, by file name; the first match wins.
+DEFAULT_GROUPS: tuple[tuple[str, str], ...] = (
+    ("sentinel1", r"sentinel1"),
+    ("airsar", r"airsar"),
+    ("pisar", r"pisar"),
+    ("mstar", r"^mstar_"),
+)
+
+
+def image_group(path: str | Path, groups: Sequence[tuple[str, str]] = DEFAULT_GROUPS) -> str:
+    name = Path(path).name
+    for group, pattern in groups:
+        if re.search(pattern, name):
+            return group
+    return "other"
+
+
+@dataclass(frozen=True)
+class ImageScore:
+    """Metrics of one reconstruction of one image."""
+
+    image: str
+    group: str
+    pixels: int
+    psnr: float  # dB, on x_norm (data range 1); identical to PSNR of the clipped dB images with range hi - lo
+    ssim: float
+    enl_ratio: float  # ENL(reconstruction) / ENL(original), linear intensity, homogeneous regions
+    epi: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def score_reconstruction(
+    x_norm: npt.NDArray[np.float32],
+    x_hat: npt.NDArray[np.float32],
+    intensity: npt.NDArray[Any],
+    valid: npt.NDArray[np.bool_],
+    db_lo: float,
+    db_hi: float,
+    *,
+    image: str = "",
+    group: str = "",
+) -> ImageScore:
+    """All metrics of one reconstruction ``x_hat`` of ``x_norm`` (both (H, W) in [0, 1])."""
+    recon_intensity = db_to_intensity(denormalize_db(x_hat, db_lo, db_hi))
+    return ImageScore(
+        image=image,
+        group=group,
+        pixels=int(x_norm.size),
+        psnr=metrics.psnr(x_hat, x_norm, data_range=1.0),
+        ssim=metrics.ssim(x_hat, x_norm, data_range=1.0),
+        enl_ratio=metrics.enl_ratio(recon_intensity, np.where(valid, intensity, np.nan), mask=valid),
+        epi=metrics.epi(x_hat, x_norm),
+    )
+
+
+def model_reconstructor(model: torch.nn.Module, device: str | torch.device = "cpu") -> Reconstruct:
+    """Wrap an autoencoder (eval mode, no grad) as a whole-image reconstruction function."""
+    model = model.to(device).eval()
+
+    def run(x_norm: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(x_norm, dtype=np.float32))[None, None].to(device)
+            out: npt.NDArray[np.float32] = model(x)[0, 0].clamp(0, 1).float().cpu().numpy()
+        return out
+
+    return run
+
+
+def evaluate_images(
+    reconstruct: Reconstruct,
+    paths: Iterable[str | Path],
+    *,
+    units: str | None = None,
+    clip_percentiles: tuple[float, float] = DEFAULT_CLIP_PERCENTILES,
+) -> list[ImageScore]:
+    """Score ``reconstruct`` on every raster in ``paths`` (files or directories)."""
+    scores = []
+    for path in find_rasters(list(paths)):
+        with open_raster(path) as reader:
+            raw = reader.read()
+            nodata = reader.info.nodata
+        params = params_for_array(raw, units, clip_percentiles=clip_percentiles, nodata=nodata)
+        x_norm, valid = forward(raw, params)
+        db, _ = to_db(raw, params.units, nodata)
+        intensity = db_to_intensity(np.where(valid, db, 0.0))
+        x_hat = reconstruct(x_norm)
+        scores.append(score_reconstruction(x_norm, x_hat, intensity, valid, params.db_lo, params.db_hi,
+                                           image=Path(path).name, group=image_group(path)))
+    return scores
+
+
+def summarize(scores: Sequence[ImageScore]) -> dict[str, dict[str, float]]:
+    """Mean of each metric over all images and per group (NaN ENL ratios are left out of the mean)."""
+    out: dict[str, dict[str, float]] = {}
+    groups = {"all": list(scores)}
+    for s in scores:
+        groups.setdefault(s.group, []).append(s)
+    for name, members in groups.items():
+        out[name] = {"images": float(len(members))}
+        for key in ("psnr", "ssim", "enl_ratio", "epi"):
+            values = np.array([getattr(s, key) for s in members], dtype=np.float64)
+            values = values[np.isfinite(values)]
+            out[name][key] = float(values.mean()) if values.size else float("nan")
+    return out
+
+
+# ------------------------------------------------------------------------- checkpoints -> report
+@dataclass(frozen=True)
+class ModelSummary:
+    """One trained checkpoint's description and its mean scores."""
+
+    run: str
+    model_name: str
+    latent_channels: int
+    latent_ratio: float
+    params: int
+    epochs: int
+    best_epoch: int
+    train_minutes: float
+    val_psnr: float
+    scores: dict[str, dict[str, float]]
+
+
+def evaluate_checkpoints(
+    checkpoints: Sequence[str | Path],
+    data: Sequence[str | Path],
+    output_dir: str | Path,
+    *,
+    baseline_run: str | None = None,
+    figure_images: int = 3,
+    log: Callable[[str], None] = lambda msg: None,
+) -> dict[str, Any]:
+    """Evaluate trained checkpoints on whole images; write results.json, results.md and figures to ``output_dir``.
+
+    The run name of a checkpoint is its directory's name. ``baseline_run`` (default: the first checkpoint of model
+    ``baseline`` with 16 latent channels, if any) is the reference of the "improvement" column.
+    """
+    import json
+    import platform
+
+    from sarcodec.report import markdown_table, save_reconstruction_figure, save_sweep_plot
+    from sarcodec.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = find_rasters(list(data))
+    summaries: list[ModelSummary] = []
+    per_image: list[dict[str, Any]] = []
+    reconstructions: dict[str, dict[str, npt.NDArray[np.float32]]] = {}
+    figure_files = _figure_picks(files, figure_images)
+    for path in checkpoints:
+        ckpt_path = Path(path) / "best.pth" if Path(path).is_dir() else Path(path)
+        ckpt = load_checkpoint(ckpt_path)
+        model = model_from_checkpoint(ckpt, str(ckpt_path))
+        run = ckpt_path.parent.name
+        log(f"evaluating {run} ({ckpt_path}) on {len(files)} images")
+        reconstruct = model_reconstructor(model)
+        scores = evaluate_images(reconstruct, files)
+        for f in figure_files:
+            with open_raster(f) as reader:
+                raw = reader.read()
+            x_norm, _ = forward(raw, params_for_array(raw, None))
+            reconstructions.setdefault(f.name, {"__original__": x_norm})[run] = reconstruct(x_norm)
+        history = ckpt["history"]
+        counts = model.count_parameters()  # type: ignore[operator]
+        best = next(h for h in history if h["epoch"] == ckpt["epoch"])
+        summaries.append(ModelSummary(
+            run=run, model_name=ckpt["model_name"], latent_channels=int(ckpt["model_config"]["latent_channels"]),
+            latent_ratio=float(model.latent_ratio), params=int(counts["total"]),  # type: ignore[arg-type]
+            epochs=len(_run_history(ckpt_path, history)), best_epoch=int(ckpt["epoch"]),
+            train_minutes=sum(float(h["seconds"]) for h in _run_history(ckpt_path, history)) / 60.0,
+            val_psnr=float(best["val_psnr"]), scores=summarize(scores),
+        ))
+        per_image.extend({"run": run, **s.to_dict()} for s in scores)
+
+    if baseline_run is None:
+        baseline_run = next((s.run for s in summaries if s.model_name == "baseline" and s.latent_channels == 16), None)
+    base = next((s for s in summaries if s.run == baseline_run), None)
+    groups = sorted({g for s in summaries for g in s.scores})
+    rows = []
+    for s in summaries:
+        a = s.scores["all"]
+        rows.append({
+            "run": s.run, "model": s.model_name, "params": f"{s.params / 1e6:.2f} M", "latent_ratio": s.latent_ratio,
+            "psnr": a["psnr"], "ssim": a["ssim"], "enl_ratio": a["enl_ratio"], "epi": a["epi"],
+            "delta": a["psnr"] - base.scores["all"]["psnr"] if base else float("nan"),
+            "s1_psnr": s.scores.get("sentinel1", {}).get("psnr", float("nan")),
+            "val_psnr": s.val_psnr, "train_minutes": s.train_minutes, "epochs": f"{s.best_epoch}/{s.epochs}",
+        })
+    columns = [("run", "Run", 0), ("model", "Model", 0), ("params", "Params", 0), ("latent_ratio", "Latent ratio", 0),
+               ("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 3), ("enl_ratio", "ENL ratio", 2), ("epi", "EPI", 3),
+               ("delta", f"Δ PSNR vs {baseline_run or 'baseline'} (dB)", 2), ("s1_psnr", "PSNR S1 (dB)", 2),
+               ("val_psnr", "val PSNR (dB)", 2), ("train_minutes", "train (min)", 1), ("epochs", "best/epochs", 0)]
+    group_rows = [{"run": s.run, **{g: s.scores[g]["psnr"] for g in groups if g in s.scores}} for s in summaries]
+    hardware = f"{platform.machine()} CPU, {os.cpu_count()} cores" if not torch.cuda.is_available() \
+        else torch.cuda.get_device_name(0)
+    md = [
+        f"Evaluated on {len(files)} images ({', '.join(str(d) for d in data)}), whole images, per-image clip bounds "
+        f"(0.1/99.9 percentiles of dB). Metrics per SPEC; means over images. Evaluation hardware: {hardware}.",
+        "",
+        markdown_table(rows, columns),
+        "",
+        "PSNR (dB) per image group:",
+        "",
+        markdown_table(group_rows, [("run", "Run", 0)] + [(g, g, 2) for g in groups]),
+    ]
+    sweep = [{"label": s.run, "latent_ratio": s.latent_ratio, "psnr": s.scores["all"]["psnr"]}
+             for s in summaries if s.model_name == "baseline"]
+    if len(sweep) > 1:
+        save_sweep_plot(sweep, "latent_ratio", "psnr", out / "latent_ratio_sweep.png",
+                        "input pixels per latent value (latent ratio)", "PSNR on the dev set (dB)",
+                        "baseline autoencoder: latent-ratio sweep")
+        md += ["", "![latent-ratio sweep](latent_ratio_sweep.png)"]
+    for name, recs in reconstructions.items():
+        original = recs.pop("__original__")
+        fig = out / f"recon_{Path(name).stem}.png"
+        save_reconstruction_figure(original, recs, fig, title=name)
+        md += ["", f"![{name}]({fig.name})"]
+    (out / "results.md").write_text("\n".join(md) + "\n")
+    result = {"summaries": [asdict(s) for s in summaries], "per_image": per_image, "baseline_run": baseline_run,
+              "hardware": hardware, "images": [str(f) for f in files]}
+    (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
+    return result
+
+
+def _run_history(ckpt_path: Path, history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The whole run's history: last.pth beside best.pth knows the epochs after the best one."""
+    import json
+
+    full = ckpt_path.parent / "history.json"
+    if full.is_file():
+        try:
+            data = json.loads(full.read_text())
+            if isinstance(data, list) and data:
+                return data
+        except (OSError, ValueError):
+            pass
+    return history
+
+
+def _figure_picks(files: Sequence[Path], n: int) -> list[Path]:
+    """Up to ``n`` images for figures, one per group first (Sentinel-1 first)."""
+    picks: list[Path] = []
+    for group, _ in DEFAULT_GROUPS:
+        for f in files:
+            if image_group(f) == group:
+                picks.append(f)
+                break
+    return picks[:n]

@@ -1,0 +1,142 @@
+"""The seed study (04-04 plan): four autoencoder variants at a 16x latent ratio plus a latent-ratio sweep of the
+baseline, trained under one budget and evaluated on whole images. ``scripts/seed_study.sh`` and the notebooks
+call this module so that they all train and evaluate the same way.
+
+CPU budget (the default): every run gets the same training wall time (``budget_minutes``, validation included);
+epochs are 40 batches of 32 patches so even the slowest model validates several times; the cosine schedule's length
+is set per model from its measured 2-core throughput so that it anneals within the budget; lr 5e-4 (the configs'
+1e-4 is too slow for runs this short); no early stopping. ``full=True`` trains the configs exactly as written (the
+seed plan: 30 epochs, lr 1e-4, 5 warmup epochs, early stopping; meant for a GPU).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sarcodec.data.prepare import PrepareConfig, prepare_dataset
+
+VARIANT_RUNS: tuple[str, ...] = ("baseline_c16", "resnet_lite_c16", "residual_v1_c16", "attention_c16")
+SWEEP_RUNS: tuple[str, ...] = ("baseline_c4", "baseline_c8", "baseline_c32", "baseline_c64")
+RUNS: tuple[str, ...] = VARIANT_RUNS + SWEEP_RUNS
+
+# Epochs (of 40 batches) that fill about 8 minutes on the 2-core CPU: from measured throughput
+# (patches/s at 64 px: baseline ~140, resnet_lite ~54, residual ~15, attention ~12) plus validation time.
+CPU_EPOCHS: dict[str, int] = {"baseline": 40, "resnet_lite": 16, "residual": 4, "attention": 3}
+CPU_TRAIN_BATCHES_PER_EPOCH = 40
+CPU_LR = 5e-4
+
+
+@dataclass(frozen=True)
+class StudyPaths:
+    """Where the study's pieces live, relative to the repository root."""
+
+    train_inputs: tuple[Path, ...] = (Path("../shared/data/sar/train"), Path("../shared/data/sar/opera"))
+    eval_inputs: tuple[Path, ...] = (Path("../shared/data/sar/dev"),)
+    dataset: Path = Path("outputs/study_p64")
+    runs: Path = Path("runs/seed_study")
+    results: Path = Path("results/seed_study")
+    configs: Path = Path("configs")
+    # the seed plan's checkpoint path for Variant B (notebooks/checkpoints/residual_v1_c16/best.pth)
+    residual_dir: Path = Path("notebooks/checkpoints/residual_v1_c16")
+
+    def run_dir(self, run: str) -> Path:
+        return self.residual_dir if run == "residual_v1_c16" else self.runs / run
+
+
+def notebook_setup(budget: str, scratch: Path | None = None) -> tuple[StudyPaths, list[str]]:
+    """Paths and extra overrides for the notebooks: ``"study"`` reuses the study's data and checkpoints (training
+    what is missing under the CPU budget); ``"tiny"`` is a seconds-long smoke run on the bundled sample in
+    ``scratch`` (what the tests execute so the notebooks cannot rot)."""
+    if budget == "study":
+        return StudyPaths(), []
+    if budget != "tiny":
+        raise ValueError(f"budget must be 'study' or 'tiny', got {budget!r}")
+    if scratch is None:
+        raise ValueError("the tiny budget needs a scratch directory")
+    paths = StudyPaths(train_inputs=(Path("samples"),), eval_inputs=(Path("samples/opera"),),
+                       dataset=scratch / "dataset", runs=scratch / "runs", results=scratch / "results",
+                       residual_dir=scratch / "runs" / "residual_v1_c16")
+    return paths, ["epochs=1", "limit_batches=2", "model.base_channels=8", "data.batch_size=4"]
+
+
+def model_of(run: str) -> str:
+    """'residual_v1_c16' -> 'residual', 'resnet_lite_c16' -> 'resnet_lite', 'baseline_c4' -> 'baseline'."""
+    return run.rsplit("_c", 1)[0].removesuffix("_v1")
+
+
+def cpu_budget_overrides(run: str, budget_minutes: float) -> list[str]:
+    """The ``--set`` overrides of the equal-wall-time CPU study for one run."""
+    epochs = CPU_EPOCHS[model_of(run)]
+    return [
+        f"epochs={epochs}",
+        f"train_batches_per_epoch={CPU_TRAIN_BATCHES_PER_EPOCH}",
+        f"time_budget_minutes={budget_minutes:g}",
+        f"optim.lr={CPU_LR:g}",
+        f"optim.warmup_epochs={max(0.5, epochs / 10):g}",
+        "early_stopping.patience=null",
+    ]
+
+
+def ensure_dataset(paths: StudyPaths = StudyPaths(), log: Callable[[str], None] = print) -> Path:
+    """The study's scene-split dataset (64 px patches, stride 32) of train/ and opera/, made once."""
+    if not (paths.dataset / "manifest.json").is_file():
+        prepare_dataset(list(paths.train_inputs), paths.dataset,
+                        PrepareConfig(patch_size=64, stride=32), log=log)
+    return paths.dataset
+
+
+def train_run(run: str, *, budget_minutes: float = 8.0, full: bool = False, retrain: bool = False,
+              paths: StudyPaths = StudyPaths(), extra: Sequence[str] = (), log: Callable[[str], None] = print) -> Path:
+    """Train one run of the study unless it finished before; returns its output directory."""
+    from sarcodec.train import load_config, train
+
+    out = paths.run_dir(run)
+    done = out / ".done"
+    if done.exists() and not retrain:
+        log(f"{run}: trained before ({out}); pass retrain=True to redo it")
+        return out
+    overrides = [f"data.root={paths.dataset}", f"output_dir={out}"]
+    if not full:
+        overrides += cpu_budget_overrides(run, budget_minutes)
+    config = load_config(paths.configs / f"{run}.yaml", [*overrides, *extra])
+    train(config, resume=None if retrain else "auto", overwrite=retrain, log=log)
+    done.touch()
+    return out
+
+
+def evaluate_study(paths: StudyPaths = StudyPaths(), runs: Sequence[str] = RUNS, results: Path | None = None,
+                   log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Evaluate the trained runs on the evaluation images (../shared/data/sar/dev); writes results.md, results.json
+    and figures to ``results`` (default ``paths.results``, i.e. results/seed_study)."""
+    from sarcodec.evaluate import evaluate_checkpoints
+
+    checkpoints = [paths.run_dir(r) / "best.pth" for r in runs if (paths.run_dir(r) / "best.pth").is_file()]
+    return evaluate_checkpoints(checkpoints, list(paths.eval_inputs), results or paths.results,
+                                baseline_run="baseline_c16", log=log)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m sarcodec.study", description=__doc__.splitlines()[0])
+    parser.add_argument("--budget-minutes", type=float, default=8.0, help="training wall time per run (CPU budget)")
+    parser.add_argument("--full", action="store_true", help="train the configs as written (seed plan; for a GPU)")
+    parser.add_argument("--retrain", action="store_true", help="retrain runs that finished before")
+    parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="runs to train and evaluate")
+    parser.add_argument("--evaluate-only", action="store_true", help="skip training")
+    args = parser.parse_args(argv)
+    paths = StudyPaths()
+    ensure_dataset(paths)
+    if not args.evaluate_only:
+        for run in args.runs:
+            train_run(run, budget_minutes=args.budget_minutes, full=args.full, retrain=args.retrain, paths=paths)
+    evaluate_study(paths, args.runs)
+    print((paths.results / "results.md").read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
