@@ -271,8 +271,8 @@ def _figure_picks(files: Sequence[Path], n: int) -> list[Path]:
     """Up to ``n`` images for figures, one per group first (Sentinel-1 first)."""
     picks: list[Path] = []
     for group, _ in DEFAULT_GROUPS:
-        for f in files:
-            if image_group(f) == group:
-                picks.append(f)
-                break
+        first = next((f for f in files if image_group(f) == group), None)
+        if first is not None:
+            picks.append(first)
+    picks.extend(f for f in files if f not in picks)  # then the others, in order
     return picks[:n]

@@ -199,7 +199,7 @@ def _ssim_per_image(
         x_f = x.to(dtype)
         ref_f = ref.to(dtype)
         fn = pytorch_msssim.ms_ssim if multiscale else pytorch_msssim.ssim
-        return fn(
+        values: torch.Tensor = fn(
             x_f,
             ref_f,
             data_range=data_range,
@@ -208,6 +208,7 @@ def _ssim_per_image(
             win_sigma=SSIM_WIN_SIGMA,
             K=(SSIM_K1, SSIM_K2),
         )
+        return values
 
 
 def batch_ssim(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -403,7 +404,7 @@ def homogeneous_regions(
     blocks = (
         values[crop].reshape(n_rows, block_size, n_cols, block_size).transpose(0, 2, 1, 3)
     )
-    block_valid = (
+    block_valid: NDArray[np.bool_] = np.asarray(
         valid[crop].reshape(n_rows, block_size, n_cols, block_size).all(axis=(1, 3))
     )
     if not block_valid.any():

@@ -52,7 +52,7 @@ def save_reconstruction_figure(
         ax.set_yticks([])
     fig.colorbar(im, ax=axes[1, :].tolist(), shrink=0.7, label="x_norm error")
     fig.suptitle(title or "x_norm (normalised dB)", fontsize=9)
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=72)
     plt.close(fig)
 
 

@@ -23,8 +23,8 @@ SWEEP_RUNS: tuple[str, ...] = ("baseline_c4", "baseline_c8", "baseline_c32", "ba
 RUNS: tuple[str, ...] = VARIANT_RUNS + SWEEP_RUNS
 
 # Epochs (of 40 batches) that fill about 8 minutes on the 2-core CPU: from measured throughput
-# (patches/s at 64 px: baseline ~140, resnet_lite ~54, residual ~15, attention ~12) plus validation time.
-CPU_EPOCHS: dict[str, int] = {"baseline": 40, "resnet_lite": 16, "residual": 4, "attention": 3}
+# (patches/s at 64 px: baseline ~140, resnet_lite ~54, residual ~15, attention ~13) plus validation time.
+CPU_EPOCHS: dict[str, int] = {"baseline": 40, "resnet_lite": 16, "residual": 5, "attention": 4}
 CPU_TRAIN_BATCHES_PER_EPOCH = 40
 CPU_LR = 5e-4
 

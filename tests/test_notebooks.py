@@ -14,8 +14,9 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["train_residual.ipynb", "train_resnet.ipynb"])
-def test_notebook_runs_on_tiny_budget(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_notebook_runs_on_tiny_budget(name: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("SARCODEC_NOTEBOOK_BUDGET", "tiny")
+    monkeypatch.setenv("SARCODEC_NOTEBOOK_SCRATCH", str(tmp_path))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     client = NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOKS)}})
     client.execute(env=dict(os.environ))

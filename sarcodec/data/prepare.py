@@ -32,7 +32,7 @@ from typing import IO, Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from sarcodec import __version__
 from sarcodec.data.scenes import SPLITS, check_ratios, compile_scene_patterns, scene_id, split_scenes

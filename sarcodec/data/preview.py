@@ -21,7 +21,7 @@ def save_patch_preview(root: str | Path, png: str | Path, per_split: int = 8, se
     fig, axes = plt.subplots(len(SPLITS), per_split, figsize=(1.6 * per_split, 1.8 * len(SPLITS)), squeeze=False)
     for row, split in enumerate(SPLITS):
         ds = PatchDataset(root, split)
-        picks = np.linspace(0, len(ds) - 1, num=min(per_split, len(ds))).astype(int) if len(ds) else []
+        picks = np.linspace(0, max(len(ds) - 1, 0), num=min(per_split, len(ds))).astype(int)
         for col, ax in enumerate(axes[row]):
             ax.set_xticks([])
             ax.set_yticks([])

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from sarcodec import __version__
 from sarcodec.data.dataset import PatchDataset
@@ -217,7 +217,7 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
             if stopped_early:
                 log(f"early stopping: val_loss has not improved for {progress.epochs_without_improvement} epochs")
                 break
-            if _over_budget(progress.history, config.time_budget_minutes):
+            if epoch < config.epochs and _over_budget(progress.history, config.time_budget_minutes):
                 log(f"time budget of {config.time_budget_minutes:g} min reached after epoch {epoch}")
                 break
     finally:
