@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 OUT=${1:-/tmp/sarcodec-demo}
 .venv/bin/sarcodec prepare samples -o "$OUT/dataset" --patch-size 64 --overwrite
-.venv/bin/sarcodec info "$OUT/dataset" --preview "$OUT/patches.png"
+.venv/bin/sarcodec info "$OUT/dataset" --preview "$OUT/patches.png" | tail -n 1   # the summary was printed above
