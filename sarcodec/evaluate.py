@@ -3,6 +3,8 @@
 For each image: per-image preprocessing params (the ORIGINAL's clip bounds), the model's reconstruction of the
 whole image (models accept any size), then PSNR and SSIM on the [0, 1] working representation, PSNR in dB units,
 EPI on the working representation, and the ENL ratio on linear intensity over homogeneous regions of the original.
+The ENL ratio's reference is the original intensity as given (SPEC), not its clipped copy: the clip to [db_lo, db_hi]
+is part of the lossy path, so an exact copy of x_norm can score slightly above 1 (1.00-1.11 on the bundled samples).
 """
 
 from __future__ import annotations
@@ -119,7 +121,8 @@ def evaluate_images(
 
 
 def summarize(scores: Sequence[ImageScore]) -> dict[str, dict[str, float]]:
-    """Mean of each metric over all images and per group (NaN ENL ratios are left out of the mean)."""
+    """Mean of each metric over all images and per group. NaN values (e.g. an ENL ratio without a homogeneous
+    region) are left out; an infinite PSNR (a lossless image) is kept, so the mean is infinite then."""
     out: dict[str, dict[str, float]] = {}
     groups = {"all": list(scores)}
     for s in scores:
@@ -128,7 +131,7 @@ def summarize(scores: Sequence[ImageScore]) -> dict[str, dict[str, float]]:
         out[name] = {"images": float(len(members))}
         for key in ("psnr", "ssim", "enl_ratio", "epi"):
             values = np.array([getattr(s, key) for s in members], dtype=np.float64)
-            values = values[np.isfinite(values)]
+            values = values[~np.isnan(values)]
             out[name][key] = float(values.mean()) if values.size else float("nan")
     return out
 
@@ -181,14 +184,17 @@ def evaluate_checkpoints(
         ckpt_path = Path(path) / "best.pth" if Path(path).is_dir() else Path(path)
         ckpt = load_checkpoint(ckpt_path)
         model = model_from_checkpoint(ckpt, str(ckpt_path))
-        run = ckpt_path.parent.name
+        run = ckpt_path.parent.resolve().name or ckpt_path.stem
+        if any(s.run == run for s in summaries):  # two checkpoints of one folder
+            run = f"{run}/{ckpt_path.stem}"
         log(f"evaluating {run} ({ckpt_path}) on {len(files)} images")
         reconstruct = model_reconstructor(model)
         scores = evaluate_images(reconstruct, files)
         for f in figure_files:
             with open_raster(f) as reader:
                 raw = reader.read()
-            x_norm, _ = forward(raw, params_for_array(raw, None))
+                nodata = reader.info.nodata
+            x_norm, _ = forward(raw, params_for_array(raw, None, nodata=nodata))
             reconstructions.setdefault(f.name, {"__original__": x_norm})[run] = reconstruct(x_norm)
         history = ckpt["history"]
         counts = model.count_parameters()  # type: ignore[operator]

@@ -91,6 +91,8 @@ class PrepareConfig:
         if self.clip_scope not in ("image", "train"):
             raise BadInputError(f"clip scope must be 'image' or 'train', got {self.clip_scope!r}")
         check_ratios(self.split_ratios)
+        if self.seed < 0:
+            raise BadInputError(f"seed must be >= 0, got {self.seed}")
         if not 0.0 < self.fraction <= 1.0:
             raise BadInputError(f"fraction must be in (0, 1], got {self.fraction}")
         if not 0.0 <= self.max_invalid_fraction <= 1.0:
@@ -254,7 +256,7 @@ def prepare_dataset(
 ) -> dict[str, Any]:
     """Build a patch dataset from rasters and/or directories of rasters; returns the manifest dict."""
     config.validate()
-    output = Path(output)
+    output = Path(output).resolve()  # "-o ." must name the directory, not "" inside itself
     paths = find_rasters(list(inputs))
     images = _inspect(paths, config)
     _check_output(output, overwrite)
@@ -326,8 +328,15 @@ def _staging(output: Path) -> Iterator[Path]:
     try:
         yield tmp
         if output.exists():
-            shutil.rmtree(output)
-        os.replace(tmp, output)
+            # empty, or a sarcodec dataset the caller may overwrite (_check_output): keep the directory itself
+            # (it may be the shell's working directory) and swap its contents
+            for old in output.iterdir():
+                shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+            for new in tmp.iterdir():
+                os.replace(new, output / new.name)
+            tmp.rmdir()
+        else:
+            os.replace(tmp, output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(created)

@@ -187,7 +187,9 @@ def open_raster(path: str | Path, band: int | None = None) -> RasterReader:
 def find_rasters(paths: list[str | Path]) -> list[Path]:
     """Expand files and directories (recursively, sorted) into raster files.
 
-    A path that does not exist is an error; a directory with no raster files is an error.
+    A path that does not exist is an error; a directory with no raster files is an error. Inside directories,
+    hidden folders and folders holding a ``manifest.json`` (sarcodec outputs, e.g. a dataset written into an input
+    folder) are skipped.
     """
     found: list[Path] = []
     for raw in paths:
@@ -195,13 +197,22 @@ def find_rasters(paths: list[str | Path]) -> list[Path]:
         if not p.exists():
             raise BadInputError(f"{p}: no such file or directory")
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES)
+            files = sorted(f for f in p.rglob("*")
+                           if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES and not _skipped(f, p))
             if not files:
                 raise BadInputError(f"{p}: no raster files ({', '.join(RASTER_SUFFIXES)}) found")
             found.extend(files)
         else:
             found.append(p)
     return found
+
+
+def _skipped(path: Path, root: Path) -> bool:
+    """True for files below a hidden folder or a folder holding a manifest.json, relative to ``root``."""
+    for folder in path.relative_to(root).parents:
+        if folder.name.startswith(".") or (root / folder / "manifest.json").is_file():
+            return True
+    return False
 
 
 def _short(exc: BaseException) -> str:

@@ -119,3 +119,18 @@ def test_prepare_real_train_and_opera_no_shared_scenes(shared_sar: Path, tmp_pat
     bursts = {im["scene"] for im in m["images"] if "T137-292322-IW2" in im["path"]}
     assert bursts == {"T137-292322-IW2"}
     assert all(m["counts"][x]["patches"] > 100 for x in ("train", "val", "test"))
+
+
+def test_output_dot_and_dataset_inside_the_input_folder(scene_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "here"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    m = prepare_dataset([scene_dir], ".", PrepareConfig(patch_size=32))  # "-o ." names the current directory
+    assert Path.cwd().samefile(out) and (Path.cwd() / "manifest.json").is_file()  # same directory, not a new one
+    assert (out / "manifest.json").is_file() and m["counts"]["train"]["patches"] > 0
+    # a dataset written into an input folder is not read back as input on the next run
+    first = prepare_dataset([scene_dir], scene_dir / "ds", PrepareConfig(patch_size=32))
+    again = prepare_dataset([scene_dir], scene_dir / "ds", PrepareConfig(patch_size=32), overwrite=True)
+    assert len(again["images"]) == len(first["images"]) == 12
+    with pytest.raises(BadInputError, match="seed must be >= 0"):
+        prepare_dataset([scene_dir], tmp_path / "neg", PrepareConfig(seed=-1))
