@@ -22,7 +22,15 @@ import torch
 
 from sarcodec import metrics
 from sarcodec.io.raster import find_rasters, open_raster
-from sarcodec.preprocess import DEFAULT_CLIP_PERCENTILES, db_to_intensity, denormalize_db, forward, params_for_array, to_db
+from sarcodec.preprocess import (
+    DEFAULT_CLIP_PERCENTILES,
+    db_to_intensity,
+    denormalize_db,
+    forward,
+    normalize_db,
+    params_for_array,
+    to_db,
+)
 
 Reconstruct = Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]]
 """x_norm (H, W) in [0, 1] -> reconstruction (H, W) in [0, 1]."""
@@ -111,8 +119,8 @@ def evaluate_images(
             raw = reader.read()
             nodata = reader.info.nodata
         params = params_for_array(raw, units, clip_percentiles=clip_percentiles, nodata=nodata)
-        x_norm, valid = forward(raw, params)
-        db, _ = to_db(raw, params.units, nodata)
+        db, valid = to_db(raw, params.units, nodata)  # what preprocess.forward does, keeping the dB for intensity
+        x_norm = normalize_db(db, params.db_lo, params.db_hi)
         intensity = db_to_intensity(np.where(valid, db, 0.0))
         x_hat = reconstruct(x_norm)
         scores.append(score_reconstruction(x_norm, x_hat, intensity, valid, params.db_lo, params.db_hi,
@@ -179,7 +187,7 @@ def evaluate_checkpoints(
     summaries: list[ModelSummary] = []
     per_image: list[dict[str, Any]] = []
     reconstructions: dict[str, dict[str, npt.NDArray[np.float32]]] = {}
-    figure_files = _figure_picks(files, figure_images)
+    figure_originals = {f.name: _x_norm_of(f) for f in _figure_picks(files, figure_images)}
     for path in checkpoints:
         ckpt_path = Path(path) / "best.pth" if Path(path).is_dir() else Path(path)
         ckpt = load_checkpoint(ckpt_path)
@@ -190,20 +198,16 @@ def evaluate_checkpoints(
         log(f"evaluating {run} ({ckpt_path}) on {len(files)} images")
         reconstruct = model_reconstructor(model)
         scores = evaluate_images(reconstruct, files)
-        for f in figure_files:
-            with open_raster(f) as reader:
-                raw = reader.read()
-                nodata = reader.info.nodata
-            x_norm, _ = forward(raw, params_for_array(raw, None, nodata=nodata))
-            reconstructions.setdefault(f.name, {"__original__": x_norm})[run] = reconstruct(x_norm)
-        history = ckpt["history"]
+        for name, x_norm in figure_originals.items():
+            reconstructions.setdefault(name, {})[run] = reconstruct(x_norm)
+        history = _run_history(ckpt_path, ckpt["history"])
         counts = model.count_parameters()  # type: ignore[operator]
-        best = next(h for h in history if h["epoch"] == ckpt["epoch"])
+        best = next(h for h in ckpt["history"] if h["epoch"] == ckpt["epoch"])
         summaries.append(ModelSummary(
             run=run, model_name=ckpt["model_name"], latent_channels=int(ckpt["model_config"]["latent_channels"]),
             latent_ratio=float(model.latent_ratio), params=int(counts["total"]),  # type: ignore[arg-type]
-            epochs=len(_run_history(ckpt_path, history)), best_epoch=int(ckpt["epoch"]),
-            train_minutes=sum(float(h["seconds"]) for h in _run_history(ckpt_path, history)) / 60.0,
+            epochs=len(history), best_epoch=int(ckpt["epoch"]),
+            train_minutes=sum(float(h["seconds"]) for h in history) / 60.0,
             val_psnr=float(best["val_psnr"]), scores=summarize(scores),
         ))
         per_image.extend({"run": run, **s.to_dict()} for s in scores)
@@ -247,9 +251,8 @@ def evaluate_checkpoints(
                         "baseline autoencoder: latent-ratio sweep")
         md += ["", "![latent-ratio sweep](latent_ratio_sweep.png)"]
     for name, recs in reconstructions.items():
-        original = recs.pop("__original__")
         fig = out / f"recon_{Path(name).stem}.png"
-        save_reconstruction_figure(original, recs, fig, title=name)
+        save_reconstruction_figure(figure_originals[name], recs, fig, title=name)
         md += ["", f"![{name}]({fig.name})"]
     (out / "results.md").write_text("\n".join(md) + "\n")
     result = {"summaries": [asdict(s) for s in summaries], "per_image": per_image, "baseline_run": baseline_run,
@@ -271,6 +274,15 @@ def _run_history(ckpt_path: Path, history: list[dict[str, Any]]) -> list[dict[st
         except (OSError, ValueError):
             pass
     return history
+
+
+def _x_norm_of(path: Path) -> npt.NDArray[np.float32]:
+    """x_norm of a whole image under its own params (as :func:`evaluate_images` scores it)."""
+    with open_raster(path) as reader:
+        raw = reader.read()
+        nodata = reader.info.nodata
+    x_norm, _ = forward(raw, params_for_array(raw, None, nodata=nodata))
+    return x_norm
 
 
 def _figure_picks(files: Sequence[Path], n: int) -> list[Path]:
