@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import numpy as np
+
 from sarcodec import __version__
 from sarcodec.errors import SarcodecError
 from sarcodec.preprocess import UNITS
@@ -131,10 +133,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------------------ info
 def _add_info(sub: Any) -> None:
-    p = sub.add_parser("info", help="describe a dataset directory or a checkpoint",
-                       description="Print what is in a dataset made by 'sarcodec prepare', or in a training "
-                       "checkpoint (.pth).")
-    p.add_argument("target", help="a dataset directory, a checkpoint file, or a training run's directory")
+    p = sub.add_parser("info", help="describe a .sarc file, a dataset directory or a checkpoint",
+                       description="Print what is in a compressed .sarc file, a dataset made by 'sarcodec prepare', "
+                       "or a training checkpoint (.pth).")
+    p.add_argument("target", help="a .sarc file, a dataset directory, a checkpoint file, or a training run's directory")
     p.add_argument("--preview", metavar="PNG", default=None, help="also save a grid of sample patches per split as PNG")
     p.set_defaults(func=_cmd_info)
 
@@ -143,6 +145,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     from sarcodec.data.prepare import load_manifest
 
     target = Path(args.target)
+    if target.suffix == ".sarc":
+        return _cmd_info_sarc(target)
     if target.is_file() or target.suffix in (".pth", ".pt"):
         return _cmd_info_checkpoint(target)
     if target.is_dir() and not (target / "manifest.json").exists() and (target / "best.pth").is_file():
@@ -154,6 +158,140 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
         save_patch_preview(target, args.preview)
         print(f"preview: {args.preview}")
+    return 0
+
+
+def _cmd_info_sarc(path: Path) -> int:
+    from sarcodec.codec.api import read_info
+
+    f = read_info(path)
+    params = f["preprocessing_params"]
+    lines = [
+        f"{path}: .sarc, {f['file_bytes']} bytes, {f['bpp']:.4f} bpp "
+        f"(compression ratio {np.dtype(f['dtype']).itemsize * 8 / f['bpp']:.1f} vs {f['dtype']})",
+        f"  image: {f['height']} x {f['width']} {f['dtype']} {f['units']} (band {f['band']}), nodata {f['nodata']}",
+        f"  model: {f['model']['name']} ({f['model']['codec']}), sha256 {f['model']['sha256'][:16]}..., quality {f['quality']:g}",
+        f"  working representation: dB clipped to [{params['db_lo']:.2f}, {params['db_hi']:.2f}] "
+        f"({params['clip_percentiles'][0]:g}-{params['clip_percentiles'][1]:g} percentiles, per {params['clip_scope']})",
+        f"  tiles: {f['n_tiles']} of {f['tile']['size']} px, overlap {f['tile']['overlap']} px",
+        f"  georeferencing: {'CRS ' + _crs_name(f['crs']) if f['crs'] else 'no CRS'}, "
+        f"{'transform ' + str(f['transform']) if f['transform'] else 'no transform'}",
+        f"  written by {f.get('created_by', '?')}",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def _crs_name(wkt: str) -> str:
+    try:
+        from rasterio.crs import CRS
+
+        crs = CRS.from_wkt(wkt)
+        return crs.to_string() or "(custom)"
+    except Exception:  # a CRS GDAL cannot parse is still shown, shortened
+        return wkt[:60]
+
+
+# ------------------------------------------------------------------------------ compress / decompress
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
+    if not value > 0 or value != value or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _add_compress(sub: Any) -> None:
+    p = sub.add_parser(
+        "compress",
+        help="compress a SAR raster into a .sarc file",
+        description="Compress one band of a GeoTIFF or .npy raster with a learned codec into a .sarc file "
+        "(tiles with overlap, streamed: any scene size). Prints the size, bitrate and compression ratio.",
+    )
+    p.add_argument("input", help="GeoTIFF or .npy raster")
+    p.add_argument("-o", "--output", default=None, help="output .sarc (default: INPUT with .sarc suffix)")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("-q", "--quality", type=float, default=None,
+                      help="quality level 1 (smallest) .. 8 (best) of the model; default 4 (about 1 bpp on Sentinel-1)")
+    rate.add_argument("--bpp", type=_positive_float, default=None, help="target bits per pixel instead of a quality")
+    p.add_argument("--model", default=None, help="shipped codec name (default hyperprior) or a .safetensors codec file")
+    p.add_argument("--units", choices=UNITS, default=None, help="units of the input values (default: inferred, printed)")
+    p.add_argument("--band", type=_positive_int, default=None, help="1-based band of a multi-band raster")
+    p.add_argument("--nodata", type=float, default=None, help="nodata value (default: the raster's own)")
+    p.add_argument("--tile-size", type=_positive_int, default=1024, help="tile core size in pixels (default 1024)")
+    p.add_argument("--overlap", type=int, default=16, help="tile overlap in pixels on each side (default 16)")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(func=_cmd_compress)
+
+
+def _cmd_compress(args: argparse.Namespace) -> int:
+    from sarcodec.codec.api import compress
+    from sarcodec.codec.registry import DEFAULT_CODEC
+
+    output = Path(args.output) if args.output else Path(args.input).with_suffix(".sarc")
+    r = compress(args.input, output, quality=args.quality, bpp=args.bpp, model=args.model or DEFAULT_CODEC,
+                 units=args.units, band=args.band, nodata=args.nodata, tile_size=args.tile_size,
+                 overlap=args.overlap, device=args.device, overwrite=args.overwrite, progress=True)
+    if args.units is None:
+        _log_inferred_units(Path(args.input), args.band)
+    if r.note:
+        _log(f"note: {r.note}")
+    print(f"{output}: {r.bytes} bytes, {r.bpp:.4f} bpp, {r.height} x {r.width} {r.units}, model {r.model} "
+          f"quality {r.quality:g}, {r.seconds:.2f} s ({r.height * r.width / 1e6 / max(r.seconds, 1e-9):.2f} MP/s)")
+    return 0
+
+
+def _log_inferred_units(path: Path, band: int | None) -> None:
+    from sarcodec.io.raster import open_raster
+    from sarcodec.preprocess import infer_units
+
+    with open_raster(path, band) as reader:
+        units, rule = infer_units(np.dtype(reader.info.dtype), reader.sample())
+    _log(f"units: {units} ({rule}; override with --units)")
+
+
+def _add_decompress(sub: Any) -> None:
+    p = sub.add_parser(
+        "decompress",
+        help="decode a .sarc file to a GeoTIFF",
+        description="Decode a .sarc file to a GeoTIFF in the input's units and dtype, with CRS, transform and "
+        "nodata restored. The whole file is checked first; a damaged file writes nothing.",
+    )
+    p.add_argument("input", help=".sarc file")
+    p.add_argument("-o", "--output", default=None, help="output GeoTIFF (default: INPUT with .tif suffix)")
+    p.add_argument("--cog", action="store_true", help="write a Cloud-Optimized GeoTIFF (DEFLATE)")
+    p.add_argument("--compare", default=None, metavar="ORIGINAL",
+                   help="also score the result against ORIGINAL (PSNR, SSIM, ENL ratio, EPI) beside JPEG 2000 at the same bpp")
+    p.add_argument("--model", default=None, help="the .safetensors codec file, for files written with a model that is not shipped")
+    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.set_defaults(func=_cmd_decompress)
+
+
+def _cmd_decompress(args: argparse.Namespace) -> int:
+    from sarcodec.codec.api import decompress
+
+    output = Path(args.output) if args.output else Path(args.input).with_suffix(".tif")
+    r = decompress(args.input, output, model=args.model, cog=args.cog, device=args.device,
+                   overwrite=args.overwrite, progress=True)
+    print(f"{output}: {r.height} x {r.width} {r.dtype}{' (COG)' if args.cog else ''}, {r.seconds:.2f} s "
+          f"({r.height * r.width / 1e6 / max(r.seconds, 1e-9):.2f} MP/s)")
+    if args.compare:
+        from sarcodec.benchmark import compare_with_jpeg2000
+        from sarcodec.codec.api import read_info
+        from sarcodec.io.raster import open_raster
+        from sarcodec.report import markdown_table
+
+        info = read_info(args.input)
+        with open_raster(output) as reader:
+            decoded = reader.read()
+        rows = compare_with_jpeg2000(args.compare, decoded, info["file_bytes"], units=info["units"])
+        print(markdown_table(rows, [("codec", "codec", 0), ("bytes", "bytes", 0), ("bpp", "bpp", 3),
+                                    ("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 3), ("enl_ratio", "ENL ratio", 2),
+                                    ("epi", "EPI", 3)]))
     return 0
 
 
@@ -238,7 +376,41 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-_COMMANDS: tuple[Callable[[Any], None], ...] = (_add_prepare, _add_info, _add_train, _add_evaluate)
+# ------------------------------------------------------------------------------ benchmark
+def _add_benchmark(sub: Any) -> None:
+    p = sub.add_parser(
+        "benchmark",
+        help="learned codecs vs JPEG 2000, HTJ2K and JPEG XL on SAR scenes (CSV/JSON, plots, report)",
+        description="Sweep every codec over its rate setting on each image (same working representation, same "
+        "metrics), then write results.csv/json, RD plots, a gallery and report.md with BD-rate/BD-PSNR against "
+        "JPEG 2000 per image group.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="SCENES", help="raster files or directories")
+    p.add_argument("-o", "--output", default="results/benchmark", metavar="DIR", help="output directory")
+    p.add_argument("--codecs", nargs="+", default=None, metavar="NAME",
+                   help="classical codecs: jpeg2000 htj2k jpegxl (default all; jpeg2000 is always run as the anchor)")
+    p.add_argument("--models", nargs="*", default=None, metavar="MODEL",
+                   help="learned codecs: shipped names or .safetensors files (default: every shipped model)")
+    p.add_argument("--checkpoint", nargs="*", default=[], metavar="PTH",
+                   help="seed-study checkpoints whose latents are quantized and entropy-coded")
+    p.add_argument("--units", choices=UNITS, default=None, help="units of the inputs (default: inferred)")
+    p.add_argument("--bd-range", type=float, nargs=2, default=(0.25, 2.0), metavar=("LO", "HI"),
+                   help="bpp range of the BD metrics (default 0.25 2)")
+    p.set_defaults(func=_cmd_benchmark)
+
+
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    from sarcodec.benchmark import run_benchmark
+
+    run_benchmark(args.inputs, args.output, codecs=args.codecs, models=args.models, checkpoints=args.checkpoint,
+                  units=args.units, bd_range=tuple(args.bd_range), log=_log)
+    print((Path(args.output) / "report.md").read_text())
+    return 0
+
+
+_COMMANDS: tuple[Callable[[Any], None], ...] = (
+    _add_compress, _add_decompress, _add_info, _add_prepare, _add_train, _add_evaluate, _add_benchmark,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,270 @@
+"""The ``.sarc`` file: a versioned binary container for one compressed raster band.
+
+Layout (all integers little-endian)::
+
+    magic        8 bytes  b"SARC\\x00\\r\\n\\x1a"   (the \\r\\n and \\x1a catch text-mode and truncation damage)
+    version      u16      FORMAT_VERSION
+    header_len   u32
+    header       JSON, UTF-8: model {name, sha256}, quality, preprocessing_params, height, width, dtype, units,
+                 band, crs (WKT or null), transform (6 floats or null), nodata, tile {size, overlap}, n_tiles
+    records      one per tile row band, in order:
+                   mask_len u32, mask (zlib of np.packbits of the band's validity mask; empty = all valid)
+                 then one per tile of that band, left to right:
+                   payload_len u32, payload (constriction ANS words)
+    checksum     u32      CRC-32 of every byte before it
+
+Readers check the magic, the version, every length against the bytes left, and the checksum over the whole
+file before any pixel is decoded; any inconsistency raises :class:`~sarcodec.errors.CorruptFileError` with the
+problem named. Files are written to a temporary sibling and renamed into place, so a failed write never leaves
+a partial ``.sarc`` behind.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sarcodec.errors import CorruptFileError
+
+__all__ = [
+    "FORMAT_VERSION",
+    "MAGIC",
+    "MAX_TILE",
+    "SarcHeader",
+    "SarcReader",
+    "SarcWriter",
+    "decode_mask",
+    "encode_mask",
+    "tile_grid",
+]
+
+MAGIC = b"SARC\x00\r\n\x1a"
+FORMAT_VERSION = 1
+_MAX_HEADER = 64 << 20
+#: Largest tile core the format allows (bounds the memory and work of decoding one tile).
+MAX_TILE = 4096
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+
+
+def tile_grid(length: int, size: int) -> list[tuple[int, int]]:
+    """Core intervals ``(start, stop)`` of the tiles covering ``[0, length)``."""
+    return [(start, min(start + size, length)) for start in range(0, length, size)]
+
+
+def encode_mask(valid: npt.NDArray[np.bool_]) -> bytes:
+    """Lossless mask coding: empty bytes when all pixels are valid, else zlib(packbits(mask))."""
+    if bool(valid.all()):
+        return b""
+    return zlib.compress(np.packbits(valid.astype(bool), axis=None).tobytes(), 9)
+
+
+def decode_mask(data: bytes, shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
+    """Inverse of :func:`encode_mask` for a mask of ``shape``."""
+    if not data:
+        return np.ones(shape, dtype=bool)
+    try:
+        raw = zlib.decompress(data)
+    except zlib.error as exc:
+        raise CorruptFileError(f"validity mask is damaged ({exc})") from None
+    bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
+    n = shape[0] * shape[1]
+    if bits.size < n or bits.size > n + 7:
+        raise CorruptFileError("validity mask has the wrong size for its tile band")
+    return bits[:n].reshape(shape).astype(bool)
+
+
+@dataclass(frozen=True)
+class SarcHeader:
+    """The decoded JSON header (see the module docstring for the fields)."""
+
+    fields: dict[str, Any]
+
+    @property
+    def height(self) -> int:
+        return int(self.fields["height"])
+
+    @property
+    def width(self) -> int:
+        return int(self.fields["width"])
+
+    @property
+    def tile_size(self) -> int:
+        return int(self.fields["tile"]["size"])
+
+    @property
+    def overlap(self) -> int:
+        return int(self.fields["tile"]["overlap"])
+
+    def rows(self) -> list[tuple[int, int]]:
+        return tile_grid(self.height, self.tile_size)
+
+    def cols(self) -> list[tuple[int, int]]:
+        return tile_grid(self.width, self.tile_size)
+
+    def validate(self) -> None:
+        """Raise CorruptFileError unless every field the decoder relies on is present and sane."""
+        f = self.fields
+        try:
+            ok = (
+                isinstance(f["model"]["name"], str)
+                and isinstance(f["model"]["sha256"], str)
+                and isinstance(f["preprocessing_params"], dict)
+                and isinstance(f["quality"], int | float)
+                and math.isfinite(f["quality"])
+                and 0 < self.height <= 1 << 24
+                and 0 < self.width <= 1 << 24
+                and 16 <= self.tile_size <= MAX_TILE
+                and 0 <= self.overlap <= self.tile_size // 2
+                and int(f["n_tiles"]) == len(self.rows()) * len(self.cols())
+                and isinstance(f["dtype"], str)
+                and (f["transform"] is None or (isinstance(f["transform"], list) and len(f["transform"]) == 6))
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptFileError(f"header is missing or has a malformed field ({exc})") from None
+        if not ok:
+            raise CorruptFileError("header fields are inconsistent (shape, tiles, quality or model)")
+
+
+class SarcWriter:
+    """Write a ``.sarc`` file atomically: ``with SarcWriter(path, header) as w: w.band(mask); w.tile(payload)...``."""
+
+    def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        self._file: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 (closed in close/abort)
+        self._crc = 0
+        self.bytes_written = 0
+        data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+        self._write(MAGIC + _U16.pack(FORMAT_VERSION) + _U32.pack(len(data)) + data)
+
+    def _write(self, data: bytes) -> None:
+        self._file.write(data)
+        self._crc = zlib.crc32(data, self._crc)
+        self.bytes_written += len(data)
+
+    def band(self, mask: bytes) -> None:
+        """Start a tile row band with its coded validity mask."""
+        self._write(_U32.pack(len(mask)) + mask)
+
+    def tile(self, payload: bytes) -> None:
+        """Append one tile's entropy-coded payload."""
+        self._write(_U32.pack(len(payload)) + payload)
+
+    def close(self) -> None:
+        """Finish: checksum, flush, rename into place."""
+        self._file.write(_U32.pack(self._crc))
+        self.bytes_written += 4
+        self._file.close()
+        os.replace(self._tmp, self.path)
+
+    def abort(self) -> None:
+        """Drop the partial file."""
+        self._file.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> SarcWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+class SarcReader:
+    """Read a ``.sarc`` file: validates magic, version and checksum on open, then streams the records."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.size = self.path.stat().st_size
+            self._file: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 (closed in close)
+        except OSError as exc:
+            raise CorruptFileError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
+        try:
+            self._open()
+        except BaseException:
+            self._file.close()
+            raise
+
+    def _open(self) -> None:
+        head = self._file.read(len(MAGIC) + 6)
+        if len(head) < len(MAGIC) or head[: len(MAGIC)] != MAGIC:
+            raise CorruptFileError(f"{self.path}: not a .sarc file (bad magic bytes)")
+        if len(head) < len(MAGIC) + 6:
+            raise CorruptFileError(f"{self.path}: truncated .sarc file (ends inside the preamble)")
+        (version,) = _U16.unpack_from(head, len(MAGIC))
+        if version != FORMAT_VERSION:
+            raise CorruptFileError(f"{self.path}: .sarc format version {version}; this sarcodec reads version {FORMAT_VERSION}")
+        (header_len,) = _U32.unpack_from(head, len(MAGIC) + 2)
+        if header_len > min(_MAX_HEADER, self.size - len(head) - 4):
+            raise CorruptFileError(f"{self.path}: truncated or damaged .sarc file (header length {header_len})")
+        self._verify_checksum()
+        self._file.seek(len(head))
+        try:
+            fields = json.loads(self._file.read(header_len).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            raise CorruptFileError(f"{self.path}: header is not valid JSON ({exc})") from None
+        if not isinstance(fields, dict):
+            raise CorruptFileError(f"{self.path}: header is not a JSON object")
+        self.header = SarcHeader(fields)
+        self.header.validate()
+        self._end = self.size - 4
+        records = len(self.header.rows()) * (1 + len(self.header.cols()))
+        if self._file.tell() + 4 * records > self._end:
+            raise CorruptFileError(f"{self.path}: truncated .sarc file ({records} records announced, too few bytes)")
+
+    def _verify_checksum(self) -> None:
+        if self.size < len(MAGIC) + 10:
+            raise CorruptFileError(f"{self.path}: truncated .sarc file")
+        self._file.seek(0)
+        crc = 0
+        remaining = self.size - 4
+        while remaining:
+            chunk = self._file.read(min(remaining, 1 << 22))
+            if not chunk:
+                raise CorruptFileError(f"{self.path}: truncated .sarc file")
+            crc = zlib.crc32(chunk, crc)
+            remaining -= len(chunk)
+        (stored,) = _U32.unpack(self._file.read(4))
+        if stored != crc:
+            raise CorruptFileError(f"{self.path}: checksum mismatch: the file is damaged or truncated")
+
+    def _record(self) -> bytes:
+        raw = self._file.read(4)
+        if len(raw) < 4 or self._file.tell() > self._end:
+            raise CorruptFileError(f"{self.path}: truncated .sarc file (a tile record is missing)")
+        (length,) = _U32.unpack(raw)
+        if self._file.tell() + length > self._end:
+            raise CorruptFileError(f"{self.path}: damaged .sarc file (a record runs past the end)")
+        return self._file.read(length)
+
+    def bands(self) -> Iterator[tuple[bytes, list[bytes]]]:
+        """Yield ``(mask_bytes, [tile payloads])`` per tile row band, top to bottom."""
+        n_cols = len(self.header.cols())
+        for _ in self.header.rows():
+            mask = self._record()
+            yield mask, [self._record() for _ in range(n_cols)]
+        if self._file.tell() != self._end:
+            raise CorruptFileError(f"{self.path}: damaged .sarc file (unexpected bytes after the last tile)")
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> SarcReader:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.close()

@@ -1,0 +1,124 @@
+"""Codec weights: the shipped models in ``sarcodec/weights/`` and any ``.safetensors`` a user trained.
+
+A weights file is a safetensors file (no pickle) whose metadata names the architecture (``codec``) and its
+``config`` (JSON); ``training`` holds the training summary. A model is identified in ``.sarc`` files by its name
+and the SHA-256 of its weights file, so a file is only ever decoded by the exact weights that encoded it.
+
+``python -m sarcodec.codec.registry export SRC DST`` checks a trained file (loads it, codes a test image) and
+copies it to DST (used by ``scripts/train_codecs.sh`` to refresh the shipped weights).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+from sarcodec.codec.models import RDCodec, create_codec
+from sarcodec.errors import IncompatibleModelError
+
+__all__ = ["DEFAULT_CODEC", "WEIGHTS_DIR", "LoadedCodec", "load_codec", "shipped_codecs"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+#: The model ``sarcodec compress`` uses when no ``--model`` is given.
+DEFAULT_CODEC = "hyperprior"
+
+
+@dataclass
+class LoadedCodec:
+    """A codec ready to code: the network (eval mode), its name, the SHA-256 of its weights, its metadata."""
+
+    model: RDCodec
+    name: str
+    sha256: str
+    path: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_levels(self) -> int:
+        """Quality levels 1..num_levels."""
+        return self.model.num_levels
+
+
+def shipped_codecs() -> list[str]:
+    """Names of the codecs whose weights ship with the package."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def _resolve(name_or_path: str | Path) -> tuple[str, Path]:
+    text = str(name_or_path)
+    if text in shipped_codecs():
+        return text, WEIGHTS_DIR / f"{text}.safetensors"
+    path = Path(text)
+    if path.suffix == ".safetensors" and path.is_file():
+        return path.stem, path
+    raise IncompatibleModelError(
+        f"unknown model {text!r}: give one of {', '.join(shipped_codecs()) or '(none shipped)'} "
+        "or the path of a .safetensors codec file"
+    )
+
+
+_CACHE: dict[tuple[str, str], LoadedCodec] = {}
+
+
+def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.device = "cpu") -> LoadedCodec:
+    """Load a shipped codec by name or a ``.safetensors`` codec file by path (cached per file and device)."""
+    name, path = _resolve(name_or_path)
+    data = path.read_bytes()
+    sha = hashlib.sha256(data).hexdigest()
+    key = (sha, str(device))
+    if key in _CACHE:
+        return _CACHE[key]
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = dict(handle.metadata() or {})
+        state = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own SafetensorError / OSError
+        raise IncompatibleModelError(f"{path}: not a readable safetensors codec file ({exc})") from None
+    if metadata.get("format") != "sarcodec-codec":
+        raise IncompatibleModelError(f"{path}: not a sarcodec codec file (metadata format={metadata.get('format')!r})")
+    try:
+        config = json.loads(metadata["config"])
+    except (KeyError, json.JSONDecodeError) as exc:
+        raise IncompatibleModelError(f"{path}: codec config missing or malformed ({exc})") from None
+    model = create_codec(metadata.get("codec", ""), **config)
+    # Coding tables are stored as int32; their buffers' shapes depend on training, so adopt the stored shapes.
+    for module_name, module in model.named_modules():
+        for buffer_name in ("table_offsets", "table_lengths", "table_counts"):
+            key_name = f"{module_name}.{buffer_name}" if module_name else buffer_name
+            if key_name in state and hasattr(module, buffer_name):
+                setattr(module, buffer_name, state[key_name].to(torch.int64))
+    state = {k: (v.to(torch.int64) if v.dtype == torch.int32 else v) for k, v in state.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise IncompatibleModelError(f"{path}: weights do not fit the {metadata.get('codec')} architecture ({exc})") from None
+    model.eval().to(device)
+    loaded = LoadedCodec(model=model, name=name, sha256=sha, path=path, metadata=metadata)
+    _CACHE[key] = loaded
+    return loaded
+
+
+def _export(src: Path, dst: Path) -> None:
+    loaded = load_codec(src)
+    x = torch.rand(1, 1, 40, 56)
+    for quality in range(1, loaded.num_levels + 1):
+        payload = loaded.model.compress_tile(x, quality)
+        loaded.model.decompress_tile(payload, 40, 56, quality)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(src, dst)
+    print(f"exported {src} -> {dst} ({dst.stat().st_size / 1e6:.2f} MB, sha256 {loaded.sha256[:16]})")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[1] != "export":
+        sys.exit("usage: python -m sarcodec.codec.registry export SRC.safetensors DST.safetensors")
+    _export(Path(sys.argv[2]), Path(sys.argv[3]))

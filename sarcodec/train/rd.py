@@ -1,0 +1,211 @@
+"""Training of the rate-distortion codecs (``sarcodec.codec.models``): ``lambda * MSE + bpp``, all levels at once.
+
+Run it as ``python -m sarcodec.train.rd --config configs/codec_hyperprior.yaml`` (fields can be overridden with
+``--set key=value``). The training split of a dataset made by ``sarcodec prepare`` is loaded into memory whole
+(6062 patches of 64 x 64 are 100 MB as float32); every step draws a random batch, a random flip/rotation per
+patch and a random quality level per patch. AdamW with linear warmup then cosine decay, gradient clipping, a
+NaN/Inf guard, a separate Adam for the entropy models' tail quantiles, and a wall-clock budget: after 20 steps the
+step count is fitted to the budget so the cosine schedule ends when the time does (GPU when there is one).
+
+The output is ``<out>/<name>.safetensors``: the weights (float32) and integer coding tables, with the
+architecture, config, lambdas and training summary in the safetensors metadata -- loaded by
+``sarcodec.codec.registry.load_codec`` without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from sarcodec.codec.models import RDCodec, create_codec
+from sarcodec.data.dataset import dihedral
+from sarcodec.data.prepare import UINT16_SCALE, load_manifest
+
+__all__ = ["RDTrainConfig", "evaluate_levels", "load_patches", "rd_loss", "train_codec"]
+
+
+@dataclasses.dataclass
+class RDTrainConfig:
+    """One codec training run."""
+
+    name: str = "hyperprior"
+    codec: str = "hyperprior"
+    codec_config: dict[str, Any] = dataclasses.field(default_factory=dict)
+    data: str = "outputs/codec_p64"
+    out: str = "outputs/codec"
+    batch_size: int = 16
+    lr: float = 3e-4
+    aux_lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup_steps: int = 200
+    steps: int = 0  # 0: fitted to time_budget_minutes
+    time_budget_minutes: float = 30.0
+    grad_clip: float = 1.0
+    seed: int = 0
+    log_every: int = 200
+
+
+def load_patches(root: str | Path, split: str) -> torch.Tensor:
+    """All patches of one split as a float32 tensor (N, 1, P, P) in [0, 1]."""
+    manifest = load_manifest(root)
+    patches = np.load(Path(root) / manifest["files"][split]["patches"])
+    return torch.from_numpy(patches.astype(np.float32) / UINT16_SCALE).unsqueeze(1)
+
+
+def rd_loss(out: dict[str, Any], x: torch.Tensor, lambdas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample ``lambda * MSE + bpp`` averaged over the batch; also returns the mean MSE and mean bpp."""
+    pixels = x.shape[-1] * x.shape[-2]
+    bits = sum(-torch.log2(lik).flatten(1).sum(1) for lik in out["likelihoods"])
+    bpp = bits / pixels
+    mse = ((out["x_hat"] - x) ** 2).flatten(1).mean(1)
+    return (lambdas * mse + bpp).mean(), mse.mean(), bpp.mean()
+
+
+@torch.no_grad()
+def evaluate_levels(model: RDCodec, patches: torch.Tensor, batch_size: int = 64) -> list[dict[str, float]]:
+    """Estimated bpp (from likelihoods) and PSNR of every quality level on ``patches`` (eval mode)."""
+    model.eval()
+    device = next(model.parameters()).device
+    rows = []
+    for level in range(1, model.num_levels + 1):
+        bits = 0.0
+        sq = 0.0
+        for start in range(0, len(patches), batch_size):
+            x = patches[start : start + batch_size].to(device)
+            out = model(x, torch.full((len(x),), float(level), device=device))
+            bits += float(sum(-torch.log2(lik).sum() for lik in out["likelihoods"]))
+            sq += float(((out["x_hat"].clamp(0, 1) - x) ** 2).sum())
+        n = patches.numel()
+        rows.append({"quality": level, "bpp": bits / n, "psnr": 10 * math.log10(1 / max(sq / n, 1e-12))})
+    return rows
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return 0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train_codec(config: RDTrainConfig) -> Path:
+    """Train one codec; returns the path of the written ``.safetensors``."""
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    train = load_patches(config.data, "train").to(device)
+    val = load_patches(config.data, "val")
+    model = create_codec(config.codec, **config.codec_config).to(device)
+    lambdas = torch.tensor(model.lambdas, device=device)
+    aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    optimizer = torch.optim.AdamW(main_params, lr=config.lr, weight_decay=config.weight_decay)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=config.aux_lr)
+    total = config.steps or 10**9
+    start = time.monotonic()
+    budget = config.time_budget_minutes * 60
+    step = 0
+    skipped = 0
+    running = {"loss": 0.0, "mse": 0.0, "bpp": 0.0}
+    model.train()
+    while step < total:
+        if config.steps == 0 and step == 20:
+            per_step = (time.monotonic() - start) / 20
+            total = max(step + 1, int(budget / per_step))
+            print(f"{per_step * 1000:.0f} ms/step: {total} steps fit {config.time_budget_minutes} min", flush=True)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * _lr_factor(step, total, config.warmup_steps)
+        idx = torch.randint(len(train), (config.batch_size,), generator=generator).to(device)
+        x = train[idx]
+        k = int(torch.randint(8, (1,), generator=generator))
+        x = dihedral(x, k)
+        levels = torch.randint(model.num_levels, (config.batch_size,), generator=generator).to(device)
+        out = model(x, levels.float() + 1)
+        loss, mse, bpp = rd_loss(out, x, lambdas[levels])
+        if not torch.isfinite(loss):
+            skipped += 1
+            if skipped > 20:
+                raise RuntimeError("more than 20 non-finite losses: stopping")
+            step += 1
+            continue
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(main_params, config.grad_clip)
+        optimizer.step()
+        aux = model.aux_loss()
+        aux_optimizer.zero_grad(set_to_none=True)
+        aux.backward()
+        aux_optimizer.step()
+        running["loss"] += float(loss.detach())
+        running["mse"] += float(mse)
+        running["bpp"] += float(bpp)
+        step += 1
+        if step % config.log_every == 0:
+            n = config.log_every
+            print(
+                f"step {step}/{total} loss {running['loss'] / n:.4f} mse {running['mse'] / n:.5f} "
+                f"bpp {running['bpp'] / n:.3f} aux {float(aux):.1f} {(time.monotonic() - start) / 60:.1f} min",
+                flush=True,
+            )
+            running = dict.fromkeys(running, 0.0)
+    model.eval()
+    model.update_tables()
+    rows = evaluate_levels(model, val[:512])
+    for row in rows:
+        print(f"val quality {row['quality']}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB", flush=True)
+    out_dir = Path(config.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{config.name}.safetensors"
+    metadata = {
+        "format": "sarcodec-codec",
+        "version": "1",
+        "codec": model.codec_name,
+        "config": json.dumps(model.config),
+        "training": json.dumps(
+            {
+                **dataclasses.asdict(config),
+                "steps_done": step,
+                "minutes": round((time.monotonic() - start) / 60, 2),
+                "device": device.type,
+                "val_levels": rows,
+            }
+        ),
+    }
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    state = {k: (v.to(torch.int32) if v.dtype == torch.int64 else v) for k, v in state.items()}
+    tmp = path.with_suffix(".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    tmp.replace(path)
+    print(f"wrote {path}", flush=True)
+    return path
+
+
+def _parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: ``python -m sarcodec.train.rd --config FILE [--set key=value ...]``."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    args = parser.parse_args(argv)
+    fields = yaml.safe_load(Path(args.config).read_text()) or {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        fields[key] = _parse_value(value)
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    train_codec(RDTrainConfig(**fields))
+
+
+if __name__ == "__main__":
+    main()

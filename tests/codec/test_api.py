@@ -1,0 +1,153 @@
+"""compress/decompress end to end: georeferencing, units and dtype, tiling without seams, determinism, errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+
+import sarcodec
+from sarcodec.codec.api import _ramp
+from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError
+from sarcodec.metrics import psnr
+from sarcodec.preprocess import forward, params_for_array
+from tests.conftest import speckle_intensity, write_geotiff
+
+REPO = Path(__file__).resolve().parents[2]
+OPERA = sorted((REPO / "samples" / "opera").glob("*.tif"))[0]
+
+
+def test_ramps_sum_to_one_across_tiles() -> None:
+    length, size, overlap = 100, 32, 5
+    total = np.zeros(length)
+    for start in range(0, length, size):
+        stop = min(start + size, length)
+        e0 = max(0, start - overlap)
+        w = _ramp(start, stop, length, overlap)
+        total[e0 : e0 + len(w)] += w
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_real_geotiff_round_trip_keeps_georeferencing_units_and_nodata(tmp_path: Path) -> None:
+    sarc, out = tmp_path / "s.sarc", tmp_path / "s.tif"
+    result = sarcodec.compress(OPERA, sarc)
+    assert result.bytes == sarc.stat().st_size and result.units == "intensity"
+    sarcodec.decompress(sarc, out)
+    with rasterio.open(OPERA) as a, rasterio.open(out) as b:
+        assert b.crs == a.crs and b.transform == a.transform and b.dtypes == a.dtypes and b.shape == a.shape
+        assert (np.isnan(b.nodata) and np.isnan(a.nodata)) or b.nodata == a.nodata
+        orig, rec = a.read(1), b.read(1)
+    np.testing.assert_array_equal(np.isnan(orig), np.isnan(rec))  # invalid pixels come back as nodata
+    params = params_for_array(orig, "intensity", nodata=float("nan"))
+    x, _ = forward(orig, params)
+    x_hat, _ = forward(rec, params)
+    assert psnr(x_hat, x) > 18.0
+    info = sarcodec.read_info(sarc)
+    assert info["height"] == orig.shape[0] and info["crs"] and info["model"]["name"] == "hyperprior"
+
+
+def test_float_intensity_without_georeferencing_stays_float_intensity(tmp_path: Path) -> None:
+    img = speckle_intensity((70, 90), looks=1, seed=3)
+    src = write_geotiff(tmp_path / "plain.tif", img, georef=False)
+    sarcodec.compress(src, tmp_path / "p.sarc", quality=6)
+    sarcodec.decompress(tmp_path / "p.sarc", tmp_path / "p.tif")
+    with rasterio.open(tmp_path / "p.tif") as ds:
+        assert ds.dtypes[0] == "float32" and ds.crs is None and ds.transform.is_identity
+        rec = ds.read(1)
+    assert np.all(rec > 0)
+    db_err = np.abs(10 * np.log10(rec) - 10 * np.log10(img))
+    assert np.median(db_err) < 3.0
+
+
+def test_uint16_amplitude_array_api_round_trip(tmp_path: Path) -> None:
+    amp = (np.sqrt(speckle_intensity((64, 64), looks=4, seed=5)) * 3000).astype(np.uint16)
+    sarcodec.compress(amp, tmp_path / "a.sarc")
+    result = sarcodec.decompress(tmp_path / "a.sarc")
+    assert result.array is not None and result.array.dtype == np.uint16 and result.array.shape == (64, 64)
+    assert sarcodec.read_info(tmp_path / "a.sarc")["units"] == "amplitude"
+
+
+def test_tiles_have_no_measurable_seams(tmp_path: Path) -> None:
+    img = speckle_intensity((192, 192), looks=1, seed=7)
+    whole = sarcodec.compress(img, tmp_path / "w.sarc", quality=5)
+    tiled = sarcodec.compress(img, tmp_path / "t.sarc", quality=5, tile_size=64, overlap=8)
+    assert tiled.bytes < whole.bytes * 1.35
+    rec = sarcodec.decompress(tmp_path / "t.sarc").array
+    assert rec is not None
+    params = params_for_array(img, "intensity")
+    x, _ = forward(img, params)
+    x_hat, _ = forward(rec, params)
+    near = np.zeros(x.shape, bool)
+    for edge in (64, 128):
+        near[edge - 4 : edge + 4, :] = True
+        near[:, edge - 4 : edge + 4] = True
+    def region_psnr(mask: np.ndarray) -> float:
+        return float(10 * np.log10(1 / np.mean((x_hat[mask].astype(np.float64) - x[mask]) ** 2)))
+
+    assert abs(region_psnr(near) - region_psnr(~near)) < 0.2
+
+
+def test_bpp_target_is_met(tmp_path: Path) -> None:
+    img = speckle_intensity((96, 96), looks=1, seed=9)
+    result = sarcodec.compress(img, tmp_path / "b.sarc", bpp=1.5)
+    assert result.bpp <= 1.5 * 1.1
+    assert 1 <= result.quality <= 8
+
+
+def test_decoding_is_identical_across_thread_counts(tmp_path: Path) -> None:
+    img = speckle_intensity((80, 72), looks=1, seed=11)
+    sarcodec.compress(img, tmp_path / "d.sarc")
+    code = (
+        "import sys, torch, numpy as np, sarcodec;"
+        "torch.set_num_threads(int(sys.argv[1]));"
+        "np.save(sys.argv[3], sarcodec.decompress(sys.argv[2], device='cpu').array)"
+    )
+    for threads in (1, 2):
+        subprocess.run([sys.executable, "-c", code, str(threads), str(tmp_path / "d.sarc"), str(tmp_path / f"{threads}.npy")],
+                       check=True, cwd=REPO)
+    np.testing.assert_array_equal(np.load(tmp_path / "1.npy"), np.load(tmp_path / "2.npy"))
+
+
+def test_cog_output(tmp_path: Path) -> None:
+    sarcodec.compress(OPERA, tmp_path / "c.sarc")
+    sarcodec.decompress(tmp_path / "c.sarc", tmp_path / "c.tif", cog=True)
+    with rasterio.open(tmp_path / "c.tif") as ds:
+        assert ds.profile.get("tiled") and ds.crs is not None
+        assert ds.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.sarc", "c.tif"]
+
+
+def test_bad_inputs_raise_package_errors(tmp_path: Path) -> None:
+    img = speckle_intensity((32, 32))
+    with pytest.raises(BadInputError):
+        sarcodec.compress(tmp_path / "missing.tif", tmp_path / "x.sarc")
+    with pytest.raises(BadInputError):
+        sarcodec.compress(img, tmp_path / "x.sarc", quality=2, bpp=1.0)
+    with pytest.raises(IncompatibleModelError):
+        sarcodec.compress(img, tmp_path / "x.sarc", quality=99)
+    with pytest.raises(BadInputError):
+        sarcodec.compress(np.full((16, 16), np.nan, np.float32), tmp_path / "x.sarc")
+    existing = tmp_path / "exists.sarc"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(OutputError):
+        sarcodec.compress(img, existing)
+    assert existing.read_bytes() == b"keep me"
+    with pytest.raises(CorruptFileError):
+        sarcodec.decompress(existing, tmp_path / "never.tif")
+    assert not (tmp_path / "never.tif").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists.sarc"]
+
+
+def test_wrong_model_weights_are_refused(tmp_path: Path) -> None:
+    sarcodec.compress(speckle_intensity((32, 32)), tmp_path / "m.sarc")
+    fake = tmp_path / "hyperprior.safetensors"
+    fake.write_bytes((REPO / "sarcodec" / "weights" / "hyperprior.safetensors").read_bytes() + b"")
+    other = tmp_path / "factorized.safetensors"
+    other.write_bytes((REPO / "sarcodec" / "weights" / "factorized.safetensors").read_bytes())
+    with pytest.raises(IncompatibleModelError, match="sha256"):
+        sarcodec.decompress(tmp_path / "m.sarc", model=other)
+    assert sarcodec.decompress(tmp_path / "m.sarc", model=fake).array is not None

@@ -1,0 +1,91 @@
+"""Entropy models and their coding: integer tables, exact round trips, rates that match the likelihoods."""
+
+from __future__ import annotations
+
+import math
+
+import constriction
+import numpy as np
+import pytest
+import torch
+
+from sarcodec.codec.entropy import (
+    TABLE_PRECISION,
+    FactorizedDensity,
+    GaussianConditional,
+    decode_grouped,
+    encode_grouped,
+    quantize_pmf,
+)
+from sarcodec.errors import CorruptFileError
+
+
+def test_quantize_pmf_sums_exactly_and_keeps_every_symbol() -> None:
+    counts = quantize_pmf(np.array([0.5, 0.25, 0.25 - 1e-12, 1e-12, 0.0]))
+    assert counts.sum() == 1 << TABLE_PRECISION
+    assert counts.min() >= 1
+    assert counts[0] == pytest.approx(counts[1] * 2, rel=1e-4)
+
+
+def test_grouped_coding_round_trip() -> None:
+    rng = np.random.default_rng(0)
+    tables = [quantize_pmf(rng.random(n)) for n in (3, 17, 200)]
+    groups = rng.integers(0, 3, 5000)
+    symbols = np.array([rng.integers(0, len(tables[g])) for g in groups])
+    coder = constriction.stream.stack.AnsCoder()
+    encode_grouped(coder, symbols, groups, tables)
+    words = coder.get_compressed()
+    decoded = decode_grouped(constriction.stream.stack.AnsCoder(words), groups, tables)
+    np.testing.assert_array_equal(decoded, symbols)
+
+
+def test_decode_with_unknown_table_is_corrupt_file_error() -> None:
+    coder = constriction.stream.stack.AnsCoder(np.array([123456789], dtype=np.uint32))
+    with pytest.raises(CorruptFileError):
+        decode_grouped(coder, np.array([0, 5]), [quantize_pmf(np.ones(4))])
+
+
+def test_factorized_density_is_a_distribution_and_codes_at_its_entropy() -> None:
+    torch.manual_seed(0)
+    density = FactorizedDensity(2).eval()
+    support = torch.arange(-400, 401, dtype=torch.float32).view(1, 1, -1, 1).expand(1, 2, -1, 1)
+    mass = density.likelihood(support.contiguous()).sum(dim=2)
+    torch.testing.assert_close(mass, torch.ones_like(mass), atol=1e-3, rtol=0)
+    with torch.no_grad():  # tails wide enough to hold the density's mass (training learns them with aux_loss)
+        density.quantiles.copy_(torch.tensor([-300.0, 0.0, 300.0]).repeat(2, 1, 1))
+    density.update_tables()
+    y = torch.randn(1, 2, 32, 32) * 3
+    coder = constriction.stream.stack.AnsCoder()
+    coded = density.encode(coder, y)
+    bits = coder.num_bits()
+    decoded = density.decode(constriction.stream.stack.AnsCoder(coder.get_compressed()), (32, 32))
+    torch.testing.assert_close(decoded, coded)
+    with torch.no_grad():
+        ideal = float(-torch.log2(density.likelihood(coded)).sum())
+    assert bits == pytest.approx(ideal, rel=0.02, abs=64)
+
+
+def test_gaussian_conditional_round_trip_and_rate() -> None:
+    gc = GaussianConditional()
+    gc.update_tables()
+    torch.manual_seed(1)
+    scales = torch.exp(torch.rand(1, 4, 16, 16) * 4 - 1)
+    means = torch.randn(1, 4, 16, 16)
+    y = means + scales * torch.randn_like(scales)
+    indices = gc.scale_indices(scales)
+    coder = constriction.stream.stack.AnsCoder()
+    symbols = gc.encode(coder, y, indices, means)
+    decoded = gc.decode(constriction.stream.stack.AnsCoder(coder.get_compressed()), indices)
+    torch.testing.assert_close(decoded, symbols)
+    # Coding with the snapped table scale costs close to the ideal -log2 likelihood.
+    table_scales = gc.scale_table[indices]
+    ideal = float(-torch.log2(gc.likelihood(symbols, table_scales)).sum())
+    assert coder.num_bits() == pytest.approx(ideal, rel=0.03, abs=64)
+
+
+def test_scale_indices_pick_the_next_table_scale() -> None:
+    gc = GaussianConditional()
+    table = gc.scale_table
+    idx = gc.scale_indices(torch.stack([table[0] / 2, table[10], (table[10] + table[11]) / 2, table[-1] * 3]))
+    assert idx.tolist() == [0, 10, 11, len(table) - 1]
+    assert math.isclose(float(table[0]), 0.11, rel_tol=1e-6)

