@@ -95,7 +95,7 @@ def load_bench_image(path: str | Path, units: str | None = None) -> BenchImage:
     params = params_for_array(raw, units, nodata=nodata)
     db, valid = to_db(raw, params.units, nodata)
     x = normalize_db(db, params.db_lo, params.db_hi)
-    intensity = db_to_intensity(np.where(valid, db, 0.0))
+    intensity = np.asarray(db_to_intensity(np.where(valid, db, 0.0)), dtype=np.float64)
     return BenchImage(Path(path), Path(path).name, image_group(path), raw, params, x, valid, intensity)
 
 
@@ -111,7 +111,7 @@ def jpeg2000_roundtrip(x: FloatImage, bpp: float) -> tuple[bytes, FloatImage]:
     Image.fromarray(_to_u16(x)).save(buf, format="JPEG2000", quality_mode="rates", quality_layers=[16 / bpp],
                                      irreversible=True)
     data = buf.getvalue()
-    out = np.asarray(Image.open(io.BytesIO(data))).astype(np.float32) / 65535
+    out: FloatImage = (np.asarray(Image.open(io.BytesIO(data))).astype(np.float32) / np.float32(65535)).astype(np.float32)
     return data, out
 
 
@@ -126,7 +126,7 @@ def _timed_classical(encode: Callable[[npt.NDArray[np.uint16], float], bytes],
         t0 = time.perf_counter()
         data = encode(u16, setting)
         t1 = time.perf_counter()
-        out = np.asarray(decode(data)).astype(np.float32) / 65535
+        out: FloatImage = (np.asarray(decode(data)).astype(np.float32) / np.float32(65535)).astype(np.float32)
         t2 = time.perf_counter()
         return len(data), out, t1 - t0, t2 - t1
 
@@ -204,7 +204,7 @@ def _sarc_roundtrip(model: str) -> Roundtrip:
 def _learned_codecs(models: Sequence[str]) -> dict[str, tuple[tuple[float, ...], str, Roundtrip]]:
     from sarcodec.codec.registry import load_codec
 
-    out = {}
+    out: dict[str, tuple[tuple[float, ...], str, Roundtrip]] = {}
     for model in models:
         codec = load_codec(model)
         settings = tuple(float(q) for q in range(1, codec.num_levels + 1))
@@ -215,7 +215,7 @@ def _learned_codecs(models: Sequence[str]) -> dict[str, tuple[tuple[float, ...],
 def _seed_codecs(checkpoints: Sequence[str]) -> dict[str, tuple[tuple[float, ...], str, Roundtrip]]:
     from sarcodec.codec.latent import LatentCoder
 
-    out = {}
+    out: dict[str, tuple[tuple[float, ...], str, Roundtrip]] = {}
     for ckpt in checkpoints:
         coder = LatentCoder.from_checkpoint(ckpt)
         out[f"seed-{coder.name}"] = (coder.settings, "latent step / latent std", coder.roundtrip)
@@ -237,8 +237,10 @@ def bd_metrics(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float
     """(BD-rate in %, BD-PSNR in dB) of ``test`` against ``anchor``, both lists of (bpp, PSNR); NaN if no overlap."""
     import bjontegaard as bd
 
-    ra, da = _restrict(*(np.asarray(v, dtype=np.float64) for v in zip(*anchor)), *bd_range)
-    rt, dt = _restrict(*(np.asarray(v, dtype=np.float64) for v in zip(*test)), *bd_range)
+    a = np.asarray(anchor, dtype=np.float64).reshape(-1, 2)
+    t = np.asarray(test, dtype=np.float64).reshape(-1, 2)
+    ra, da = _restrict(a[:, 0], a[:, 1], *bd_range)
+    rt, dt = _restrict(t[:, 0], t[:, 1], *bd_range)
     if len(ra) < 2 or len(rt) < 2 or min(da.max(), dt.max()) <= max(da.min(), dt.min()):
         return math.nan, math.nan
     with warnings.catch_warnings():

@@ -147,6 +147,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if target.suffix == ".sarc":
         return _cmd_info_sarc(target)
+    if target.suffix == ".safetensors" or target.name in _shipped_codecs():
+        return _cmd_info_codec(str(target))
     if target.is_file() or target.suffix in (".pth", ".pt"):
         return _cmd_info_checkpoint(target)
     if target.is_dir() and not (target / "manifest.json").exists() and (target / "best.pth").is_file():
@@ -178,6 +180,34 @@ def _cmd_info_sarc(path: Path) -> int:
         f"{'transform ' + str(f['transform']) if f['transform'] else 'no transform'}",
         f"  written by {f.get('created_by', '?')}",
     ]
+    print("\n".join(lines))
+    return 0
+
+
+def _shipped_codecs() -> list[str]:
+    from sarcodec.codec.registry import shipped_codecs
+
+    return shipped_codecs()
+
+
+def _cmd_info_codec(name: str) -> int:
+    import json
+
+    from sarcodec.codec.registry import load_codec
+
+    codec = load_codec(name)
+    training = json.loads(codec.metadata.get("training", "{}"))
+    params = sum(p.numel() for p in codec.model.parameters())
+    lines = [
+        f"codec {codec.name}: {codec.model.codec_name} {json.dumps(codec.model.config)}",
+        f"  weights: {codec.path} ({codec.path.stat().st_size / 1e6:.2f} MB, sha256 {codec.sha256[:16]}...), "
+        f"{params:,} parameters, quality levels 1..{codec.num_levels}",
+    ]
+    if training:
+        lines.append(f"  trained: {training.get('steps_done')} steps, {training.get('minutes')} min on "
+                     f"{training.get('device')}, data {training.get('data')}")
+        for row in training.get("val_levels", []):
+            lines.append(f"    quality {row['quality']}: {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB (val patches, estimated rate)")
     print("\n".join(lines))
     return 0
 

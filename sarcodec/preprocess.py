@@ -19,6 +19,7 @@ This module knows nothing of files: readers hand it arrays.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -279,6 +280,15 @@ class DbHistogram:
     def clip_bounds(self, percentiles: tuple[float, float]) -> tuple[float, float]:
         lo, hi = check_percentiles(percentiles)
         return self.percentile(lo), self.percentile(hi)
+
+
+def db_histogram(blocks: Iterable[npt.NDArray[Any]], units: str, nodata: float | None = None) -> DbHistogram:
+    """Histogram of the valid dB values of raw blocks (e.g. a raster's row blocks): one streaming pass."""
+    hist = DbHistogram()
+    for block in blocks:
+        db, valid = to_db(block, units, nodata)
+        hist.add(db, valid)
+    return hist
 
 
 # -------------------------------------------------------------------- forward / inverse

@@ -8,24 +8,20 @@ uint16 of x_norm, quality_layers=[16/bpp]): bpp, PSNR and the ENL ratio under sa
 
 from __future__ import annotations
 
-import io
 import sys
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from sarcodec import metrics
+from sarcodec.benchmark import jpeg2000_roundtrip
 from sarcodec.io.raster import open_raster
 from sarcodec.preprocess import db_to_intensity, denormalize_db, forward, params_for_array
 
 
 def jpeg2000(x_norm: np.ndarray, bpp: float) -> tuple[np.ndarray, float]:
-    buf = io.BytesIO()
-    Image.fromarray(np.rint(x_norm * 65535).astype(np.uint16)).save(
-        buf, format="JPEG2000", quality_mode="rates", quality_layers=[16 / bpp], irreversible=True)
-    out = np.asarray(Image.open(io.BytesIO(buf.getvalue()))).astype(np.float32) / 65535
-    return out, len(buf.getvalue()) * 8 / x_norm.size
+    data, out = jpeg2000_roundtrip(x_norm, bpp)
+    return out, len(data) * 8 / x_norm.size
 
 
 def cv_rule_ratio(recon: np.ndarray, orig: np.ndarray, valid: np.ndarray, block: int = 8, fraction: float = 0.1) -> float:

@@ -9,6 +9,6 @@ if [ ! -f outputs/codec_p64/manifest.json ]; then
       --patch-size 64 --stride 32
 fi
 for name in hyperprior factorized; do
-  $PY -m sarcodec.train.rd --config "configs/codec_${name}.yaml" "$@" 2>&1 | tee "outputs/codec_${name}.log"
+  $PY -m sarcodec.train.rd --config "configs/codec/${name}.yaml" "$@" 2>&1 | tee "outputs/codec_${name}.log"
   $PY -m sarcodec.codec.registry export "outputs/codec/${name}.safetensors" "sarcodec/weights/${name}.safetensors"
 done

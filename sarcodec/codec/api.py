@@ -40,15 +40,14 @@ from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelEr
 from sarcodec.io.raster import RasterInfo, open_raster
 from sarcodec.preprocess import (
     DEFAULT_CLIP_PERCENTILES,
-    DbHistogram,
     PreprocessingParams,
     check_percentiles,
     check_units,
+    db_histogram,
     forward,
     infer_units,
     inverse,
     make_params,
-    to_db,
 )
 
 __all__ = [
@@ -166,11 +165,9 @@ def _scene_params(source: Any, units: str | None, nodata: float | None, percenti
     if units is None:
         units, _ = infer_units(np.dtype(info.dtype), source.sample())
     units = check_units(units)
-    hist = DbHistogram()
-    for row in range(0, info.height, _HIST_ROWS):
-        block = source.read((row, 0, min(_HIST_ROWS, info.height - row), info.width))
-        db, valid = to_db(block, units, nodata)
-        hist.add(db, valid)
+    blocks = (source.read((row, 0, min(_HIST_ROWS, info.height - row), info.width))
+              for row in range(0, info.height, _HIST_ROWS))
+    hist = db_histogram(blocks, units, nodata)
     if hist.total == 0:
         raise BadInputError(f"{info.path}: no valid pixels (all NaN, non-positive or nodata)")
     lo, hi = hist.clip_bounds(check_percentiles(percentiles))
@@ -212,7 +209,7 @@ def _choose_quality(codec: LoadedCodec, source: Any, params: PreprocessingParams
     pixels = sum(n for _, n in samples)
 
     def rate(q: float) -> float:
-        return sum(len(codec.model.compress_tile(t, q)) for t, _ in samples) * 8 / pixels
+        return float(sum(len(codec.model.compress_tile(t, q)) for t, _ in samples) * 8 / pixels)
 
     lo, hi = 1.0, float(codec.num_levels)
     if rate(lo) > target:
@@ -363,7 +360,7 @@ class _Blender:
 
     def pop(self, until: int) -> npt.NDArray[np.float32]:
         n = until - self.start
-        out = self.values[:n] / np.maximum(self.weights[:n], 1e-12)
+        out = (self.values[:n] / np.maximum(self.weights[:n], np.float32(1e-12))).astype(np.float32)
         self.values, self.weights = self.values[n:], self.weights[n:]
         self.start = until
         return out

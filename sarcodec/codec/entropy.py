@@ -66,7 +66,7 @@ class _LowerBound(torch.autograd.Function):
 
 def lower_bound(x: Tensor, bound: float) -> Tensor:
     """``max(x, bound)`` with the gradient of Ballé et al.'s ``LowerBound`` (never stuck below the bound)."""
-    out: Tensor = _LowerBound.apply(x, bound)
+    out: Tensor = _LowerBound.apply(x, bound)  # type: ignore[no-untyped-call]
     return out
 
 
@@ -81,7 +81,8 @@ def quantize_pmf(pmf: NDArray[np.float64], precision: int = TABLE_PRECISION) -> 
     free = total - pmf.size  # every symbol gets 1, the rest is shared by probability
     counts = 1 + np.floor(pmf / pmf.sum() * free).astype(np.int64)
     counts[int(np.argmax(counts))] += total - int(counts.sum())
-    return counts
+    out: NDArray[np.int64] = counts
+    return out
 
 
 def encode_grouped(
@@ -126,6 +127,11 @@ class FactorizedDensity(nn.Module):
     ``forward(y)`` returns ``(y_tilde, likelihoods)``: in training ``y_tilde = y + U(-0.5, 0.5)``, in eval mode
     ``round(y)``; likelihoods are the probability mass of the unit interval around each value.
     """
+
+    table_offsets: Tensor
+    table_lengths: Tensor
+    table_counts: Tensor
+    _tail_target: Tensor
 
     def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0) -> None:
         super().__init__()
@@ -252,6 +258,10 @@ def default_scale_table(low: float = 0.11, high: float = 256.0, levels: int = 64
 
 class GaussianConditional(nn.Module):
     """Likelihood of latents under N(mean, scale^2) convolved with U(-0.5, 0.5); coding by scale-table index."""
+
+    scale_table: Tensor
+    table_lengths: Tensor
+    table_counts: Tensor
 
     def __init__(self, scale_bound: float = 0.11) -> None:
         super().__init__()

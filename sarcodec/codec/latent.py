@@ -63,7 +63,7 @@ class LatentCoder:
         latent = self.model.encode(torch.from_numpy(np.ascontiguousarray(x))[None, None].float())[0].double()
         step = float(setting * max(float(latent.std()), 1e-6))
         q = torch.round(latent / step).long()
-        radius = int(min(q.abs().max(), 65535))
+        radius = min(int(q.abs().max()), 65535)
         scales = q.abs().double().mean(dim=(1, 2)).numpy().astype(np.float16)
         tables = [_laplace_table(float(s), radius) for s in scales]
         channels = q.shape[0]

@@ -223,7 +223,8 @@ class RDCodec(nn.Module):
 
     def _synthesize(self, y_hat: Tensor, quality: Tensor) -> Tensor:
         _, inverse_gain = self.gains(quality.to(y_hat.device))
-        return self.synthesis(y_hat * inverse_gain.to(y_hat.device))
+        x_hat: Tensor = self.synthesis(y_hat * inverse_gain.to(y_hat.device))
+        return x_hat
 
 
 def _ste_round(y: Tensor, means: Tensor | None = None) -> Tensor:

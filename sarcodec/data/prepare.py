@@ -44,10 +44,10 @@ from sarcodec.preprocess import (
     PreprocessingParams,
     check_percentiles,
     check_units,
+    db_histogram,
     forward,
     infer_units,
     make_params,
-    to_db,
 )
 
 MANIFEST = "manifest.json"
@@ -199,11 +199,9 @@ def _histograms(images: list[_Image], config: PrepareConfig) -> DbHistogram:
     """Pass 1: per-image clip bounds; returns the histogram of the training split's images."""
     train_hist = DbHistogram()
     for im in tqdm(images, desc="pass 1/2: dB histograms", unit="image", disable=None):
-        hist = DbHistogram()
         with open_raster(im.info.path, im.info.band) as reader:
-            for _, block in reader.iter_row_blocks(_HIST_BLOCK_ROWS):
-                db, valid = to_db(block, im.units, im.info.nodata)
-                hist.add(db, valid)
+            blocks = (block for _, block in reader.iter_row_blocks(_HIST_BLOCK_ROWS))
+            hist = db_histogram(blocks, im.units, im.info.nodata)
         if hist.total == 0:
             raise BadInputError(f"{im.info.path}: no valid pixels (all NaN, Inf, nodata or <= 0)")
         im.db_lo, im.db_hi = hist.clip_bounds(config.clip_percentiles)

@@ -1,11 +1,12 @@
 """Training of the rate-distortion codecs (``sarcodec.codec.models``): ``lambda * MSE + bpp``, all levels at once.
 
-Run it as ``python -m sarcodec.train.rd --config configs/codec_hyperprior.yaml`` (fields can be overridden with
+Run it as ``python -m sarcodec.train.rd --config configs/codec/hyperprior.yaml`` (fields can be overridden with
 ``--set key=value``). The training split of a dataset made by ``sarcodec prepare`` is loaded into memory whole
-(6062 patches of 64 x 64 are 100 MB as float32); every step draws a random batch, a random flip/rotation per
-patch and a random quality level per patch. AdamW with linear warmup then cosine decay, gradient clipping, a
-NaN/Inf guard, a separate Adam for the entropy models' tail quantiles, and a wall-clock budget: after 20 steps the
-step count is fitted to the budget so the cosine schedule ends when the time does (GPU when there is one).
+(6062 patches of 64 x 64 are 100 MB as float32); every step draws a random batch, one random flip/rotation and
+a random quality level per patch. AdamW with linear warmup then cosine decay, gradient clipping, a NaN/Inf guard,
+a separate Adam for the entropy models' tail quantiles, and a wall-clock budget: after 20 steps, and every 500
+steps, the step count is refitted to the time left so the cosine schedule ends when the budget does (GPU when
+there is one).
 
 The output is ``<out>/<name>.safetensors``: the weights (float32) and integer coding tables, with the
 architecture, config, lambdas and training summary in the safetensors metadata -- loaded by
@@ -65,7 +66,7 @@ def load_patches(root: str | Path, split: str) -> torch.Tensor:
 def rd_loss(out: dict[str, Any], x: torch.Tensor, lambdas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample ``lambda * MSE + bpp`` averaged over the batch; also returns the mean MSE and mean bpp."""
     pixels = x.shape[-1] * x.shape[-2]
-    bits = sum(-torch.log2(lik).flatten(1).sum(1) for lik in out["likelihoods"])
+    bits = torch.stack([-torch.log2(lik).flatten(1).sum(1) for lik in out["likelihoods"]]).sum(0)
     bpp = bits / pixels
     mse = ((out["x_hat"] - x) ** 2).flatten(1).mean(1)
     return (lambdas * mse + bpp).mean(), mse.mean(), bpp.mean()
@@ -114,14 +115,19 @@ def train_codec(config: RDTrainConfig) -> Path:
     start = time.monotonic()
     budget = config.time_budget_minutes * 60
     step = 0
+    mark = (0, start)
     skipped = 0
     running = {"loss": 0.0, "mse": 0.0, "bpp": 0.0}
     model.train()
     while step < total:
-        if config.steps == 0 and step == 20:
-            per_step = (time.monotonic() - start) / 20
-            total = max(step + 1, int(budget / per_step))
-            print(f"{per_step * 1000:.0f} ms/step: {total} steps fit {config.time_budget_minutes} min", flush=True)
+        if config.steps == 0 and (step == 20 or (step > 0 and step % 500 == 0)):
+            # Refit the schedule's length to the time left, at the speed of the recent steps.
+            now = time.monotonic()
+            per_step = (now - mark[1]) / max(1, step - mark[0])
+            total = max(step + 1, step + int((budget - (now - start)) / per_step))
+            mark = (step, now)
+            if step == 20:
+                print(f"{per_step * 1000:.0f} ms/step: {total} steps fit {config.time_budget_minutes} min", flush=True)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * _lr_factor(step, total, config.warmup_steps)
         idx = torch.randint(len(train), (config.batch_size,), generator=generator).to(device)
@@ -138,12 +144,12 @@ def train_codec(config: RDTrainConfig) -> Path:
             step += 1
             continue
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(main_params, config.grad_clip)
         optimizer.step()
         aux = model.aux_loss()
         aux_optimizer.zero_grad(set_to_none=True)
-        aux.backward()
+        aux.backward()  # type: ignore[no-untyped-call]
         aux_optimizer.step()
         running["loss"] += float(loss.detach())
         running["mse"] += float(mse)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Regenerate results/codec/: the benchmark on ../shared/data/sar/dev (with the seed models' entropy-coded latents when
+# their checkpoints exist locally), the end-to-end check on every dev and geotiff file, and throughput/memory.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=results/codec
+mkdir -p "$OUT"
+CKPTS=()
+for c in runs/seed_study/baseline_c16/best.pth runs/seed_study/baseline_c64/best.pth \
+         notebooks/checkpoints/residual_v1_c16/best.pth; do
+  [ -f "$c" ] && CKPTS+=("$c")
+done
+$PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/benchmark" ${CKPTS[@]:+--checkpoint "${CKPTS[@]}"} > /dev/null
+$PY scripts/roundtrip_check.py ../shared/data/sar/dev ../shared/data/sar/geotiff | tee "$OUT/roundtrip.md"
+$PY benchmarks/codec_bench.py --size 4096 | tee "$OUT/codec_bench_4096.txt"
+$PY benchmarks/codec_bench.py --size 10000 | tee "$OUT/codec_bench_10000.txt"
