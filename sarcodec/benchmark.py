@@ -12,10 +12,10 @@ Outputs in the output directory: ``results.csv``/``results.json`` (one row per i
 ``report.md`` (BD-rate and BD-PSNR of every codec against JPEG 2000 per image group, with paired statistics
 across the group's images).
 
-BD metrics: Bjøntegaard deltas with PCHIP interpolation (``bjontegaard`` package) per image, over the rate range
-``--bd-range`` (default 0.25-2 bpp): each curve keeps its points inside the range plus the nearest point outside
-each end; the group figure is the mean of the per-image values, with the median, the number of images where the
-codec beats JPEG 2000 and a Wilcoxon signed-rank p-value (scipy) across images.
+BD metrics (:func:`bd_metrics`): Bjøntegaard deltas per image with PCHIP interpolation, integrated over exactly the
+rate range ``--bd-range`` of the JPEG 2000 anchor (default 0.25-2 bpp); the group figure is the mean of the
+per-image values, with the median, the number of images where the codec beats JPEG 2000 and a Wilcoxon
+signed-rank p-value (scipy) across images.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class BenchRow:
     decode_s: float
 
 
-def load_bench_image(path: str | Path, units: str | None = None) -> BenchImage:
+def load_bench_image(path: str | Path, units: str | None = None, name: str | None = None) -> BenchImage:
     """Read an image and compute its working representation under its own parameters."""
     with open_raster(path) as reader:
         raw = reader.read()
@@ -96,7 +96,7 @@ def load_bench_image(path: str | Path, units: str | None = None) -> BenchImage:
     db, valid = to_db(raw, params.units, nodata)
     x = normalize_db(db, params.db_lo, params.db_hi)
     intensity = np.asarray(db_to_intensity(np.where(valid, db, 0.0)), dtype=np.float64)
-    return BenchImage(Path(path), Path(path).name, image_group(path), raw, params, x, valid, intensity)
+    return BenchImage(Path(path), name or Path(path).name, image_group(path), raw, params, x, valid, intensity)
 
 
 def _to_u16(x: FloatImage) -> npt.NDArray[np.uint16]:
@@ -222,35 +222,47 @@ def _seed_codecs(checkpoints: Sequence[str]) -> dict[str, tuple[tuple[float, ...
     return out
 
 
-def _restrict(rates: npt.NDArray[np.float64], dists: npt.NDArray[np.float64], lo: float, hi: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    order = np.argsort(rates)
-    rates, dists = rates[order], dists[order]
-    inside = np.flatnonzero((rates >= lo) & (rates <= hi))
-    if inside.size == 0:
-        return rates[:0], dists[:0]
-    first, last = max(0, inside[0] - 1), min(len(rates) - 1, inside[-1] + 1)
-    return rates[first : last + 1], dists[first : last + 1]
+def _curve(points: Sequence[tuple[float, float]]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """(log rates, PSNRs) sorted by rate, keeping only points that raise the PSNR (a monotone RD curve)."""
+    pts = sorted((r, p) for r, p in points if r > 0 and math.isfinite(p))
+    keep: list[tuple[float, float]] = []
+    for r, p in pts:
+        if not keep or p > keep[-1][1]:
+            keep.append((r, p))
+    arr = np.asarray(keep, dtype=np.float64).reshape(-1, 2)
+    return np.log(arr[:, 0]), arr[:, 1]
 
 
 def bd_metrics(anchor: Sequence[tuple[float, float]], test: Sequence[tuple[float, float]],
                bd_range: tuple[float, float] = (0.25, 2.0)) -> tuple[float, float]:
-    """(BD-rate in %, BD-PSNR in dB) of ``test`` against ``anchor``, both lists of (bpp, PSNR); NaN if no overlap."""
-    import bjontegaard as bd
+    """(BD-rate in %, BD-PSNR in dB) of ``test`` against ``anchor``, both lists of (bpp, PSNR).
 
-    a = np.asarray(anchor, dtype=np.float64).reshape(-1, 2)
-    t = np.asarray(test, dtype=np.float64).reshape(-1, 2)
-    ra, da = _restrict(a[:, 0], a[:, 1], *bd_range)
-    rt, dt = _restrict(t[:, 0], t[:, 1], *bd_range)
-    if len(ra) < 2 or len(rt) < 2 or min(da.max(), dt.max()) <= max(da.min(), dt.min()):
+    Bjøntegaard deltas with PCHIP interpolation of each curve (log-rate vs PSNR), integrated over exactly the rates
+    ``bd_range`` of the anchor: BD-PSNR over log-rates in ``bd_range`` (intersected with both curves' ranges),
+    BD-rate over the PSNRs the anchor reaches in ``bd_range`` (intersected with the test curve's PSNRs).
+    NaN when the curves do not overlap there.
+    """
+    from scipy.interpolate import PchipInterpolator
+
+    la, pa = _curve(anchor)
+    lt, pt = _curve(test)
+    if len(la) < 2 or len(lt) < 2:
         return math.nan, math.nan
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            rate = float(bd.bd_rate(ra, da, rt, dt, method="pchip", require_matching_points=False))
-            psnr = float(bd.bd_psnr(ra, da, rt, dt, method="pchip", require_matching_points=False))
-        except (ValueError, ZeroDivisionError):
-            return math.nan, math.nan
-    return rate, psnr
+    lo, hi = math.log(bd_range[0]), math.log(bd_range[1])
+    psnr_of_a, psnr_of_t = PchipInterpolator(la, pa), PchipInterpolator(lt, pt)
+    r0, r1 = max(lo, la[0], lt[0]), min(hi, la[-1], lt[-1])
+    bd_psnr = math.nan
+    if r1 > r0:
+        grid = np.linspace(r0, r1, 2001)
+        bd_psnr = float(np.mean(psnr_of_t(grid) - psnr_of_a(grid)))
+    a0, a1 = float(psnr_of_a(max(lo, la[0]))), float(psnr_of_a(min(hi, la[-1])))
+    q0, q1 = max(a0, pt[0]), min(a1, pt[-1])
+    bd_rate = math.nan
+    if q1 > q0:
+        grid = np.linspace(q0, q1, 2001)
+        rate_of_a, rate_of_t = PchipInterpolator(pa, la), PchipInterpolator(pt, lt)
+        bd_rate = float((math.exp(np.mean(rate_of_t(grid) - rate_of_a(grid))) - 1) * 100)
+    return bd_rate, bd_psnr
 
 
 def _group_bd(rows: Sequence[BenchRow], anchor: str, bd_range: tuple[float, float]) -> list[dict[str, Any]]:
@@ -393,8 +405,11 @@ def run_benchmark(
     gallery_picks: dict[str, BenchImage] = {}
     gallery: dict[str, dict[str, tuple[float, FloatImage]]] = defaultdict(dict)
     with tempfile.TemporaryDirectory(prefix="sarcodec-bench-") as scratch:
+        names = [p.name for p in files]
         for i, path in enumerate(files, 1):
-            image = load_bench_image(path, units)
+            # Images are keyed by file name; same-named files in different folders get their folder too.
+            label = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
+            image = load_bench_image(path, units, name=label)
             gallery_picks.setdefault(image.group, image)
             log(f"[{i}/{len(files)}] {image.name} ({image.group}, {image.x.shape[0]} x {image.x.shape[1]})")
             for name, (settings, _, roundtrip) in table.items():
@@ -454,7 +469,7 @@ def _write_outputs(out: Path, rows: Sequence[BenchRow], bd: Sequence[dict[str, A
         _plot(rows, key, label, out / f"rd_{key}.png")
     for image in picks.values():
         if gallery.get(image.name):
-            _gallery(image, gallery[image.name], out / f"gallery_{image.group}.png")
+            _gallery(image, gallery[image.name], out / f"gallery_{image.group}.png")  # one image per group
     psnr_curves = _mean_curves(rows, "psnr")
     enl_curves = _mean_curves(rows, "enl_ratio")
     ssim_curves = _mean_curves(rows, "ssim")

@@ -291,7 +291,7 @@ def _add_decompress(sub: Any) -> None:
         "nodata restored. The whole file is checked first; a damaged file writes nothing.",
     )
     p.add_argument("input", help=".sarc file")
-    p.add_argument("-o", "--output", default=None, help="output GeoTIFF (default: INPUT with .tif suffix)")
+    p.add_argument("-o", "--output", default=None, help="output GeoTIFF (default: INPUT with .decoded.tif suffix)")
     p.add_argument("--cog", action="store_true", help="write a Cloud-Optimized GeoTIFF (DEFLATE)")
     p.add_argument("--compare", default=None, metavar="ORIGINAL",
                    help="also score the result against ORIGINAL (PSNR, SSIM, ENL ratio, EPI) beside JPEG 2000 at the same bpp")
@@ -304,7 +304,7 @@ def _add_decompress(sub: Any) -> None:
 def _cmd_decompress(args: argparse.Namespace) -> int:
     from sarcodec.codec.api import decompress
 
-    output = Path(args.output) if args.output else Path(args.input).with_suffix(".tif")
+    output = Path(args.output) if args.output else Path(args.input).with_suffix(".decoded.tif")
     r = decompress(args.input, output, model=args.model, cog=args.cog, device=args.device,
                    overwrite=args.overwrite, progress=True)
     print(f"{output}: {r.height} x {r.width} {r.dtype}{' (COG)' if args.cog else ''}, {r.seconds:.2f} s "

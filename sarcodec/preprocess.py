@@ -175,12 +175,13 @@ class PreprocessingParams:
         return self.db_lo
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain JSON-able dict (NaN fill is stored as the string 'nan')."""
+        """A plain JSON-able dict (NaN and infinite nodata/fill are stored as 'nan', 'inf', '-inf')."""
         out = asdict(self)
         out["clip_percentiles"] = list(self.clip_percentiles)
         for key in ("nodata", "invalid_fill"):
-            if out[key] is not None and math.isnan(out[key]):
-                out[key] = "nan"
+            value = out[key]
+            if value is not None and not math.isfinite(value):
+                out[key] = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
         return out
 
     @classmethod
@@ -191,8 +192,13 @@ class PreprocessingParams:
                 raise CorruptFileError(f"preprocessing_params version {data['version']} is newer than supported")
             kwargs = dict(data)
             for key in ("nodata", "invalid_fill"):
-                if kwargs.get(key) == "nan":
-                    kwargs[key] = float("nan")
+                value = kwargs.get(key)
+                if value is not None:
+                    if isinstance(value, bool) or not isinstance(value, int | float | str):
+                        raise TypeError(f"{key} must be a number")
+                    kwargs[key] = float(value)  # also 'nan', 'inf', '-inf'
+            if not isinstance(kwargs.get("dtype"), str) or not isinstance(kwargs.get("units"), str):
+                raise TypeError("dtype and units must be strings")
             kwargs["clip_percentiles"] = tuple(float(p) for p in kwargs.get("clip_percentiles", DEFAULT_CLIP_PERCENTILES))
             kwargs["db_lo"] = float(kwargs["db_lo"])
             kwargs["db_hi"] = float(kwargs["db_hi"])

@@ -19,6 +19,7 @@ given device, so the pixels are identical across CPU thread counts (tested).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import time
@@ -34,7 +35,13 @@ import torch
 from tqdm import tqdm
 
 from sarcodec import __version__
-from sarcodec.codec.container import MAX_TILE, SarcHeader, SarcReader, SarcWriter, decode_mask, encode_mask, tile_grid
+from sarcodec.codec.container import (
+    MAX_TILE,
+    SarcHeader,
+    float_from_json,
+    float_to_json,
+)
+from sarcodec.codec.container import SarcReader, SarcWriter, decode_mask, encode_mask, tile_grid
 from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
 from sarcodec.io.raster import RasterInfo, open_raster
@@ -160,6 +167,16 @@ def _check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) 
         raise OutputError(f"{output.parent}: not writable")
 
 
+def _check_nodata(nodata: float | None, dtype: str) -> None:
+    """An integer raster's nodata must be an integer its dtype can hold (else it could never be written back)."""
+    dt = np.dtype(dtype)
+    if nodata is None or dt.kind not in "ui":
+        return
+    info = np.iinfo(dt)
+    if not (math.isfinite(nodata) and nodata == int(nodata) and info.min <= nodata <= info.max):
+        raise BadInputError(f"nodata {nodata} cannot be stored in {dt} (range {info.min}..{info.max})")
+
+
 def _scene_params(source: Any, units: str | None, nodata: float | None, percentiles: tuple[float, float]) -> PreprocessingParams:
     info = source.info
     if units is None:
@@ -212,14 +229,15 @@ def _choose_quality(codec: LoadedCodec, source: Any, params: PreprocessingParams
         return float(sum(len(codec.model.compress_tile(t, q)) for t, _ in samples) * 8 / pixels)
 
     lo, hi = 1.0, float(codec.num_levels)
-    if rate(lo) > target:
-        return lo, f"the lowest quality already needs {rate(lo):.3f} bpp > target {target}"
+    lowest = rate(lo)
+    if lowest > target:
+        return lo, f"the lowest quality already needs about {lowest:.3f} bpp for its tiles > target {target:.3f}"
     if rate(hi) <= target:
         return hi, ""
     for _ in range(8):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if rate(mid) <= target else (lo, mid)
-    return round(lo, 4), ""
+    return math.floor(lo * 1e4) / 1e4, ""
 
 
 def compress(
@@ -270,16 +288,13 @@ def compress(
         info = reader.info
         if nodata is None:
             nodata = info.nodata
+        _check_nodata(nodata, info.dtype)
         params = _scene_params(reader, units, nodata, clip_percentiles)
-        note = ""
-        if bpp is not None:
-            quality, note = _choose_quality(codec, reader, params, bpp, tile_size, overlap)
-        q = float(DEFAULT_QUALITY if quality is None else quality)
         rows, cols = tile_grid(info.height, tile_size), tile_grid(info.width, tile_size)
-        header = {
+        header: dict[str, Any] = {
             "created_by": f"sarcodec {__version__}",
             "model": {"name": codec.name, "sha256": codec.sha256, "codec": codec.model.codec_name},
-            "quality": q,
+            "quality": float(DEFAULT_QUALITY if quality is None else quality),
             "preprocessing_params": params.to_dict(),
             "height": info.height,
             "width": info.width,
@@ -288,10 +303,18 @@ def compress(
             "band": info.band,
             "crs": info.crs,
             "transform": None if info.transform is None else list(info.transform),
-            "nodata": None if nodata is None else (str(nodata) if math.isnan(nodata) else nodata),
+            "nodata": float_to_json(nodata),
+            "gcps": reader.gcps() if info.transform is None and hasattr(reader, "gcps") else None,
             "tile": {"size": tile_size, "overlap": overlap},
             "n_tiles": len(rows) * len(cols),
         }
+        note = ""
+        if bpp is not None:
+            # Header, record lengths and checksum are part of the bitrate; the tiles get what is left.
+            fixed = len(json.dumps(header, separators=(",", ":"))) + 16 + 4 * len(rows) * (1 + len(cols)) + 4
+            header["quality"], note = _choose_quality(codec, reader, params, bpp - fixed * 8 / (info.height * info.width),
+                                                      tile_size, overlap)
+        q = header["quality"]
         bar = tqdm(total=len(rows) * len(cols), desc="compress", unit="tile", disable=not progress, leave=False)
         try:
             with SarcWriter(out, header) as writer:
@@ -315,13 +338,34 @@ def read_info(path: str | Path) -> dict[str, Any]:
     """The header of a ``.sarc`` file (checksum verified) plus its size and bitrate."""
     with SarcReader(path) as reader:
         fields = dict(reader.header.fields)
+        fields["preprocessing_params"] = _params_of(reader.header).to_dict()
         fields["file_bytes"] = reader.size
         fields["bpp"] = reader.size * 8 / (reader.header.height * reader.header.width)
         return fields
 
 
+def _params_of(header: SarcHeader) -> PreprocessingParams:
+    """The header's preprocessing params, checked well enough to invert with them (else CorruptFileError)."""
+    params = PreprocessingParams.from_dict(header.fields["preprocessing_params"])
+    try:
+        fill = params.invalid_fill
+        ok = np.dtype(params.dtype).kind in "uifc" and (fill is None or isinstance(fill, int | float))
+    except TypeError:
+        ok = False
+    if not ok or params.dtype != header.fields["dtype"] or params.units != header.fields["units"]:
+        raise CorruptFileError("the header's preprocessing_params are malformed or disagree with its dtype/units")
+    return params
+
+
 def _codec_for(header: SarcHeader, model: str | Path | None, device: torch.device) -> LoadedCodec:
+    from sarcodec.codec.registry import shipped_codecs
+
     wanted = header.fields["model"]
+    if model is None and wanted["name"] not in shipped_codecs():  # a header never picks a local file to load
+        raise IncompatibleModelError(
+            f"the file was written with model {wanted['name']!r} (sha256 {wanted['sha256'][:12]}...), which this "
+            "installation does not ship; pass --model with that .safetensors file"
+        )
     try:
         codec = load_codec(model if model is not None else wanted["name"], device)
     except IncompatibleModelError:
@@ -383,7 +427,7 @@ class _Output:
         from rasterio.transform import Affine
 
         self._tmp = path.with_name(f".{path.name}.{os.getpid()}.partial.tif")
-        nodata = f.get("nodata")
+        nodata = float_from_json(f.get("nodata"))
         profile: dict[str, Any] = {
             "driver": "GTiff",
             "height": header.height,
@@ -395,17 +439,29 @@ class _Output:
             "blockysize": 256,
             "BIGTIFF": "IF_SAFER",
         }
-        if f.get("crs"):
-            profile["crs"] = rasterio.crs.CRS.from_wkt(f["crs"])
-        if f.get("transform"):
-            profile["transform"] = Affine(*[float(v) for v in f["transform"]])
+        try:
+            if f.get("crs"):
+                profile["crs"] = rasterio.crs.CRS.from_wkt(f["crs"])
+            if f.get("transform"):
+                profile["transform"] = Affine(*[float(v) for v in f["transform"]])
+            gcps = None
+            if f.get("gcps"):
+                from rasterio.control import GroundControlPoint
+
+                points = [GroundControlPoint(row=r, col=c, x=x, y=y, z=z) for r, c, x, y, z in f["gcps"]["points"]]
+                gcps = (points, rasterio.crs.CRS.from_wkt(f["gcps"]["crs"]))
+        except (rasterio.errors.RasterioError, ValueError, TypeError) as exc:
+            raise CorruptFileError(f"the header's georeferencing cannot be used ({exc})") from None
         if nodata is not None:
-            profile["nodata"] = float(nodata)
+            profile["nodata"] = nodata
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             try:
                 self._dataset = rasterio.open(self._tmp, "w", **profile)
-            except (rasterio.errors.RasterioError, OSError) as exc:
+                if gcps is not None:
+                    self._dataset.gcps = gcps
+            except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
+                self.abort()
                 raise OutputError(f"{path}: cannot be written ({exc})") from None
 
     def write(self, row: int, values: npt.NDArray[Any]) -> None:
@@ -430,8 +486,9 @@ class _Output:
         os.replace(self._tmp, self.path)
 
     def abort(self) -> None:
-        if self._dataset is not None:
-            self._dataset.close()
+        if self.path is not None:
+            if self._dataset is not None:
+                self._dataset.close()
             for tmp in (self._tmp, self._tmp.with_name(self._tmp.name + ".cog.tif")):
                 tmp.unlink(missing_ok=True)
 
@@ -459,14 +516,10 @@ def decompress(
         _check_output(out, overwrite, (src,))
     with SarcReader(src) as reader:
         header = reader.header
-        params = PreprocessingParams.from_dict(header.fields["preprocessing_params"])
-        try:
-            np.dtype(header.fields["dtype"])
-        except TypeError:
-            raise CorruptFileError(f"{src}: header names an unknown dtype") from None
+        params = _params_of(header)
         codec = _codec_for(header, model, _device(device))
         quality = codec.model.check_quality(float(header.fields["quality"]))
-        h, w, tile, overlap = header.height, header.width, header.tile_size, header.overlap
+        h, w, overlap = header.height, header.width, header.overlap
         col_grid = header.cols()
         sink = _Output(header, out, cog)
         blender = _Blender(w)
@@ -488,6 +541,7 @@ def decompress(
                 valid = np.concatenate([m for _, m in masks])[first - masks[0][0] : done - masks[0][0]]
                 sink.write(first, inverse(x_rows, params, valid))
                 masks = [(r, m) for r, m in masks if r + m.shape[0] > done]
+            reader.check_end()
             sink.finish()
         except SarcodecError:
             sink.abort()

@@ -21,6 +21,7 @@ a partial ``.sarc`` behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -45,6 +46,8 @@ __all__ = [
     "SarcWriter",
     "decode_mask",
     "encode_mask",
+    "float_from_json",
+    "float_to_json",
     "tile_grid",
 ]
 
@@ -113,27 +116,65 @@ class SarcHeader:
         return tile_grid(self.width, self.tile_size)
 
     def validate(self) -> None:
-        """Raise CorruptFileError unless every field the decoder relies on is present and sane."""
+        """Raise CorruptFileError unless every field the decoder and ``info`` rely on is present and sane."""
         f = self.fields
         try:
             ok = (
-                isinstance(f["model"]["name"], str)
-                and isinstance(f["model"]["sha256"], str)
+                isinstance(f["model"], dict)
+                and all(isinstance(f["model"].get(k), str) for k in ("name", "sha256", "codec"))
                 and isinstance(f["preprocessing_params"], dict)
+                and _is_int(f["height"]) and _is_int(f["width"]) and _is_int(f["n_tiles"]) and _is_int(f["band"])
+                and isinstance(f["tile"], dict) and _is_int(f["tile"].get("size")) and _is_int(f["tile"].get("overlap"))
                 and isinstance(f["quality"], int | float)
                 and math.isfinite(f["quality"])
                 and 0 < self.height <= 1 << 24
                 and 0 < self.width <= 1 << 24
                 and 16 <= self.tile_size <= MAX_TILE
                 and 0 <= self.overlap <= self.tile_size // 2
-                and int(f["n_tiles"]) == len(self.rows()) * len(self.cols())
-                and isinstance(f["dtype"], str)
-                and (f["transform"] is None or (isinstance(f["transform"], list) and len(f["transform"]) == 6))
+                and f["n_tiles"] == len(self.rows()) * len(self.cols())
+                and isinstance(f["dtype"], str) and isinstance(f["units"], str)
+                and (f["crs"] is None or isinstance(f["crs"], str))
+                and (f["transform"] is None or (isinstance(f["transform"], list) and len(f["transform"]) == 6
+                                                and all(_is_finite(v) for v in f["transform"])))
+                and (f["nodata"] is None or _is_finite(f["nodata"]) or f["nodata"] in _SPECIAL_FLOATS)
+                and (f.get("gcps") is None or _valid_gcps(f["gcps"]))
             )
-        except (KeyError, TypeError, ValueError) as exc:
+            if ok:
+                dtype = np.dtype(f["dtype"])
+                ok = dtype.kind in "uifc"
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CorruptFileError(f"header is missing or has a malformed field ({exc})") from None
         if not ok:
-            raise CorruptFileError("header fields are inconsistent (shape, tiles, quality or model)")
+            raise CorruptFileError("header fields are missing or inconsistent (shape, tiles, quality, model or georeferencing)")
+
+
+#: Non-finite floats are stored as these strings (JSON has no NaN or infinity).
+_SPECIAL_FLOATS = ("nan", "inf", "-inf")
+
+
+def float_to_json(value: float | None) -> float | str | None:
+    """A float for the JSON header: NaN and infinities as strings."""
+    if value is None or math.isfinite(value):
+        return value
+    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+
+
+def float_from_json(value: float | str | None) -> float | None:
+    """Inverse of :func:`float_to_json`."""
+    return None if value is None else float(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _valid_gcps(gcps: Any) -> bool:
+    return (isinstance(gcps, dict) and isinstance(gcps.get("crs"), str) and isinstance(gcps.get("points"), list)
+            and all(isinstance(p, list) and len(p) == 5 and all(_is_finite(v) for v in p) for p in gcps["points"]))
 
 
 class SarcWriter:
@@ -141,11 +182,11 @@ class SarcWriter:
 
     def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
         self.path = Path(path)
+        data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()  # before any file exists
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         self._file: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 (closed in close/abort)
         self._crc = 0
         self.bytes_written = 0
-        data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
         self._write(MAGIC + _U16.pack(FORMAT_VERSION) + _U32.pack(len(data)) + data)
 
     def _write(self, data: bytes) -> None:
@@ -162,15 +203,20 @@ class SarcWriter:
         self._write(_U32.pack(len(payload)) + payload)
 
     def close(self) -> None:
-        """Finish: checksum, flush, rename into place."""
-        self._file.write(_U32.pack(self._crc))
-        self.bytes_written += 4
-        self._file.close()
-        os.replace(self._tmp, self.path)
+        """Finish: checksum, flush, rename into place (on any failure the partial file is removed)."""
+        try:
+            self._file.write(_U32.pack(self._crc))
+            self.bytes_written += 4
+            self._file.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
 
     def abort(self) -> None:
         """Drop the partial file."""
-        self._file.close()
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._tmp.unlink(missing_ok=True)
 
     def __enter__(self) -> SarcWriter:
@@ -257,6 +303,10 @@ class SarcReader:
         for _ in self.header.rows():
             mask = self._record()
             yield mask, [self._record() for _ in range(n_cols)]
+        self.check_end()
+
+    def check_end(self) -> None:
+        """Raise CorruptFileError unless every record has been read and nothing but the checksum follows."""
         if self._file.tell() != self._end:
             raise CorruptFileError(f"{self.path}: damaged .sarc file (unexpected bytes after the last tile)")
 

@@ -72,7 +72,10 @@ _CACHE: dict[tuple[str, str], LoadedCodec] = {}
 def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.device = "cpu") -> LoadedCodec:
     """Load a shipped codec by name or a ``.safetensors`` codec file by path (cached per file and device)."""
     name, path = _resolve(name_or_path)
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise IncompatibleModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     sha = hashlib.sha256(data).hexdigest()
     key = (sha, str(device))
     if key in _CACHE:
@@ -87,7 +90,9 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
         raise IncompatibleModelError(f"{path}: not a sarcodec codec file (metadata format={metadata.get('format')!r})")
     try:
         config = json.loads(metadata["config"])
-    except (KeyError, json.JSONDecodeError) as exc:
+        if not isinstance(config, dict):
+            raise TypeError("not a JSON object")
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise IncompatibleModelError(f"{path}: codec config missing or malformed ({exc})") from None
     model = create_codec(metadata.get("codec", ""), **config)
     # Coding tables are stored as int32; their buffers' shapes depend on training, so adopt the stored shapes.

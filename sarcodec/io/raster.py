@@ -164,6 +164,17 @@ class RasterReader:
             h = min(block_rows, self.info.height - row)
             yield row, self.read((row, 0, h, self.info.width))
 
+    def gcps(self) -> dict[str, Any] | None:
+        """Ground control points of a GCP-georeferenced raster (e.g. Sentinel-1 GRD from SAFE) as
+        ``{"crs": WKT, "points": [[row, col, x, y, z], ...]}``, or None."""
+        if self._dataset is None:
+            return None
+        points, crs = self._dataset.gcps
+        if not points or crs is None:
+            return None
+        return {"crs": crs.to_wkt(), "points": [[float(p.row), float(p.col), float(p.x), float(p.y), float(p.z or 0.0)]
+                                               for p in points]}
+
     def close(self) -> None:
         if self._dataset is not None:
             self._dataset.close()

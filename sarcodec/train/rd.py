@@ -140,9 +140,10 @@ def train_codec(config: RDTrainConfig) -> Path:
         if not torch.isfinite(loss):
             skipped += 1
             if skipped > 20:
-                raise RuntimeError("more than 20 non-finite losses: stopping")
+                raise RuntimeError("20 non-finite losses in a row: stopping")
             step += 1
             continue
+        skipped = 0
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         torch.nn.utils.clip_grad_norm_(main_params, config.grad_clip)

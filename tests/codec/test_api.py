@@ -131,6 +131,9 @@ def test_bad_inputs_raise_package_errors(tmp_path: Path) -> None:
         sarcodec.compress(img, tmp_path / "x.sarc", quality=99)
     with pytest.raises(BadInputError):
         sarcodec.compress(np.full((16, 16), np.nan, np.float32), tmp_path / "x.sarc")
+    amp = np.full((16, 16), 100, np.uint16)
+    with pytest.raises(BadInputError, match="cannot be stored"):
+        sarcodec.compress(amp, tmp_path / "x.sarc", nodata=-9999)
     existing = tmp_path / "exists.sarc"
     existing.write_bytes(b"keep me")
     with pytest.raises(OutputError):
@@ -151,3 +154,41 @@ def test_wrong_model_weights_are_refused(tmp_path: Path) -> None:
     with pytest.raises(IncompatibleModelError, match="sha256"):
         sarcodec.decompress(tmp_path / "m.sarc", model=other)
     assert sarcodec.decompress(tmp_path / "m.sarc", model=fake).array is not None
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (CPU/GPU decode agreement)")
+def test_gpu_decode_matches_cpu_decode(tmp_path: Path) -> None:
+    img = speckle_intensity((96, 80), looks=1, seed=12)
+    sarcodec.compress(img, tmp_path / "g.sarc", device="cuda")  # encoded on the GPU
+    cpu = sarcodec.decompress(tmp_path / "g.sarc", device="cpu").array
+    gpu = sarcodec.decompress(tmp_path / "g.sarc", device="cuda").array
+    assert cpu is not None and gpu is not None
+    # Same symbols (the probability path runs on the CPU in float64); the synthesis differs by float rounding only.
+    np.testing.assert_allclose(10 * np.log10(gpu), 10 * np.log10(cpu), atol=1e-3)
+
+
+def test_infinite_nodata_round_trips(tmp_path: Path) -> None:
+    img = speckle_intensity((40, 40), seed=13)
+    img[:4, :4] = -np.inf
+    src = write_geotiff(tmp_path / "inf.tif", img, nodata=float("-inf"))
+    sarcodec.compress(src, tmp_path / "inf.sarc")
+    sarcodec.decompress(tmp_path / "inf.sarc", tmp_path / "inf_out.tif")
+    with rasterio.open(tmp_path / "inf_out.tif") as ds:
+        assert ds.nodata == float("-inf")
+        assert np.all(ds.read(1)[:4, :4] == -np.inf)
+
+
+def test_gcp_georeferencing_is_kept(tmp_path: Path) -> None:
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    img = speckle_intensity((48, 40), seed=14)
+    src = write_geotiff(tmp_path / "gcp.tif", img, georef=False)
+    gcps = [GroundControlPoint(row=r, col=c, x=10.0 + c / 100, y=45.0 - r / 100, z=0.0) for r in (0, 47) for c in (0, 39)]
+    with rasterio.open(src, "r+") as ds:
+        ds.gcps = (gcps, CRS.from_epsg(4326))
+    sarcodec.compress(src, tmp_path / "gcp.sarc")
+    sarcodec.decompress(tmp_path / "gcp.sarc", tmp_path / "gcp_out.tif")
+    with rasterio.open(tmp_path / "gcp_out.tif") as ds:
+        points, crs = ds.gcps
+    assert crs == CRS.from_epsg(4326) and [(p.row, p.col, p.x, p.y) for p in points] == [(p.row, p.col, p.x, p.y) for p in gcps]

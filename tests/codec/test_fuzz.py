@@ -78,7 +78,10 @@ def _rewrite_header(valid: bytes, edit: dict) -> bytes:
     {"quality": 1e9}, {"quality": "x"}, {"height": -1}, {"width": 10**9}, {"n_tiles": 7}, {"dtype": "no-such"},
     {"tile": {"size": 8, "overlap": 0}}, {"tile": {"size": 10**6, "overlap": 0}}, {"model": {"name": "x", "sha256": "0"}},
     {"preprocessing_params": {"units": "furlongs"}}, {"preprocessing_params": None}, {"transform": [1, 2]},
-    {"model": None}, {"height": 48}, {"width": 3},
+    {"model": None}, {"height": 48}, {"width": 3}, {"crs": "x"}, {"crs": 5}, {"nodata": "x"}, {"units": None},
+    {"transform": ["a", 0, 0, 0, 0, 0]}, {"n_tiles": float("inf")}, {"height": 1e300}, {"band": None},
+    {"model": {"name": "/tmp/elsewhere.safetensors", "sha256": "0", "codec": "hyperprior"}},
+    {"gcps": {"crs": "x", "points": [[0, 0, 1, 2, 0]]}}, {"gcps": {"crs": "EPSG:4326", "points": [["a"]]}},
 ])
 def test_header_damage_with_valid_checksum(valid_file: bytes, tmp_path: Path, edit: dict) -> None:
     path, out = tmp_path / "h.sarc", tmp_path / "h.tif"
@@ -87,3 +90,25 @@ def test_header_damage_with_valid_checksum(valid_file: bytes, tmp_path: Path, ed
         sarcodec.decompress(path, out)
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["h.sarc"]
+
+
+def test_params_damage_with_valid_checksum(valid_file: bytes, tmp_path: Path) -> None:
+    (header_len,) = struct.unpack_from("<I", valid_file, len(MAGIC) + 2)
+    params = json.loads(valid_file[len(MAGIC) + 6 : len(MAGIC) + 6 + header_len])["preprocessing_params"]
+    for key, value in (("dtype", "no-such"), ("invalid_fill", "x"), ("units", "watts"), ("db_hi", -1e9), ("dtype", "uint8")):
+        path = tmp_path / f"{key}.sarc"
+        path.write_bytes(_rewrite_header(valid_file, {"preprocessing_params": {**params, key: value}}))
+        with pytest.raises(SarcodecError):
+            sarcodec.decompress(path, tmp_path / "p.tif")
+        with pytest.raises(SarcodecError):
+            sarcodec.read_info(path)
+    assert not (tmp_path / "p.tif").exists()
+
+
+def test_extra_bytes_after_the_last_tile_are_detected(valid_file: bytes, tmp_path: Path) -> None:
+    body = valid_file[:-4] + b"\x00" * 12
+    path = tmp_path / "extra.sarc"
+    path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    with pytest.raises(SarcodecError, match="unexpected bytes"):
+        sarcodec.decompress(path, tmp_path / "e.tif")
+    assert not (tmp_path / "e.tif").exists()
