@@ -188,6 +188,7 @@ def _scene_params(source: Any, units: str | None, nodata: float | None, percenti
     if hist.total == 0:
         raise BadInputError(f"{info.path}: no valid pixels (all NaN, non-positive or nodata)")
     lo, hi = hist.clip_bounds(check_percentiles(percentiles))
+    lo, hi = round(lo, 4), round(hi, 4)  # 0.0001 dB is far below the histogram's 0.001 dB bins; short headers
     return make_params(units, info.dtype, lo, hi, clip_percentiles=percentiles, clip_scope="image", nodata=nodata)
 
 

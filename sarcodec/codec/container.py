@@ -5,8 +5,9 @@ Layout (all integers little-endian)::
     magic        8 bytes  b"SARC\\x00\\r\\n\\x1a"   (the \\r\\n and \\x1a catch text-mode and truncation damage)
     version      u16      FORMAT_VERSION
     header_len   u32
-    header       JSON, UTF-8: model {name, sha256}, quality, preprocessing_params, height, width, dtype, units,
-                 band, crs (WKT or null), transform (6 floats or null), nodata, tile {size, overlap}, n_tiles
+    header       JSON, UTF-8, deflated (zlib) with the preset dictionary HEADER_DICTIONARY: model {name,
+                 sha256, codec}, quality, preprocessing_params, height, width, dtype, units, band, crs (WKT or
+                 null), transform (6 floats or null), gcps, nodata, tile {size, overlap}, n_tiles
     records      one per tile row band, in order:
                    mask_len u32, mask (zlib of np.packbits of the band's validity mask; empty = all valid)
                  then one per tile of that band, left to right:
@@ -39,6 +40,7 @@ from sarcodec.errors import CorruptFileError
 
 __all__ = [
     "FORMAT_VERSION",
+    "HEADER_DICTIONARY",
     "MAGIC",
     "MAX_TILE",
     "SarcHeader",
@@ -54,6 +56,16 @@ __all__ = [
 MAGIC = b"SARC\x00\r\n\x1a"
 FORMAT_VERSION = 1
 _MAX_HEADER = 64 << 20
+#: Preset dictionary of the header's deflate stream (part of format version 1: never change it). It holds the
+#: field names and values every header repeats, so a 256 x 256 image's header costs ~150 bytes instead of ~560
+#: (0.02 instead of 0.07 bpp).
+HEADER_DICTIONARY = (
+    b'"gcps":null,"tile":{"size":1024,"overlap":16},"n_tiles":1}"crs":null,"transform":null,"nodata":null,'
+    b'"height":256,"width":256,"dtype":"float32","units":"intensity","band":1,"amplitude","uint16","db",'
+    b'"clip_percentiles":[0.1,99.9],"clip_scope":"image","nodata":null,"invalid_fill":0.0,"version":1,"extra":{}},'
+    b'{"created_by":"sarcodec 0.1.0","model":{"name":"hyperprior","sha256":"","codec":"hyperprior"},"quality":4.0,'
+    b'"preprocessing_params":{"units":"intensity","dtype":"float32","db_lo":'
+)
 #: Largest tile core the format allows (bounds the memory and work of decoding one tile).
 MAX_TILE = 4096
 _U16 = struct.Struct("<H")
@@ -182,7 +194,9 @@ class SarcWriter:
 
     def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
         self.path = Path(path)
-        data = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()  # before any file exists
+        text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()  # before any file exists
+        deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+        data = deflate.compress(text) + deflate.flush()
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         self._file: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 (closed in close/abort)
         self._crc = 0
@@ -260,8 +274,12 @@ class SarcReader:
         self._verify_checksum()
         self._file.seek(len(head))
         try:
-            fields = json.loads(self._file.read(header_len).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+            inflate = zlib.decompressobj(zdict=HEADER_DICTIONARY)
+            text = inflate.decompress(self._file.read(header_len), _MAX_HEADER)
+            if not inflate.eof or inflate.unconsumed_tail or inflate.unused_data:
+                raise CorruptFileError(f"{self.path}: header is damaged (its deflate stream is incomplete)")
+            fields = json.loads(text.decode("utf-8"))
+        except (zlib.error, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise CorruptFileError(f"{self.path}: header is not valid JSON ({exc})") from None
         if not isinstance(fields, dict):
             raise CorruptFileError(f"{self.path}: header is not a JSON object")

@@ -54,6 +54,8 @@ class RDTrainConfig:
     grad_clip: float = 1.0
     seed: int = 0
     log_every: int = 200
+    init: str = ""  # a codec .safetensors to start from (fine-tuning); its architecture and config must match
+    speckle_prob: float = 0.0  # fraction of patches given extra 1..3-look speckle (see add_speckle)
 
 
 def load_patches(root: str | Path, split: str) -> torch.Tensor:
@@ -61,6 +63,32 @@ def load_patches(root: str | Path, split: str) -> torch.Tensor:
     manifest = load_manifest(root)
     patches = np.load(Path(root) / manifest["files"][split]["patches"])
     return torch.from_numpy(patches.astype(np.float32) / UINT16_SCALE).unsqueeze(1)
+
+
+def patch_db_ranges(root: str | Path, split: str) -> torch.Tensor:
+    """dB span (db_hi - db_lo) of each patch's source image, (N,) float32."""
+    manifest = load_manifest(root)
+    index = np.load(Path(root) / manifest["files"][split]["index"])
+    p = [im["preprocessing_params"] for im in manifest["images"]]
+    spans = np.array([q["db_hi"] - q["db_lo"] for q in p], dtype=np.float32)
+    return torch.from_numpy(spans[index[:, 0]])
+
+
+def add_speckle(x: torch.Tensor, spans: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Patches as if from fewer looks: multiply the intensity by L-look gamma speckle (L in 1..3), then re-map the
+    patch to [0, 1] with its clip range widened to the new 0.1/99.9 percentiles.
+
+    The training scenes are mostly multi-looked GRD/RTC products; single-look data (SLC-derived Sentinel-1, MSTAR)
+    has much stronger speckle. ``x``: (N, 1, P, P) in [0, 1]; ``spans``: (N,) dB span of each patch's image.
+    """
+    n = x.shape[0]
+    looks = torch.randint(1, 4, (n, 1, 1, 1), generator=generator).float()
+    gamma = torch._standard_gamma(looks.expand_as(x).contiguous()) / looks  # noqa: SLF001 (seedable via manual_seed)
+    db = x * spans.view(-1, 1, 1, 1) + 10 * torch.log10(gamma.clamp_min(1e-12))
+    flat = db.flatten(1)
+    lo = torch.minimum(torch.quantile(flat, 0.001, dim=1), torch.zeros(n)).view(-1, 1, 1, 1)
+    hi = torch.maximum(torch.quantile(flat, 0.999, dim=1), spans).view(-1, 1, 1, 1)
+    return ((db - lo) / (hi - lo)).clamp(0, 1)
 
 
 def rd_loss(out: dict[str, Any], x: torch.Tensor, lambdas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -104,8 +132,18 @@ def train_codec(config: RDTrainConfig) -> Path:
     generator = torch.Generator().manual_seed(config.seed)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     train = load_patches(config.data, "train").to(device)
+    spans = patch_db_ranges(config.data, "train")
     val = load_patches(config.data, "val")
     model = create_codec(config.codec, **config.codec_config).to(device)
+    if config.init:
+        from sarcodec.codec.registry import load_codec
+
+        start_from = load_codec(config.init).model
+        if start_from.config != model.config:
+            raise ValueError(f"init {config.init} has config {start_from.config}, the run wants {model.config}")
+        weights = {k: v for k, v in start_from.state_dict().items() if "table_" not in k}
+        model.load_state_dict(weights, strict=False)
+        print(f"initialised from {config.init}", flush=True)
     lambdas = torch.tensor(model.lambdas, device=device)
     aux_params = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
     main_params = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
@@ -132,6 +170,11 @@ def train_codec(config: RDTrainConfig) -> Path:
             group["lr"] = config.lr * _lr_factor(step, total, config.warmup_steps)
         idx = torch.randint(len(train), (config.batch_size,), generator=generator).to(device)
         x = train[idx]
+        if config.speckle_prob > 0:
+            chosen = torch.rand(config.batch_size, generator=generator) < config.speckle_prob
+            if chosen.any():
+                x = x.clone()
+                x[chosen.to(device)] = add_speckle(x[chosen.to(device)].cpu(), spans[idx.cpu()][chosen], generator).to(device)
         k = int(torch.randint(8, (1,), generator=generator))
         x = dihedral(x, k)
         levels = torch.randint(model.num_levels, (config.batch_size,), generator=generator).to(device)

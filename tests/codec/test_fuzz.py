@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sarcodec
-from sarcodec.codec.container import MAGIC
+from sarcodec.codec.container import HEADER_DICTIONARY, MAGIC
 from sarcodec.errors import SarcodecError
 from tests.conftest import speckle_intensity
 
@@ -59,17 +59,24 @@ def test_fuzz_decoder_with_1200_damaged_files(valid_file: bytes, tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.sarc"]
 
 
+def _read_header(valid: bytes) -> dict:
+    (header_len,) = struct.unpack_from("<I", valid, len(MAGIC) + 2)
+    data = valid[len(MAGIC) + 6 : len(MAGIC) + 6 + header_len]
+    return json.loads(zlib.decompressobj(zdict=HEADER_DICTIONARY).decompress(data))
+
+
 def _rewrite_header(valid: bytes, edit: dict) -> bytes:
     """A file with a modified header and a *correct* checksum (so the parser itself is exercised)."""
     (header_len,) = struct.unpack_from("<I", valid, len(MAGIC) + 2)
     start = len(MAGIC) + 6
-    header = json.loads(valid[start : start + header_len])
+    header = _read_header(valid)
     for key, value in edit.items():
         if value is None and key in header:
             del header[key]
         else:
             header[key] = value
-    data = json.dumps(header).encode()
+    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+    data = deflate.compress(json.dumps(header).encode()) + deflate.flush()
     body = valid[: len(MAGIC) + 2] + struct.pack("<I", len(data)) + data + valid[start + header_len : -4]
     return body + struct.pack("<I", zlib.crc32(body))
 
@@ -93,8 +100,7 @@ def test_header_damage_with_valid_checksum(valid_file: bytes, tmp_path: Path, ed
 
 
 def test_params_damage_with_valid_checksum(valid_file: bytes, tmp_path: Path) -> None:
-    (header_len,) = struct.unpack_from("<I", valid_file, len(MAGIC) + 2)
-    params = json.loads(valid_file[len(MAGIC) + 6 : len(MAGIC) + 6 + header_len])["preprocessing_params"]
+    params = _read_header(valid_file)["preprocessing_params"]
     for key, value in (("dtype", "no-such"), ("invalid_fill", "x"), ("units", "watts"), ("db_hi", -1e9), ("dtype", "uint8")):
         path = tmp_path / f"{key}.sarc"
         path.write_bytes(_rewrite_header(valid_file, {"preprocessing_params": {**params, key: value}}))
@@ -112,3 +118,14 @@ def test_extra_bytes_after_the_last_tile_are_detected(valid_file: bytes, tmp_pat
     with pytest.raises(SarcodecError, match="unexpected bytes"):
         sarcodec.decompress(path, tmp_path / "e.tif")
     assert not (tmp_path / "e.tif").exists()
+
+
+def test_header_that_is_not_deflate_or_not_json(valid_file: bytes, tmp_path: Path) -> None:
+    for data in (b"plain text, not deflate", zlib.compress(b"not json"), zlib.compress(b"[1, 2]")):
+        start = len(MAGIC) + 6
+        (header_len,) = struct.unpack_from("<I", valid_file, len(MAGIC) + 2)
+        body = valid_file[: len(MAGIC) + 2] + struct.pack("<I", len(data)) + data + valid_file[start + header_len : -4]
+        path = tmp_path / "n.sarc"
+        path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+        with pytest.raises(SarcodecError):
+            sarcodec.decompress(path, tmp_path / "n.tif")
