@@ -196,8 +196,8 @@ def train_codec(config: RDTrainConfig) -> Path:
         aux.backward()  # type: ignore[no-untyped-call]
         aux_optimizer.step()
         running["loss"] += float(loss.detach())
-        running["mse"] += float(mse)
-        running["bpp"] += float(bpp)
+        running["mse"] += float(mse.detach())
+        running["bpp"] += float(bpp.detach())
         step += 1
         if step % config.log_every == 0:
             n = config.log_every
