@@ -316,7 +316,7 @@ def compress(
             header["quality"], note = _choose_quality(codec, reader, params, bpp - fixed * 8 / (info.height * info.width),
                                                       tile_size, overlap)
         q = header["quality"]
-        bar = tqdm(total=len(rows) * len(cols), desc="compress", unit="tile", disable=not progress, leave=False)
+        bar = tqdm(total=len(rows) * len(cols), desc="compress", unit="tile", disable=None if progress else True, leave=False)
         try:
             with SarcWriter(out, header) as writer:
                 for _, _, x_band, valid in _bands(reader, params, tile_size, overlap):
@@ -525,7 +525,7 @@ def decompress(
         sink = _Output(header, out, cog)
         blender = _Blender(w)
         masks: list[tuple[int, npt.NDArray[np.bool_]]] = []
-        bar = tqdm(total=int(header.fields["n_tiles"]), desc="decompress", unit="tile", disable=not progress, leave=False)
+        bar = tqdm(total=int(header.fields["n_tiles"]), desc="decompress", unit="tile", disable=None if progress else True, leave=False)
         try:
             for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
                 masks.append((r0, decode_mask(mask_bytes, (r1 - r0, w))))
