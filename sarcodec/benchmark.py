@@ -5,7 +5,7 @@ For each image: the working representation ``x`` under the image's own parameter
 the product path end to end (``sarcodec.compress`` of the raw image to a ``.sarc`` file, ``sarcodec.decompress``
 back to the input's units, then ``x`` again under the original's parameters), so their bytes are the whole
 ``.sarc`` file (header, parameters, mask, tiles). Each codec is swept over its rate setting (about 0.1-4 bpp) and
-every reconstruction is scored with ``sarcodec.evaluate.score_reconstruction`` (PSNR, SSIM, ENL ratio, EPI).
+every reconstruction is scored with ``sarcodec.evaluate.ReferenceImage.score`` (PSNR, SSIM, ENL ratio, EPI).
 
 Outputs in the output directory: ``results.csv``/``results.json`` (one row per image, codec and setting),
 ``rd_psnr.png``, ``rd_ssim.png``, ``rd_enl_ratio.png`` (group means against bpp), ``gallery_*.png`` and
@@ -37,36 +37,20 @@ import numpy as np
 import numpy.typing as npt
 
 from sarcodec.errors import BadInputError, OutputError
-from sarcodec.evaluate import image_group, score_reconstruction
-from sarcodec.io.raster import find_rasters, open_raster
-from sarcodec.preprocess import PreprocessingParams, db_to_intensity, forward, normalize_db, params_for_array, to_db
+from sarcodec.evaluate import ReferenceImage, load_reference
+from sarcodec.io.raster import find_rasters
+from sarcodec.preprocess import forward
 
 __all__ = [
     "CLASSICAL_CODECS",
-    "BenchImage",
     "BenchRow",
     "bd_metrics",
     "compare_with_jpeg2000",
     "jpeg2000_roundtrip",
-    "load_bench_image",
     "run_benchmark",
 ]
 
 FloatImage = npt.NDArray[np.float32]
-
-
-@dataclass
-class BenchImage:
-    """One image prepared for the benchmark."""
-
-    path: Path
-    name: str
-    group: str
-    raw: npt.NDArray[Any]
-    params: PreprocessingParams
-    x: FloatImage
-    valid: npt.NDArray[np.bool_]
-    intensity: npt.NDArray[np.float64]
 
 
 @dataclass
@@ -87,46 +71,33 @@ class BenchRow:
     decode_s: float
 
 
-def load_bench_image(path: str | Path, units: str | None = None, name: str | None = None) -> BenchImage:
-    """Read an image and compute its working representation under its own parameters."""
-    with open_raster(path) as reader:
-        raw = reader.read()
-        nodata = reader.info.nodata
-    params = params_for_array(raw, units, nodata=nodata)
-    db, valid = to_db(raw, params.units, nodata)
-    x = normalize_db(db, params.db_lo, params.db_hi)
-    intensity = np.asarray(db_to_intensity(np.where(valid, db, 0.0)), dtype=np.float64)
-    return BenchImage(Path(path), name or Path(path).name, image_group(path), raw, params, x, valid, intensity)
-
-
 def _to_u16(x: FloatImage) -> npt.NDArray[np.uint16]:
     return np.rint(np.clip(x, 0, 1) * 65535).astype(np.uint16)
 
 
+def _from_u16(u16: npt.NDArray[Any]) -> FloatImage:
+    out: FloatImage = (np.asarray(u16).astype(np.float32) / np.float32(65535)).astype(np.float32)
+    return out
+
+
 def jpeg2000_roundtrip(x: FloatImage, bpp: float) -> tuple[bytes, FloatImage]:
     """JPEG 2000 as the SPEC's reference: Pillow's OpenJPEG, irreversible 9/7, ``quality_layers=[16/bpp]``."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(_to_u16(x)).save(buf, format="JPEG2000", quality_mode="rates", quality_layers=[16 / bpp],
-                                     irreversible=True)
-    data = buf.getvalue()
-    out: FloatImage = (np.asarray(Image.open(io.BytesIO(data))).astype(np.float32) / np.float32(65535)).astype(np.float32)
-    return data, out
+    data = _pillow_j2k_encode(_to_u16(x), bpp)
+    return data, _from_u16(_pillow_j2k_decode(data))
 
 
-Roundtrip = Callable[[BenchImage, float, Path], tuple[int, FloatImage, float, float]]
+Roundtrip = Callable[[ReferenceImage, float, Path], tuple[int, FloatImage, float, float]]
 """(image, setting, scratch dir) -> (bytes, reconstruction x, encode seconds, decode seconds)."""
 
 
 def _timed_classical(encode: Callable[[npt.NDArray[np.uint16], float], bytes],
                      decode: Callable[[bytes], npt.NDArray[Any]]) -> Roundtrip:
-    def run(image: BenchImage, setting: float, scratch: Path) -> tuple[int, FloatImage, float, float]:
+    def run(image: ReferenceImage, setting: float, scratch: Path) -> tuple[int, FloatImage, float, float]:
         u16 = _to_u16(image.x)
         t0 = time.perf_counter()
         data = encode(u16, setting)
         t1 = time.perf_counter()
-        out: FloatImage = (np.asarray(decode(data)).astype(np.float32) / np.float32(65535)).astype(np.float32)
+        out = _from_u16(decode(data))
         t2 = time.perf_counter()
         return len(data), out, t1 - t0, t2 - t1
 
@@ -185,7 +156,7 @@ CLASSICAL_CODECS: dict[str, tuple[tuple[float, ...], str, Roundtrip]] = {
 def _sarc_roundtrip(model: str) -> Roundtrip:
     from sarcodec.codec.api import compress, decompress
 
-    def run(image: BenchImage, quality: float, scratch: Path) -> tuple[int, FloatImage, float, float]:
+    def run(image: ReferenceImage, quality: float, scratch: Path) -> tuple[int, FloatImage, float, float]:
         path = scratch / f"{image.path.stem}.sarc"
         t0 = time.perf_counter()
         result = compress(image.raw, path, quality=quality, model=model, units=image.params.units,
@@ -337,7 +308,7 @@ def _plot(rows: Sequence[BenchRow], key: str, label: str, path: Path) -> None:
     plt.close(fig)
 
 
-def _gallery(image: BenchImage, recons: dict[str, tuple[float, FloatImage]], path: Path, crop: int = 96) -> None:
+def _gallery(image: ReferenceImage, recons: dict[str, tuple[float, FloatImage]], path: Path, crop: int = 96) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -402,21 +373,20 @@ def run_benchmark(
     except OSError as exc:
         raise OutputError(f"{out}: cannot be created ({exc.strerror or exc})") from None
     rows: list[BenchRow] = []
-    gallery_picks: dict[str, BenchImage] = {}
+    gallery_picks: dict[str, ReferenceImage] = {}
     gallery: dict[str, dict[str, tuple[float, FloatImage]]] = defaultdict(dict)
     with tempfile.TemporaryDirectory(prefix="sarcodec-bench-") as scratch:
         names = [p.name for p in files]
         for i, path in enumerate(files, 1):
             # Images are keyed by file name; same-named files in different folders get their folder too.
             label = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
-            image = load_bench_image(path, units, name=label)
+            image = load_reference(path, units, name=label)
             gallery_picks.setdefault(image.group, image)
             log(f"[{i}/{len(files)}] {image.name} ({image.group}, {image.x.shape[0]} x {image.x.shape[1]})")
             for name, (settings, _, roundtrip) in table.items():
                 for setting in settings:
                     nbytes, x_hat, enc, dec = roundtrip(image, setting, Path(scratch))
-                    score = score_reconstruction(image.x, x_hat, image.intensity, image.valid,
-                                                 image.params.db_lo, image.params.db_hi)
+                    score = image.score(x_hat)
                     bpp = nbytes * 8 / image.x.size
                     rows.append(BenchRow(image.name, image.group, name, float(setting), nbytes, bpp, score.psnr,
                                          score.ssim, score.enl_ratio, score.epi, enc, dec))
@@ -432,7 +402,7 @@ def run_benchmark(
 def compare_with_jpeg2000(original: str | Path, decoded: npt.NDArray[Any], sarc_bytes: int,
                           units: str | None = None) -> list[dict[str, Any]]:
     """Score a decoded image against its original, next to JPEG 2000 at the same bitrate (SPEC metrics)."""
-    image = load_bench_image(original, units)
+    image = load_reference(original, units)
     if decoded.shape != image.x.shape:
         raise BadInputError(f"{original}: shape {image.x.shape} differs from the decoded image's {decoded.shape}")
     x_hat, _ = forward(decoded, image.params)
@@ -440,7 +410,7 @@ def compare_with_jpeg2000(original: str | Path, decoded: npt.NDArray[Any], sarc_
     data, x_j2k = jpeg2000_roundtrip(image.x, bpp)
     rows = []
     for name, nbytes, rec in (("sarcodec", sarc_bytes, x_hat), ("jpeg2000 (OpenJPEG)", len(data), x_j2k)):
-        score = score_reconstruction(image.x, rec, image.intensity, image.valid, image.params.db_lo, image.params.db_hi)
+        score = image.score(rec)
         rows.append({"codec": name, "bytes": nbytes, "bpp": nbytes * 8 / image.x.size, "psnr": score.psnr,
                      "ssim": score.ssim, "enl_ratio": score.enl_ratio, "epi": score.epi})
     return rows
@@ -454,7 +424,7 @@ def _interp_at(points: Sequence[tuple[float, float]], bpp: float) -> float:
 
 
 def _write_outputs(out: Path, rows: Sequence[BenchRow], bd: Sequence[dict[str, Any]],
-                   table: dict[str, tuple[tuple[float, ...], str, Roundtrip]], picks: dict[str, BenchImage],
+                   table: dict[str, tuple[tuple[float, ...], str, Roundtrip]], picks: dict[str, ReferenceImage],
                    gallery: dict[str, dict[str, tuple[float, FloatImage]]], bd_range: tuple[float, float],
                    gallery_bpp: float) -> None:
     from sarcodec.report import markdown_table

@@ -266,21 +266,12 @@ def _cmd_compress(args: argparse.Namespace) -> int:
                  units=args.units, band=args.band, nodata=args.nodata, tile_size=args.tile_size,
                  overlap=args.overlap, device=args.device, overwrite=args.overwrite, progress=True)
     if args.units is None:
-        _log_inferred_units(Path(args.input), args.band)
+        _log(f"units: {r.units} ({r.units_rule}; override with --units)")
     if r.note:
         _log(f"note: {r.note}")
     print(f"{output}: {r.bytes} bytes, {r.bpp:.4f} bpp, {r.height} x {r.width} {r.units}, model {r.model} "
           f"quality {r.quality:g}, {r.seconds:.2f} s ({r.height * r.width / 1e6 / max(r.seconds, 1e-9):.2f} MP/s)")
     return 0
-
-
-def _log_inferred_units(path: Path, band: int | None) -> None:
-    from sarcodec.io.raster import open_raster
-    from sarcodec.preprocess import infer_units
-
-    with open_raster(path, band) as reader:
-        units, rule = infer_units(np.dtype(reader.info.dtype), reader.sample())
-    _log(f"units: {units} ({rule}; override with --units)")
 
 
 def _add_decompress(sub: Any) -> None:

@@ -24,9 +24,9 @@ from sarcodec import metrics
 from sarcodec.io.raster import find_rasters, open_raster
 from sarcodec.preprocess import (
     DEFAULT_CLIP_PERCENTILES,
+    PreprocessingParams,
     db_to_intensity,
     denormalize_db,
-    forward,
     normalize_db,
     params_for_array,
     to_db,
@@ -105,6 +105,44 @@ def model_reconstructor(model: torch.nn.Module, device: str | torch.device = "cp
     return run
 
 
+@dataclass
+class ReferenceImage:
+    """An original image ready to score reconstructions against: its raw values, its own preprocessing params,
+    the working representation ``x`` with its validity mask, and the linear intensity (the ENL reference)."""
+
+    path: Path
+    name: str
+    group: str
+    raw: npt.NDArray[Any]
+    params: PreprocessingParams
+    x: npt.NDArray[np.float32]
+    valid: npt.NDArray[np.bool_]
+    intensity: npt.NDArray[np.float64]
+
+    def score(self, x_hat: npt.NDArray[np.float32]) -> ImageScore:
+        """All metrics of the reconstruction ``x_hat`` (working representation under this image's params)."""
+        return score_reconstruction(self.x, x_hat, self.intensity, self.valid, self.params.db_lo,
+                                    self.params.db_hi, image=self.name, group=self.group)
+
+
+def load_reference(
+    path: str | Path,
+    units: str | None = None,
+    *,
+    clip_percentiles: tuple[float, float] = DEFAULT_CLIP_PERCENTILES,
+    name: str | None = None,
+) -> ReferenceImage:
+    """Read a whole image and map it to the working representation under its own (per-image) params."""
+    with open_raster(path) as reader:
+        raw = reader.read()
+        nodata = reader.info.nodata
+    params = params_for_array(raw, units, clip_percentiles=clip_percentiles, nodata=nodata)
+    db, valid = to_db(raw, params.units, nodata)  # what preprocess.forward does, keeping the dB for intensity
+    x = normalize_db(db, params.db_lo, params.db_hi)
+    intensity = np.asarray(db_to_intensity(np.where(valid, db, 0.0)), dtype=np.float64)
+    return ReferenceImage(Path(path), name or Path(path).name, image_group(path), raw, params, x, valid, intensity)
+
+
 def evaluate_images(
     reconstruct: Reconstruct,
     paths: Iterable[str | Path],
@@ -115,16 +153,8 @@ def evaluate_images(
     """Score ``reconstruct`` on every raster in ``paths`` (files or directories)."""
     scores = []
     for path in find_rasters(list(paths)):
-        with open_raster(path) as reader:
-            raw = reader.read()
-            nodata = reader.info.nodata
-        params = params_for_array(raw, units, clip_percentiles=clip_percentiles, nodata=nodata)
-        db, valid = to_db(raw, params.units, nodata)  # what preprocess.forward does, keeping the dB for intensity
-        x_norm = normalize_db(db, params.db_lo, params.db_hi)
-        intensity = db_to_intensity(np.where(valid, db, 0.0))
-        x_hat = reconstruct(x_norm)
-        scores.append(score_reconstruction(x_norm, x_hat, intensity, valid, params.db_lo, params.db_hi,
-                                           image=Path(path).name, group=image_group(path)))
+        image = load_reference(path, units, clip_percentiles=clip_percentiles)
+        scores.append(image.score(reconstruct(image.x)))
     return scores
 
 
@@ -187,7 +217,7 @@ def evaluate_checkpoints(
     summaries: list[ModelSummary] = []
     per_image: list[dict[str, Any]] = []
     reconstructions: dict[str, dict[str, npt.NDArray[np.float32]]] = {}
-    figure_originals = {f.name: _x_norm_of(f) for f in _figure_picks(files, figure_images)}
+    figure_originals = {f.name: load_reference(f).x for f in _figure_picks(files, figure_images)}
     for path in checkpoints:
         ckpt_path = Path(path) / "best.pth" if Path(path).is_dir() else Path(path)
         ckpt = load_checkpoint(ckpt_path)
@@ -274,15 +304,6 @@ def _run_history(ckpt_path: Path, history: list[dict[str, Any]]) -> list[dict[st
         except (OSError, ValueError):
             pass
     return history
-
-
-def _x_norm_of(path: Path) -> npt.NDArray[np.float32]:
-    """x_norm of a whole image under its own params (as :func:`evaluate_images` scores it)."""
-    with open_raster(path) as reader:
-        raw = reader.read()
-        nodata = reader.info.nodata
-    x_norm, _ = forward(raw, params_for_array(raw, None, nodata=nodata))
-    return x_norm
 
 
 def _figure_picks(files: Sequence[Path], n: int) -> list[Path]:

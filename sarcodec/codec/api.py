@@ -88,6 +88,7 @@ class CompressResult:
     units: str
     seconds: float
     note: str = ""
+    units_rule: str = "given"  # how ``units`` was chosen (the inference rule when not given)
 
 
 @dataclass
@@ -177,10 +178,13 @@ def _check_nodata(nodata: float | None, dtype: str) -> None:
         raise BadInputError(f"nodata {nodata} cannot be stored in {dt} (range {info.min}..{info.max})")
 
 
-def _scene_params(source: Any, units: str | None, nodata: float | None, percentiles: tuple[float, float]) -> PreprocessingParams:
+def _scene_params(source: Any, units: str | None, nodata: float | None,
+                  percentiles: tuple[float, float]) -> tuple[PreprocessingParams, str]:
+    """Per-scene params from a streaming dB histogram, and how the units were chosen."""
     info = source.info
+    rule = "given"
     if units is None:
-        units, _ = infer_units(np.dtype(info.dtype), source.sample())
+        units, rule = infer_units(np.dtype(info.dtype), source.sample())
     units = check_units(units)
     blocks = (source.read((row, 0, min(_HIST_ROWS, info.height - row), info.width))
               for row in range(0, info.height, _HIST_ROWS))
@@ -189,7 +193,8 @@ def _scene_params(source: Any, units: str | None, nodata: float | None, percenti
         raise BadInputError(f"{info.path}: no valid pixels (all NaN, non-positive or nodata)")
     lo, hi = hist.clip_bounds(check_percentiles(percentiles))
     lo, hi = round(lo, 4), round(hi, 4)  # 0.0001 dB is far below the histogram's 0.001 dB bins; short headers
-    return make_params(units, info.dtype, lo, hi, clip_percentiles=percentiles, clip_scope="image", nodata=nodata)
+    params = make_params(units, info.dtype, lo, hi, clip_percentiles=percentiles, clip_scope="image", nodata=nodata)
+    return params, rule
 
 
 def _bands(source: Any, params: PreprocessingParams, tile: int, overlap: int) -> Iterator[tuple[int, int, npt.NDArray[np.float32], npt.NDArray[np.bool_]]]:
@@ -290,7 +295,7 @@ def compress(
         if nodata is None:
             nodata = info.nodata
         _check_nodata(nodata, info.dtype)
-        params = _scene_params(reader, units, nodata, clip_percentiles)
+        params, units_rule = _scene_params(reader, units, nodata, clip_percentiles)
         rows, cols = tile_grid(info.height, tile_size), tile_grid(info.width, tile_size)
         header: dict[str, Any] = {
             "created_by": f"sarcodec {__version__}",
@@ -332,7 +337,7 @@ def compress(
     finally:
         reader.close()
     return CompressResult(out, size, size * 8 / (info.height * info.width), q, codec.name, info.height,
-                          info.width, params.units, time.monotonic() - start, note)
+                          info.width, params.units, time.monotonic() - start, note, units_rule)
 
 
 def read_info(path: str | Path) -> dict[str, Any]:

@@ -94,7 +94,7 @@ class LatentCoder:
         return out.numpy()
 
     def roundtrip(self, image: Any, setting: float, scratch: Path) -> tuple[int, npt.NDArray[np.float32], float, float]:
-        """Benchmark hook: (bytes, reconstruction, encode s, decode s) for a ``BenchImage``."""
+        """Benchmark hook: (bytes, reconstruction, encode s, decode s) for a ``sarcodec.evaluate.ReferenceImage``."""
         t0 = time.perf_counter()
         data = self.encode(image.x, setting)
         t1 = time.perf_counter()
