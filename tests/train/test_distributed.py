@@ -57,7 +57,9 @@ _NAN_ON_ONE_RANK = """
     trainer.CombinedLoss = NaNOnRank1
     config = load_config(sys.argv[1], [("output_dir", sys.argv[2]), ("limit_batches", 3)])
     result = train(config)
-    print("rank", os.environ["RANK"], "skipped", result.history[0]["nonfinite_steps"])
+    # one write per rank: print() with several arguments writes them separately and two ranks interleave
+    sys.stdout.write(f"rank {os.environ['RANK']} skipped {result.history[0]['nonfinite_steps']}\\n")
+    sys.stdout.flush()
 """
 
 
