@@ -15,25 +15,20 @@ from sarcodec.errors import (
 __version__ = "0.1.0"
 
 
-def compress(*args: Any, **kwargs: Any) -> Any:
-    """Compress a raster file or a 2-D array to a ``.sarc`` file; see :func:`sarcodec.codec.api.compress`."""
-    from sarcodec.codec.api import compress as _compress
-
-    return _compress(*args, **kwargs)
+_API = {"compress": "sarcodec.codec.api", "decompress": "sarcodec.codec.api", "read_info": "sarcodec.codec.api"}
 
 
-def decompress(*args: Any, **kwargs: Any) -> Any:
-    """Decode a ``.sarc`` file to a GeoTIFF or an array; see :func:`sarcodec.codec.api.decompress`."""
-    from sarcodec.codec.api import decompress as _decompress
+def __getattr__(name: str) -> Any:
+    """``sarcodec.compress``, ``decompress`` and ``read_info`` are the functions of :mod:`sarcodec.codec.api`
+    themselves (real signatures and docstrings in ``help()``), imported on first use so that ``import sarcodec``
+    stays light (no PyTorch)."""
+    if name in _API:
+        import importlib
 
-    return _decompress(*args, **kwargs)
-
-
-def read_info(*args: Any, **kwargs: Any) -> Any:
-    """The header of a ``.sarc`` file; see :func:`sarcodec.codec.api.read_info`."""
-    from sarcodec.codec.api import read_info as _read_info
-
-    return _read_info(*args, **kwargs)
+        value = getattr(importlib.import_module(_API[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sarcodec' has no attribute {name!r}")
 
 
 __all__ = [

@@ -20,6 +20,7 @@ signed-rank p-value (scipy) across images.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -39,7 +40,7 @@ import numpy.typing as npt
 from sarcodec.errors import BadInputError, OutputError
 from sarcodec.evaluate import ReferenceImage, load_reference
 from sarcodec.io.raster import find_rasters
-from sarcodec.preprocess import forward
+from sarcodec.preprocess import normalize_db
 
 __all__ = [
     "CLASSICAL_CODECS",
@@ -69,6 +70,11 @@ class BenchRow:
     epi: float
     encode_s: float
     decode_s: float
+    rmse_db: float = math.nan
+    bias_db: float = math.nan
+    hom_bias_db: float = math.nan
+    peak_db: float = math.nan
+    cfar_f1: float = math.nan
 
 
 def _to_u16(x: FloatImage) -> npt.NDArray[np.uint16]:
@@ -86,20 +92,50 @@ def jpeg2000_roundtrip(x: FloatImage, bpp: float) -> tuple[bytes, FloatImage]:
     return data, _from_u16(_pillow_j2k_decode(data))
 
 
-Roundtrip = Callable[[ReferenceImage, float, Path], tuple[int, FloatImage, float, float]]
-"""(image, setting, scratch dir) -> (bytes, reconstruction x, encode seconds, decode seconds)."""
+Roundtrip = Callable[[ReferenceImage, float, Path], tuple[int, FloatImage, Any, float, float]]
+"""(image, setting, scratch dir) -> (bytes, reconstruction x, reconstruction intensity or None (then x mapped
+back), encode seconds, decode seconds)."""
+
+#: The second JPEG 2000 anchor: the codec as users run it, on the image's full range (SPEC, anchor (b)).
+FULLRANGE = "jpeg2000-fullrange"
+
+
+def jpeg2000_fullrange_roundtrip(image: ReferenceImage, bpp: float) -> tuple[int, FloatImage, Any, float, float]:
+    """JPEG 2000 the way users run it: uint16 DN as they are (integer amplitude products), else the dB of the valid
+    pixels mapped min..max to uint16 (invalid pixels 0); Pillow's OpenJPEG, irreversible 9/7, ``bpp`` target.
+    Returns bytes, x under the original's params, linear intensity, encode and decode seconds. Nothing is clipped:
+    bright targets keep their values up to the codec's error."""
+    valid = image.valid
+    if image.raw.dtype == np.uint16 and image.params.units == "amplitude":
+        u16 = image.raw
+        to_db_values: Callable[[npt.NDArray[Any]], npt.NDArray[np.float64]] = \
+            lambda dn: 20.0 * np.log10(np.maximum(dn.astype(np.float64), 0.5))  # noqa: E731 (DN 0 decodes dark)
+    else:
+        db = 10.0 * np.log10(np.where(valid, image.intensity, 1.0))
+        lo, hi = float(db[valid].min()), float(db[valid].max())
+        span = max(hi - lo, 1e-6)
+        u16 = np.where(valid, np.rint((db - lo) / span * 65535), 0).astype(np.uint16)
+        to_db_values = lambda q: lo + q.astype(np.float64) / 65535 * span  # noqa: E731
+    t0 = time.perf_counter()
+    data = _pillow_j2k_encode(u16, bpp)
+    t1 = time.perf_counter()
+    decoded_db = to_db_values(_pillow_j2k_decode(data))
+    t2 = time.perf_counter()
+    intensity = np.where(valid, np.power(10.0, decoded_db / 10.0), 0.0)
+    x = normalize_db(decoded_db, image.params.db_lo, image.params.db_hi)
+    return len(data), x, intensity, t1 - t0, t2 - t1
 
 
 def _timed_classical(encode: Callable[[npt.NDArray[np.uint16], float], bytes],
                      decode: Callable[[bytes], npt.NDArray[Any]]) -> Roundtrip:
-    def run(image: ReferenceImage, setting: float, scratch: Path) -> tuple[int, FloatImage, float, float]:
+    def run(image: ReferenceImage, setting: float, scratch: Path) -> tuple[int, FloatImage, Any, float, float]:
         u16 = _to_u16(image.x)
         t0 = time.perf_counter()
         data = encode(u16, setting)
         t1 = time.perf_counter()
         out = _from_u16(decode(data))
         t2 = time.perf_counter()
-        return len(data), out, t1 - t0, t2 - t1
+        return len(data), out, None, t1 - t0, t2 - t1
 
     return run
 
@@ -156,7 +192,7 @@ CLASSICAL_CODECS: dict[str, tuple[tuple[float, ...], str, Roundtrip]] = {
 def _sarc_roundtrip(model: str) -> Roundtrip:
     from sarcodec.codec.api import compress, decompress
 
-    def run(image: ReferenceImage, quality: float, scratch: Path) -> tuple[int, FloatImage, float, float]:
+    def run(image: ReferenceImage, quality: float, scratch: Path) -> tuple[int, FloatImage, Any, float, float]:
         path = scratch / f"{image.path.stem}.sarc"
         t0 = time.perf_counter()
         result = compress(image.raw, path, quality=quality, model=model, units=image.params.units,
@@ -165,9 +201,9 @@ def _sarc_roundtrip(model: str) -> Roundtrip:
         decoded = decompress(path, device="cpu").array
         t2 = time.perf_counter()
         assert decoded is not None
-        x_hat, _ = forward(decoded, image.params)  # back to x under the ORIGINAL's parameters
+        x_hat, intensity = image.decoded(decoded)  # x under the ORIGINAL's parameters, and the full range
         path.unlink()
-        return result.bytes, x_hat, t1 - t0, t2 - t1
+        return result.bytes, x_hat, intensity, t1 - t0, t2 - t1
 
     return run
 
@@ -339,6 +375,14 @@ def _gallery(image: ReferenceImage, recons: dict[str, tuple[float, FloatImage]],
     plt.close(fig)
 
 
+def _row(image: ReferenceImage, codec: str, setting: float, nbytes: int, x_hat: FloatImage, intensity: Any,
+         enc: float, dec: float) -> BenchRow:
+    score = image.score(x_hat, intensity)
+    return BenchRow(image.name, image.group, codec, float(setting), nbytes, nbytes * 8 / image.x.size, score.psnr,
+                    score.ssim, score.enl_ratio, score.epi, enc, dec, score.rmse_db, score.bias_db, score.hom_bias_db,
+                    score.peak_db, score.cfar_f1)
+
+
 def run_benchmark(
     inputs: Sequence[str | Path],
     output: str | Path,
@@ -383,37 +427,101 @@ def run_benchmark(
             image = load_reference(path, units, name=label)
             gallery_picks.setdefault(image.group, image)
             log(f"[{i}/{len(files)}] {image.name} ({image.group}, {image.x.shape[0]} x {image.x.shape[1]})")
+            learned_bpps: list[float] = []
             for name, (settings, _, roundtrip) in table.items():
                 for setting in settings:
-                    nbytes, x_hat, enc, dec = roundtrip(image, setting, Path(scratch))
-                    score = image.score(x_hat)
-                    bpp = nbytes * 8 / image.x.size
-                    rows.append(BenchRow(image.name, image.group, name, float(setting), nbytes, bpp, score.psnr,
-                                         score.ssim, score.enl_ratio, score.epi, enc, dec))
+                    nbytes, x_hat, intensity, enc, dec = roundtrip(image, setting, Path(scratch))
+                    row = _row(image, name, setting, nbytes, x_hat, intensity, enc, dec)
+                    rows.append(row)
+                    if name.startswith("sarcodec-"):
+                        learned_bpps.append(row.bpp)
                     if gallery_picks[image.group] is image:
                         best = gallery[image.name].get(name)
-                        if best is None or abs(math.log(bpp / gallery_bpp)) < abs(math.log(best[0] / gallery_bpp)):
-                            gallery[image.name][name] = (bpp, x_hat)
+                        if best is None or abs(math.log(row.bpp / gallery_bpp)) < abs(math.log(best[0] / gallery_bpp)):
+                            gallery[image.name][name] = (row.bpp, x_hat)
+            # The full-range anchor at exactly the learned codecs' file sizes (fidelity at equal bpp).
+            for target in sorted(set(learned_bpps)):
+                nbytes, x_hat, intensity, enc, dec = jpeg2000_fullrange_roundtrip(image, target)
+                rows.append(_row(image, FULLRANGE, target, nbytes, x_hat, intensity, enc, dec))
     bd = _group_bd(rows, "jpeg2000", bd_range)
     _write_outputs(out, rows, bd, table, gallery_picks, gallery, bd_range, gallery_bpp)
     return {"rows": [asdict(r) for r in rows], "bd": bd}
 
 
 def compare_with_jpeg2000(original: str | Path, decoded: npt.NDArray[Any], sarc_bytes: int,
-                          units: str | None = None) -> list[dict[str, Any]]:
-    """Score a decoded image against its original, next to JPEG 2000 at the same bitrate (SPEC metrics)."""
-    image = load_reference(original, units)
+                          units: str | None = None, band: int | None = None) -> list[dict[str, Any]]:
+    """Score a decoded image against its original, next to JPEG 2000 at the same bitrate on the same pixels and
+    on the full range (SPEC metrics: x_norm and original units)."""
+    image = load_reference(original, units, band=band)
     if decoded.shape != image.x.shape:
         raise BadInputError(f"{original}: shape {image.x.shape} differs from the decoded image's {decoded.shape}")
-    x_hat, _ = forward(decoded, image.params)
     bpp = sarc_bytes * 8 / image.x.size
+    x_hat, intensity = image.decoded(decoded)
     data, x_j2k = jpeg2000_roundtrip(image.x, bpp)
+    n_full, x_full, i_full, _, _ = jpeg2000_fullrange_roundtrip(image, bpp)
     rows = []
-    for name, nbytes, rec in (("sarcodec", sarc_bytes, x_hat), ("jpeg2000 (OpenJPEG)", len(data), x_j2k)):
-        score = image.score(rec)
-        rows.append({"codec": name, "bytes": nbytes, "bpp": nbytes * 8 / image.x.size, "psnr": score.psnr,
-                     "ssim": score.ssim, "enl_ratio": score.enl_ratio, "epi": score.epi})
+    for name, nbytes, rec, rec_intensity in (("sarcodec", sarc_bytes, x_hat, intensity),
+                                             ("jpeg2000, same pixels", len(data), x_j2k, None),
+                                             ("jpeg2000, full range", n_full, x_full, i_full)):
+        score = image.score(rec, rec_intensity)
+        rows.append({"codec": name, "bytes": nbytes, "bpp": nbytes * 8 / image.x.size,
+                     **{k: v for k, v in score.to_dict().items() if k not in ("image", "group", "pixels")}})
     return rows
+
+
+def decompress_and_compare(sarc: str | Path, output: str | Path, original: str | Path, *, band: int | None = None,
+                           model: str | Path | None = None, cog: bool = False, device: str | None = "cpu",
+                           overwrite: bool = False, progress: bool = False) -> tuple[Any, list[dict[str, Any]]]:
+    """``decompress`` to ``output``, then :func:`compare_with_jpeg2000` against ``original`` (its ``band``, by
+    default the band the file was written from). Everything the comparison needs is checked before anything is
+    written: ``original`` must not be the output, must be readable and must have the decoded image's shape."""
+    from sarcodec.codec.api import decompress, read_info
+    from sarcodec.io.raster import open_raster
+
+    out, orig = Path(output), Path(original)
+    with contextlib.suppress(OSError):
+        if out.resolve() == orig.resolve():
+            raise OutputError(f"{out}: the output would overwrite ORIGINAL, the image it is compared against")
+    info = read_info(sarc)
+    if band is None:
+        band = int(info["band"])
+    with open_raster(orig, band) as reader:  # a multi-band original without a matching band fails here
+        shape = (reader.info.height, reader.info.width)
+    if shape != (info["height"], info["width"]):
+        raise BadInputError(f"{orig}: shape {shape[0]} x {shape[1]} differs from the file's "
+                            f"{info['height']} x {info['width']}")
+    result = decompress(sarc, out, model=model, cog=cog, device=device, overwrite=overwrite, progress=progress)
+    with open_raster(out) as reader:
+        decoded = reader.read()
+    return result, compare_with_jpeg2000(orig, decoded, info["file_bytes"], units=info["units"], band=band)
+
+
+COMPARE_COLUMNS: list[tuple[str, str, int]] = [
+    ("codec", "codec", 0), ("bytes", "bytes", 0), ("bpp", "bpp", 3), ("psnr", "PSNR x_norm (dB)", 2),
+    ("ssim", "SSIM x_norm", 3), ("enl_ratio", "ENL ratio", 2), ("epi", "EPI x_norm", 3), ("rmse_db", "RMSE (dB)", 2),
+    ("bias_db", "bias (dB)", 3), ("hom_bias_db", "hom. bias (dB)", 3), ("peak_db", "point-target err (dB)", 2),
+    ("cfar_f1", "CFAR F1", 2)]
+"""Columns of the comparison table (``decompress --compare``)."""
+
+
+def fidelity_table(rows: Sequence[BenchRow]) -> list[dict[str, Any]]:
+    """Per group, learned codec and quality: medians of the original-unit metrics of the learned codec and of
+    the full-range JPEG 2000 run at each of its files' bpp (rows pair up by image and bpp)."""
+    anchor = {(r.image, r.setting): r for r in rows if r.codec == FULLRANGE}
+    cells: dict[tuple[str, str, float], list[tuple[BenchRow, BenchRow]]] = defaultdict(list)
+    for r in rows:
+        match = anchor.get((r.image, r.bpp))
+        if r.codec.startswith("sarcodec-") and match is not None:
+            cells[(r.group, r.codec, r.setting)].append((r, match))
+    keys = ("bpp", "bias_db", "hom_bias_db", "peak_db", "cfar_f1", "rmse_db")
+    table = []
+    for (group, codec, quality), pairs in sorted(cells.items(), key=lambda kv: (kv[0][0] != "sentinel1", kv[0])):
+        entry: dict[str, Any] = {"group": group, "codec": codec, "quality": f"{quality:g}", "images": len(pairs)}
+        for key in keys:
+            entry[key] = float(np.nanmedian([getattr(a, key) for a, _ in pairs]))
+            entry[f"j2k_{key}"] = float(np.nanmedian([getattr(b, key) for _, b in pairs]))
+        table.append(entry)
+    return table
 
 
 def _interp_at(points: Sequence[tuple[float, float]], bpp: float) -> float:
@@ -457,6 +565,7 @@ def _write_outputs(out: Path, rows: Sequence[BenchRow], bd: Sequence[dict[str, A
         timing[r.codec].append(pixels / 1e6 / max(r.encode_s, 1e-9))
         timing[f"{r.codec} decode"].append(pixels / 1e6 / max(r.decode_s, 1e-9))
     images = sorted({(r.group, r.image) for r in rows})
+    fidelity = fidelity_table(rows)
     lines = [
         "# Benchmark: learned codecs vs JPEG 2000, HTJ2K and JPEG XL",
         "",
@@ -481,6 +590,21 @@ def _write_outputs(out: Path, rows: Sequence[BenchRow], bd: Sequence[dict[str, A
         markdown_table(at_rates, [("group", "group", 0), ("codec", "codec", 0), ("psnr@0.25", "PSNR@0.25", 2),
                                   ("psnr@0.5", "PSNR@0.5", 2), ("psnr@1.0", "PSNR@1", 2), ("psnr@2.0", "PSNR@2", 2),
                                   ("ssim@1.0", "SSIM@1", 3), ("enl@1.0", "ENL ratio@1", 2)]),
+        "",
+        "## Original units at equal file size: sarcodec against JPEG 2000 on the full range",
+        "",
+        "Per group and quality level, medians over the group's images. Each sarcodec file is matched by JPEG 2000 "
+        f"(`{FULLRANGE}`: the image's own uint16 DN, or its valid dB min..max mapped to uint16) run at that file's "
+        "bpp in the same run. Linear intensity, valid pixels, no clipping: `bias` = 10 log10(mean R / mean I), "
+        "`hom` = the same over the most homogeneous 10 % of 9 x 9 windows, `peak` = median |dB error| on the "
+        "brightest 0.1 %, `cfar` = F1 of CA-CFAR detections (12 dB, 31 x 31 window, 9 x 9 guard, 1 px tolerance).",
+        "",
+        markdown_table(fidelity, [
+            ("group", "group", 0), ("codec", "codec", 0), ("quality", "q", 0), ("images", "images", 0),
+            ("bpp", "bpp", 3), ("j2k_bpp", "J2K bpp", 3), ("bias_db", "bias (dB)", 3),
+            ("j2k_bias_db", "J2K bias", 3), ("hom_bias_db", "hom (dB)", 3), ("j2k_hom_bias_db", "J2K hom", 3),
+            ("peak_db", "peak (dB)", 2), ("j2k_peak_db", "J2K peak", 2), ("cfar_f1", "CFAR F1", 2),
+            ("j2k_cfar_f1", "J2K CFAR F1", 2), ("rmse_db", "RMSE (dB)", 2), ("j2k_rmse_db", "J2K RMSE", 2)]),
         "",
         "![PSNR](rd_psnr.png)",
         "![SSIM](rd_ssim.png)",

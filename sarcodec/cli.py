@@ -1,7 +1,19 @@
 """The ``sarcodec`` command line: argument parsing and error-to-exit-code mapping only.
 
-Every failure sarcodec expects (bad input, corrupt file, unwritable output) becomes one line on stderr and
-a non-zero exit code; set ``SARCODEC_DEBUG=1`` to see the traceback of an unexpected error.
+Every failure sarcodec expects becomes one line on stderr and one exit code, the same for every command
+(set ``SARCODEC_DEBUG=1`` to see the traceback of an unexpected error):
+
+==== ==========================================================================================
+0    success
+1    unexpected internal error
+2    bad input: a missing or unreadable input, an invalid option value or usage
+3    a damaged, truncated or foreign file (.sarc, dataset, checkpoint), or a header value out of range
+4    incompatible model: the file needs a model this installation does not have
+5    the output cannot be written (exists without --overwrite, unwritable, would overwrite an input)
+130  interrupted
+==== ==========================================================================================
+
+Library errors name keyword arguments (``overwrite=True``); :func:`_cli_wording` turns them into the flags.
 """
 
 from __future__ import annotations
@@ -25,6 +37,16 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+#: Keyword-argument wording of library errors -> the command line's flags.
+_CLI_WORDING = (("overwrite=True", "--overwrite"), ("band=N", "--band N"), ("model=PATH", "--model PATH"))
+
+
+def _cli_wording(message: str) -> str:
+    for api, flag in _CLI_WORDING:
+        message = message.replace(api, flag)
+    return message
 
 
 def _log(msg: str) -> None:
@@ -285,9 +307,14 @@ def _add_decompress(sub: Any) -> None:
     p.add_argument("-o", "--output", default=None, help="output GeoTIFF (default: INPUT with .decoded.tif suffix)")
     p.add_argument("--cog", action="store_true", help="write a Cloud-Optimized GeoTIFF (DEFLATE)")
     p.add_argument("--compare", default=None, metavar="ORIGINAL",
-                   help="also score the result against ORIGINAL (PSNR, SSIM, ENL ratio, EPI) beside JPEG 2000 at the same bpp")
+                   help="also score the result against ORIGINAL (x_norm and original-unit metrics) beside JPEG 2000 at "
+                   "the same bpp, on the same pixels and on the full range")
+    p.add_argument("--band", type=_positive_int, default=None,
+                   help="band of ORIGINAL to compare against (default: the band the file was written from)")
     p.add_argument("--model", default=None, help="the .safetensors codec file, for files written with a model that is not shipped")
-    p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--device", default="cpu",
+                   help="cpu (default: the same pixels on every CPU), or cuda / auto to opt in to a GPU (the same "
+                   "symbols, pixels within float rounding)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=_cmd_decompress)
 
@@ -296,23 +323,19 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     from sarcodec.codec.api import decompress
 
     output = Path(args.output) if args.output else Path(args.input).with_suffix(".decoded.tif")
-    r = decompress(args.input, output, model=args.model, cog=args.cog, device=args.device,
-                   overwrite=args.overwrite, progress=True)
-    print(f"{output}: {r.height} x {r.width} {r.dtype}{' (COG)' if args.cog else ''}, {r.seconds:.2f} s "
-          f"({r.height * r.width / 1e6 / max(r.seconds, 1e-9):.2f} MP/s)")
+    options = {"model": args.model, "cog": args.cog, "device": args.device, "overwrite": args.overwrite,
+               "progress": True}
     if args.compare:
-        from sarcodec.benchmark import compare_with_jpeg2000
-        from sarcodec.codec.api import read_info
-        from sarcodec.io.raster import open_raster
+        from sarcodec.benchmark import COMPARE_COLUMNS, decompress_and_compare
         from sarcodec.report import markdown_table
 
-        info = read_info(args.input)
-        with open_raster(output) as reader:
-            decoded = reader.read()
-        rows = compare_with_jpeg2000(args.compare, decoded, info["file_bytes"], units=info["units"])
-        print(markdown_table(rows, [("codec", "codec", 0), ("bytes", "bytes", 0), ("bpp", "bpp", 3),
-                                    ("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 3), ("enl_ratio", "ENL ratio", 2),
-                                    ("epi", "EPI", 3)]))
+        r, rows = decompress_and_compare(args.input, output, args.compare, band=args.band, **options)
+    else:
+        r, rows = decompress(args.input, output, **options), []
+    print(f"{output}: {r.height} x {r.width} {r.dtype}{' (COG)' if args.cog else ''}, {r.seconds:.2f} s "
+          f"({r.height * r.width / 1e6 / max(r.seconds, 1e-9):.2f} MP/s)")
+    if rows:
+        print(markdown_table(rows, COMPARE_COLUMNS))
     return 0
 
 
@@ -451,7 +474,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
         return result
     except SarcodecError as exc:
-        print(f"sarcodec {args.command}: error: {exc}", file=sys.stderr)
+        print(f"sarcodec {args.command}: error: {_cli_wording(str(exc))}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print(f"sarcodec {args.command}: interrupted", file=sys.stderr)

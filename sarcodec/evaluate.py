@@ -60,9 +60,15 @@ class ImageScore:
     group: str
     pixels: int
     psnr: float  # dB, on x_norm (data range 1); identical to PSNR of the clipped dB images with range hi - lo
-    ssim: float
+    ssim: float  # on x_norm
     enl_ratio: float  # ENL(reconstruction) / ENL(original), linear intensity, homogeneous regions
-    epi: float
+    epi: float  # on x_norm
+    # Original units (linear intensity, valid pixels, no clipping; sarcodec.metrics.fidelity)
+    rmse_db: float = float("nan")
+    bias_db: float = float("nan")
+    hom_bias_db: float = float("nan")
+    peak_db: float = float("nan")
+    cfar_f1: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,17 +84,27 @@ def score_reconstruction(
     *,
     image: str = "",
     group: str = "",
+    recon_intensity: npt.NDArray[Any] | None = None,
 ) -> ImageScore:
-    """All metrics of one reconstruction ``x_hat`` of ``x_norm`` (both (H, W) in [0, 1])."""
-    recon_intensity = db_to_intensity(denormalize_db(x_hat, db_lo, db_hi))
+    """All metrics of one reconstruction ``x_hat`` of ``x_norm`` (both (H, W) in [0, 1]).
+
+    ``recon_intensity``: the reconstruction in linear intensity when it has more than ``x_hat`` holds (a decoded
+    ``.sarc`` covers the original's whole range); by default ``x_hat`` mapped back (clipped to [db_lo, db_hi]).
+    The ENL ratio and the original-unit metrics are computed on it."""
+    if recon_intensity is None:
+        recon_intensity = db_to_intensity(denormalize_db(x_hat, db_lo, db_hi))
+    fidelity = metrics.fidelity(recon_intensity, intensity, valid)
+    small = min(x_norm.shape) < metrics.SSIM_WIN_SIZE  # SSIM's window (and the ENL regions) need more pixels
     return ImageScore(
         image=image,
         group=group,
         pixels=int(x_norm.size),
         psnr=metrics.psnr(x_hat, x_norm, data_range=1.0),
-        ssim=metrics.ssim(x_hat, x_norm, data_range=1.0),
-        enl_ratio=metrics.enl_ratio(recon_intensity, np.where(valid, intensity, np.nan), mask=valid),
-        epi=metrics.epi(x_hat, x_norm),
+        ssim=float("nan") if small else metrics.ssim(x_hat, x_norm, data_range=1.0),
+        enl_ratio=float("nan") if small else metrics.enl_ratio(recon_intensity, np.where(valid, intensity, np.nan),
+                                                                mask=valid),
+        epi=float("nan") if min(x_norm.shape) < 3 else metrics.epi(x_hat, x_norm),
+        **fidelity,
     )
 
 
@@ -119,10 +135,18 @@ class ReferenceImage:
     valid: npt.NDArray[np.bool_]
     intensity: npt.NDArray[np.float64]
 
-    def score(self, x_hat: npt.NDArray[np.float32]) -> ImageScore:
-        """All metrics of the reconstruction ``x_hat`` (working representation under this image's params)."""
+    def score(self, x_hat: npt.NDArray[np.float32], recon_intensity: npt.NDArray[Any] | None = None) -> ImageScore:
+        """All metrics of the reconstruction ``x_hat`` (working representation under this image's params);
+        ``recon_intensity``, when given, is the reconstruction in linear intensity (see score_reconstruction)."""
         return score_reconstruction(self.x, x_hat, self.intensity, self.valid, self.params.db_lo,
-                                    self.params.db_hi, image=self.name, group=self.group)
+                                    self.params.db_hi, image=self.name, group=self.group,
+                                    recon_intensity=recon_intensity)
+
+    def decoded(self, raw: npt.NDArray[Any]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+        """A decoded raster in the original's units -> (x under the original's params, linear intensity)."""
+        db, ok = to_db(raw, self.params.units)
+        x = normalize_db(db, self.params.db_lo, self.params.db_hi)
+        return x, np.asarray(db_to_intensity(np.where(ok, db, -np.inf)), dtype=np.float64)
 
 
 def load_reference(
@@ -131,9 +155,10 @@ def load_reference(
     *,
     clip_percentiles: tuple[float, float] = DEFAULT_CLIP_PERCENTILES,
     name: str | None = None,
+    band: int | None = None,
 ) -> ReferenceImage:
-    """Read a whole image and map it to the working representation under its own (per-image) params."""
-    with open_raster(path) as reader:
+    """Read a whole image (one band) and map it to the working representation under its own (per-image) params."""
+    with open_raster(path, band) as reader:
         raw = reader.read()
         nodata = reader.info.nodata
     params = params_for_array(raw, units, clip_percentiles=clip_percentiles, nodata=nodata)
@@ -167,7 +192,7 @@ def summarize(scores: Sequence[ImageScore]) -> dict[str, dict[str, float]]:
         groups.setdefault(s.group, []).append(s)
     for name, members in groups.items():
         out[name] = {"images": float(len(members))}
-        for key in ("psnr", "ssim", "enl_ratio", "epi"):
+        for key in ("psnr", "ssim", "enl_ratio", "epi", *metrics.FIDELITY_METRICS):
             values = np.array([getattr(s, key) for s in members], dtype=np.float64)
             values = values[~np.isnan(values)]
             out[name][key] = float(values.mean()) if values.size else float("nan")
@@ -272,6 +297,14 @@ def evaluate_checkpoints(
         "PSNR (dB) per image group:",
         "",
         markdown_table(group_rows, [("run", "Run", 0)] + [(g, g, 2) for g in groups]),
+        "",
+        "Original units (linear intensity of the reconstruction mapped back from x_norm, valid pixels; SPEC "
+        "'Original-unit fidelity'; means over images):",
+        "",
+        markdown_table([{"run": s.run, **{k: s.scores["all"][k] for k in metrics.FIDELITY_METRICS}} for s in summaries],
+                       [("run", "Run", 0), ("rmse_db", "RMSE (dB)", 2), ("bias_db", "bias (dB)", 2),
+                        ("hom_bias_db", "homogeneous bias (dB)", 2), ("peak_db", "point-target error (dB)", 2),
+                        ("cfar_f1", "CFAR F1", 2)]),
     ]
     sweep = [{"label": s.run, "latent_ratio": s.latent_ratio, "psnr": s.scores["all"]["psnr"]}
              for s in summaries if s.model_name == "baseline"]

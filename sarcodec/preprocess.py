@@ -314,11 +314,22 @@ def inverse(
     Exact within the clip range up to float precision; where ``valid`` is False the params'
     ``invalid_fill`` is written.
     """
-    values = db_to_units(denormalize_db(x_norm, params.db_lo, params.db_hi), params.units)
+    return inverse_db(denormalize_db(x_norm, params.db_lo, params.db_hi), params, valid)
+
+
+def inverse_db(
+    db: npt.ArrayLike, params: PreprocessingParams, valid: npt.ArrayLike | None = None
+) -> npt.NDArray[Any]:
+    """dB of intensity (any value, no clipping) -> raw values in the input's units and dtype (integers rounded
+    and clipped to the dtype's range); where ``valid`` is False the params' ``invalid_fill`` is written."""
+    values = db_to_units(db, params.units)
     dtype = np.dtype(params.dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         values = np.clip(np.rint(np.real(values)), info.min, info.max)
+    elif np.issubdtype(dtype, np.floating):
+        finfo = np.finfo(dtype)  # dB beyond the dtype's range saturate instead of overflowing to inf
+        values = np.clip(values, -finfo.max, finfo.max)
     out = np.asarray(values).astype(dtype)
     if valid is not None:
         fill = params.invalid_fill

@@ -22,7 +22,9 @@ import contextlib
 import json
 import math
 import os
+import struct
 import time
+import zlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -35,14 +37,21 @@ import torch
 from tqdm import tqdm
 
 from sarcodec import __version__
+from sarcodec.codec import sidelayer
 from sarcodec.codec.container import (
+    HEADER_DICTIONARY,
     MAX_TILE,
     SarcHeader,
+    SarcReader,
+    SarcWriter,
+    decode_mask,
+    encode_mask,
     float_from_json,
     float_to_json,
+    tile_grid,
 )
-from sarcodec.codec.container import SarcReader, SarcWriter, decode_mask, encode_mask, tile_grid
 from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec
+from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
 from sarcodec.io.raster import RasterInfo, open_raster
 from sarcodec.preprocess import (
@@ -51,10 +60,13 @@ from sarcodec.preprocess import (
     check_percentiles,
     check_units,
     db_histogram,
-    forward,
+    db_to_intensity,
+    denormalize_db,
     infer_units,
-    inverse,
+    inverse_db,
     make_params,
+    normalize_db,
+    to_db,
 )
 
 __all__ = [
@@ -136,23 +148,6 @@ def _device(device: str | None) -> torch.device:
         raise BadInputError(f"unknown device {device!r}") from None
 
 
-def _extended(start: int, stop: int, length: int, overlap: int) -> tuple[int, int]:
-    return max(0, start - overlap), min(length, stop + overlap)
-
-
-def _ramp(start: int, stop: int, length: int, overlap: int) -> npt.NDArray[np.float32]:
-    """Blend weights over the extended interval of core [start, stop): linear ramps over the 2*overlap strips."""
-    e0, e1 = _extended(start, stop, length, overlap)
-    p = np.arange(e0, e1, dtype=np.float64) + 0.5
-    w = np.ones(e1 - e0)
-    if overlap > 0:
-        if start > 0:
-            w *= np.clip((p - (start - overlap)) / (2 * overlap), 0, 1)
-        if stop < length:
-            w *= np.clip(((stop + overlap) - p) / (2 * overlap), 0, 1)
-    return w.astype(np.float32)
-
-
 def _check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
     for source in inputs:
         with contextlib.suppress(OSError):
@@ -161,7 +156,7 @@ def _check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) 
     if output.is_dir():
         raise OutputError(f"{output}: is a directory")
     if output.exists() and not overwrite:
-        raise OutputError(f"{output}: exists (pass --overwrite to replace it)")
+        raise OutputError(f"{output}: exists (pass overwrite=True to replace it)")
     if not output.parent.is_dir():
         raise OutputError(f"{output.parent}: no such directory")
     if not os.access(output.parent, os.W_OK):
@@ -197,27 +192,104 @@ def _scene_params(source: Any, units: str | None, nodata: float | None,
     return params, rule
 
 
-def _bands(source: Any, params: PreprocessingParams, tile: int, overlap: int) -> Iterator[tuple[int, int, npt.NDArray[np.float32], npt.NDArray[np.bool_]]]:
-    """Per tile row band: (core start, core stop, x_norm of the extended rows, validity of the core rows)."""
+def _side_config(header: SarcHeader | dict[str, Any]) -> dict[str, Any]:
+    fields = header.fields if isinstance(header, SarcHeader) else header
+    side: dict[str, Any] = fields["side"]
+    return side
+
+
+_SIDE_DEFAULTS = {"step_hi": sidelayer.STEP_HI_DB, "step_lo": sidelayer.STEP_LO_DB,
+                  "bias_block": sidelayer.BIAS_BLOCK, "bias_step": sidelayer.BIAS_STEP_DB}
+_U32 = struct.Struct("<I")
+_F32 = struct.Struct("<f")
+TAG_CONSTANT = 1
+TAG_CODED = 2
+
+
+@dataclass
+class _Region:
+    """The inputs of one tile: x_norm and validity over its extended region, dB and validity of its core."""
+
+    x: npt.NDArray[np.float32]
+    valid: npt.NDArray[np.bool_]
+    core: tuple[slice, slice]  # the core inside the extended region
+
+    @property
+    def core_valid(self) -> npt.NDArray[np.bool_]:
+        return self.valid[self.core]
+
+
+def _band_rows(source: Any, params: PreprocessingParams, r0: int, r1: int, overlap: int
+               ) -> tuple[int, npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+    """dB and validity of the extended rows of the band with core rows [r0, r1); returns the first row too."""
     h, w = source.info.height, source.info.width
-    for r0, r1 in tile_grid(h, tile):
-        e0, e1 = _extended(r0, r1, h, overlap)
-        x, valid = forward(source.read((e0, 0, e1 - e0, w)), params)
-        yield r0, r1, x, valid[r0 - e0 : r1 - e0]
+    e0, e1 = extended(r0, r1, h, overlap)
+    db, valid = to_db(source.read((e0, 0, e1 - e0, w)), params.units, params.nodata)
+    return e0, db, valid
 
 
-def _tiles_of_band(x_band: npt.NDArray[np.float32], width: int, tile: int, overlap: int) -> Iterator[npt.NDArray[np.float32]]:
+def _encode_region(codec: LoadedCodec, quality: float, db: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_],
+                   core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any]) -> bytes:
+    """One tile record of format version 2 (see ``sarcodec.codec.container``) from the dB of its extended region."""
+    core_valid = valid[core]
+    if not core_valid.any():
+        return b""  # nothing to code: the mask says so
+    lo, hi = params.db_lo, params.db_hi
+    core_db = db[core]
+    targets = sidelayer.point_targets(db_to_intensity(np.where(valid, db, -np.inf)), valid)
+    side = sidelayer.find_outliers(core_db, core_valid, lo, hi, side_cfg["step_lo"], side_cfg["step_hi"], targets[core])
+    x = normalize_db(db, lo, hi)
+    x_valid = x[valid]
+    if x_valid.min() == x_valid.max():  # e.g. a constant image: no network needed
+        return bytes([TAG_CONSTANT]) + _F32.pack(float(x_valid[0])) + sidelayer.encode_side(side)
+    # The side layer restores its pixels: the network codes a smooth fill there instead of spikes.
+    in_side = sidelayer.side_mask(db, valid, lo, hi, side_cfg["step_lo"], side_cfg["step_hi"], targets)
+    words, x_hat = codec.model.encode_tile(_to_tensor(fill_invalid(x, valid & ~in_side)), quality, valid=valid)
+    assert x_hat is not None
+    inlier = core_valid.copy()
+    inlier.flat[side.above_index] = False
+    inlier.flat[side.below_index] = False
+    decoded_db = denormalize_db(x_hat[0, 0].numpy()[core], lo, hi)
+    side.correction = sidelayer.fit_correction(db_to_intensity(np.where(inlier, core_db, 0.0)), decoded_db, inlier,
+                                               side_cfg["bias_block"])
+    return bytes([TAG_CODED]) + _U32.pack(len(words)) + words + sidelayer.encode_side(side)
+
+
+def _tile_regions(db_band: npt.NDArray[np.float64], valid_band: npt.NDArray[np.bool_], e0: int, r0: int, r1: int,
+                  width: int, tile: int, overlap: int
+                  ) -> Iterator[tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], tuple[slice, slice]]]:
+    """Per tile of a band (left to right): dB and validity of its extended region, and where its core lies."""
+    rows = slice(r0 - e0, r1 - e0)
     for c0, c1 in tile_grid(width, tile):
-        e0, e1 = _extended(c0, c1, width, overlap)
-        yield x_band[:, e0:e1]
+        f0, f1 = extended(c0, c1, width, overlap)
+        yield db_band[:, f0:f1], valid_band[:, f0:f1], (rows, slice(c0 - f0, c1 - f0))
 
 
 def _to_tensor(x: npt.NDArray[np.float32]) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
 
 
-def _choose_quality(codec: LoadedCodec, source: Any, params: PreprocessingParams, target: float, tile: int, overlap: int) -> tuple[float, str]:
-    """Highest quality whose bitrate on a sample of up to 6 tiles is <= ``target`` bpp (bisection, 8 steps)."""
+def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any], tile: int, overlap: int) -> int:
+    """Bytes of a file that do not depend on the quality: preamble, deflated header, masks, record lengths,
+    checksum (the validity masks are read and coded for this, band by band)."""
+    info = source.info
+    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
+    head = len(deflate.compress(text) + deflate.flush())
+    rows, cols = tile_grid(info.height, tile), tile_grid(info.width, tile)
+    masks = 0
+    for r0, r1 in rows:
+        _, _, valid = _band_rows(source, params, r0, r1, overlap)
+        masks += len(encode_mask(valid))
+    return 8 + 6 + head + masks + 4 * len(rows) * (1 + len(cols)) + 4
+
+
+def _choose_quality(codec: LoadedCodec, source: Any, params: PreprocessingParams, target: float, fixed: int,
+                    tile: int, overlap: int, side_cfg: dict[str, Any]) -> tuple[float, str]:
+    """Highest quality whose file on a sample of up to 6 tiles is <= ``target`` bpp (bisection, 8 steps).
+
+    ``fixed`` bytes (header, masks, record lengths) are counted in full; the tiles' records (payload and side
+    information) are extrapolated from the sample to the whole image."""
     info = source.info
     rows, cols = tile_grid(info.height, tile), tile_grid(info.width, tile)
     cells = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
@@ -225,24 +297,29 @@ def _choose_quality(codec: LoadedCodec, source: Any, params: PreprocessingParams
     samples = []
     for r, c in picked:
         (r0, r1), (c0, c1) = rows[r], cols[c]
-        e0, e1 = _extended(r0, r1, info.height, overlap)
-        f0, f1 = _extended(c0, c1, info.width, overlap)
-        x, _ = forward(source.read((e0, f0, e1 - e0, f1 - f0)), params)
-        samples.append((_to_tensor(x), (r1 - r0) * (c1 - c0)))
-    pixels = sum(n for _, n in samples)
+        e0, e1 = extended(r0, r1, info.height, overlap)
+        f0, f1 = extended(c0, c1, info.width, overlap)
+        db, valid = to_db(source.read((e0, f0, e1 - e0, f1 - f0)), params.units, params.nodata)
+        samples.append((db, valid, (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0)), (r1 - r0) * (c1 - c0)))
+    sampled = sum(n for *_, n in samples)
+    pixels = info.height * info.width
 
-    def rate(q: float) -> float:
-        return float(sum(len(codec.model.compress_tile(t, q)) for t, _ in samples) * 8 / pixels)
+    def bpp(q: float) -> float:
+        tiles = sum(len(_encode_region(codec, q, db, valid, core, params, side_cfg)) for db, valid, core, _ in samples)
+        return (fixed + tiles * pixels / sampled) * 8 / pixels
 
     lo, hi = 1.0, float(codec.num_levels)
-    lowest = rate(lo)
-    if lowest > target:
-        return lo, f"the lowest quality already needs about {lowest:.3f} bpp for its tiles > target {target:.3f}"
-    if rate(hi) <= target:
-        return hi, ""
+    smallest = bpp(lo)
+    if smallest > target:
+        return lo, (f"target {target:g} bpp is below the smallest size this model reaches on this image (about "
+                    f"{smallest:.3f} bpp at quality 1); wrote quality 1")
+    largest = bpp(hi)
+    if largest <= target:
+        return hi, (f"target {target:g} bpp is above the largest size this model reaches on this image (about "
+                    f"{largest:.3f} bpp at quality {codec.num_levels:g}); wrote quality {codec.num_levels:g}")
     for _ in range(8):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if rate(mid) <= target else (lo, mid)
+        lo, hi = (mid, hi) if bpp(mid) <= target else (lo, mid)
     return math.floor(lo * 1e4) / 1e4, ""
 
 
@@ -288,7 +365,10 @@ def compress(
     _check_output(out, overwrite, inputs)
     codec = load_codec(model, _device(device))
     if quality is not None:
-        codec.model.check_quality(quality)
+        try:
+            codec.model.check_quality(quality)
+        except IncompatibleModelError as exc:
+            raise BadInputError(str(exc)) from None
     reader: Any = _ArraySource(source, nodata) if isinstance(source, np.ndarray) else open_raster(source, band)
     try:
         info = reader.info
@@ -313,21 +393,22 @@ def compress(
             "gcps": reader.gcps() if info.transform is None and hasattr(reader, "gcps") else None,
             "tile": {"size": tile_size, "overlap": overlap},
             "n_tiles": len(rows) * len(cols),
+            "side": dict(_SIDE_DEFAULTS),
         }
+        side_cfg = _side_config(header)
         note = ""
         if bpp is not None:
-            # Header, record lengths and checksum are part of the bitrate; the tiles get what is left.
-            fixed = len(json.dumps(header, separators=(",", ":"))) + 16 + 4 * len(rows) * (1 + len(cols)) + 4
-            header["quality"], note = _choose_quality(codec, reader, params, bpp - fixed * 8 / (info.height * info.width),
-                                                      tile_size, overlap)
+            fixed = _fixed_bytes(reader, params, header, tile_size, overlap)
+            header["quality"], note = _choose_quality(codec, reader, params, bpp, fixed, tile_size, overlap, side_cfg)
         q = header["quality"]
         bar = tqdm(total=len(rows) * len(cols), desc="compress", unit="tile", disable=None if progress else True, leave=False)
         try:
             with SarcWriter(out, header) as writer:
-                for _, _, x_band, valid in _bands(reader, params, tile_size, overlap):
-                    writer.band(encode_mask(valid))
-                    for x_tile in _tiles_of_band(x_band, info.width, tile_size, overlap):
-                        writer.tile(codec.model.compress_tile(_to_tensor(x_tile), q))
+                for r0, r1 in rows:
+                    e0, db_band, valid_band = _band_rows(reader, params, r0, r1, overlap)
+                    writer.band(encode_mask(valid_band))  # version 2: the extended rows (tiles skip latents by it)
+                    for db, valid, core in _tile_regions(db_band, valid_band, e0, r0, r1, info.width, tile_size, overlap):
+                        writer.tile(_encode_region(codec, q, db, valid, core, params, side_cfg))
                         bar.update()
         except OSError as exc:
             raise OutputError(f"{out}: cannot be written ({exc.strerror or exc})") from None
@@ -370,7 +451,7 @@ def _codec_for(header: SarcHeader, model: str | Path | None, device: torch.devic
     if model is None and wanted["name"] not in shipped_codecs():  # a header never picks a local file to load
         raise IncompatibleModelError(
             f"the file was written with model {wanted['name']!r} (sha256 {wanted['sha256'][:12]}...), which this "
-            "installation does not ship; pass --model with that .safetensors file"
+            "installation does not ship; pass model=PATH with that .safetensors file"
         )
     try:
         codec = load_codec(model if model is not None else wanted["name"], device)
@@ -379,41 +460,14 @@ def _codec_for(header: SarcHeader, model: str | Path | None, device: torch.devic
             raise
         raise IncompatibleModelError(
             f"the file was written with model {wanted['name']!r} (sha256 {wanted['sha256'][:12]}...), which this "
-            "installation does not ship; pass --model with that .safetensors file"
+            "installation does not ship; pass model=PATH with that .safetensors file"
         ) from None
     if codec.sha256 != wanted["sha256"]:
         raise IncompatibleModelError(
             f"the file needs model {wanted['name']!r} with sha256 {wanted['sha256'][:12]}..., but {codec.path} has "
-            f"{codec.sha256[:12]}...; pass --model with the exact weights that encoded it"
+            f"{codec.sha256[:12]}...; pass model=PATH with the exact weights that encoded it"
         )
     return codec
-
-
-class _Blender:
-    """Accumulates weighted tiles over a rolling band of full-width rows and releases finished rows."""
-
-    def __init__(self, width: int) -> None:
-        self.width = width
-        self.start = 0
-        self.values = np.zeros((0, width), np.float32)
-        self.weights = np.zeros((0, width), np.float32)
-
-    def add(self, row: int, col: int, tile: npt.NDArray[np.float32], weight: npt.NDArray[np.float32]) -> None:
-        end = row + tile.shape[0]
-        grow = end - (self.start + self.values.shape[0])
-        if grow > 0:
-            self.values = np.concatenate([self.values, np.zeros((grow, self.width), np.float32)])
-            self.weights = np.concatenate([self.weights, np.zeros((grow, self.width), np.float32)])
-        r = row - self.start
-        self.values[r : r + tile.shape[0], col : col + tile.shape[1]] += tile * weight
-        self.weights[r : r + tile.shape[0], col : col + tile.shape[1]] += weight
-
-    def pop(self, until: int) -> npt.NDArray[np.float32]:
-        n = until - self.start
-        out = (self.values[:n] / np.maximum(self.weights[:n], np.float32(1e-12))).astype(np.float32)
-        self.values, self.weights = self.values[n:], self.weights[n:]
-        self.start = until
-        return out
 
 
 class _Output:
@@ -444,6 +498,9 @@ class _Output:
             "blockxsize": 256,
             "blockysize": 256,
             "BIGTIFF": "IF_SAFER",
+            # lossless DEFLATE with the predictor for the dtype (floating point: 3, integers: 2): any GDAL reads it
+            "compress": "DEFLATE",
+            **({"predictor": 3} if self.dtype.kind == "f" else {"predictor": 2} if self.dtype.kind in "ui" else {}),
         }
         try:
             if f.get("crs"):
@@ -499,13 +556,56 @@ class _Output:
                 tmp.unlink(missing_ok=True)
 
 
+def _decode_region(codec: LoadedCodec, quality: float, payload: bytes, valid: npt.NDArray[np.bool_],
+                   core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any],
+                   correction: npt.NDArray[np.float32], outliers: npt.NDArray[np.float32]
+                   ) -> npt.NDArray[np.float32] | None:
+    """Decode one version-2 tile record: x_norm over the extended region whose validity is ``valid`` (None for an
+    uncoded tile); writes the tile core's correction (dB) and outlier values (dB, NaN elsewhere) into
+    ``correction`` and ``outliers``."""
+    shape = valid.shape
+    core_valid = valid[core]
+    if not payload:
+        if core_valid.any():
+            raise CorruptFileError("a tile with valid pixels has no coded data")
+        return None
+    if not core_valid.any():
+        raise CorruptFileError("a tile without valid pixels carries coded data")
+    tag, rest = payload[0], payload[1:]
+    if tag == TAG_CONSTANT:
+        if len(rest) < 4:
+            raise CorruptFileError("a constant tile is truncated")
+        (value,) = _F32.unpack_from(rest)
+        if not 0.0 <= value <= 1.0:
+            raise CorruptFileError("a constant tile's value is out of range")
+        x = np.full(shape, value, np.float32)
+        side_blob, with_correction = rest[4:], False
+    elif tag == TAG_CODED:
+        if len(rest) < 4:
+            raise CorruptFileError("a coded tile is truncated")
+        (n_words,) = _U32.unpack_from(rest)
+        if n_words == 0 or 4 + n_words > len(rest):
+            raise CorruptFileError("a coded tile's word count is inconsistent with its record")
+        x = codec.model.decompress_tile(rest[4 : 4 + n_words], shape[0], shape[1], quality, valid)[0, 0].numpy()
+        side_blob, with_correction = rest[4 + n_words :], True
+    else:
+        raise CorruptFileError(f"unknown tile type {tag}")
+    core_shape = core_valid.shape
+    side = sidelayer.decode_side(side_blob, core_shape, with_correction, side_cfg["bias_block"])
+    if side.correction is not None:
+        correction[:] = sidelayer.interpolate_correction(side.correction * side_cfg["bias_step"], core_shape,
+                                                         side_cfg["bias_block"])
+    outliers[:] = side.outlier_db(core_shape, params.db_lo, params.db_hi, side_cfg["step_lo"], side_cfg["step_hi"])
+    return x
+
+
 def decompress(
     path: str | Path,
     output: str | Path | None = None,
     *,
     model: str | Path | None = None,
     cog: bool = False,
-    device: str | None = "auto",
+    device: str | None = "cpu",
     overwrite: bool = False,
     progress: bool = False,
 ) -> DecompressResult:
@@ -524,29 +624,51 @@ def decompress(
         header = reader.header
         params = _params_of(header)
         codec = _codec_for(header, model, _device(device))
-        quality = codec.model.check_quality(float(header.fields["quality"]))
+        try:
+            quality = codec.model.check_quality(float(header.fields["quality"]))
+        except IncompatibleModelError as exc:
+            raise CorruptFileError(f"{src}: the header's {exc}") from None
         h, w, overlap = header.height, header.width, header.overlap
         col_grid = header.cols()
         sink = _Output(header, out, cog)
-        blender = _Blender(w)
-        masks: list[tuple[int, npt.NDArray[np.bool_]]] = []
+        blender = Blender(w)
+        version = reader.version
+        side_cfg = _side_config(header) if version >= 2 else None
+        pending: list[tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.float32], npt.NDArray[np.float32]]] = []
         bar = tqdm(total=int(header.fields["n_tiles"]), desc="decompress", unit="tile", disable=None if progress else True, leave=False)
         try:
             for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
-                masks.append((r0, decode_mask(mask_bytes, (r1 - r0, w))))
-                e0, e1 = _extended(r0, r1, h, overlap)
-                row_weight = _ramp(r0, r1, h, overlap)[:, None]
+                e0, e1 = extended(r0, r1, h, overlap)
+                if side_cfg is None:
+                    valid_ext = None
+                    valid = decode_mask(mask_bytes, (r1 - r0, w))
+                else:  # version 2 masks cover the band's extended rows
+                    valid_ext = decode_mask(mask_bytes, (e1 - e0, w))
+                    valid = valid_ext[r0 - e0 : r1 - e0]
+                correction = np.zeros((r1 - r0, w), np.float32)
+                outliers = np.full((r1 - r0, w), np.nan, np.float32)
+                row_weight = ramp(r0, r1, h, overlap)[:, None]
                 for (c0, c1), payload in zip(col_grid, payloads):
-                    f0, f1 = _extended(c0, c1, w, overlap)
-                    x = codec.model.decompress_tile(payload, e1 - e0, f1 - f0, quality)[0, 0].numpy()
-                    blender.add(e0, f0, x, row_weight * _ramp(c0, c1, w, overlap)[None, :])
+                    f0, f1 = extended(c0, c1, w, overlap)
+                    core = (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0))
+                    if side_cfg is None or valid_ext is None:
+                        x = codec.model.decompress_tile(payload, e1 - e0, f1 - f0, quality)[0, 0].numpy()
+                    else:
+                        x = _decode_region(codec, quality, payload, valid_ext[:, f0:f1], core, params, side_cfg,
+                                           correction[:, c0:c1], outliers[:, c0:c1])
+                    if x is not None:
+                        blender.add(e0, f0, x, row_weight * ramp(c0, c1, w, overlap)[None, :])
                     bar.update()
+                pending.append((r0, valid, correction, outliers))
                 done = h if r1 == h else r1 - overlap
                 first = blender.start
                 x_rows = blender.pop(done)
-                valid = np.concatenate([m for _, m in masks])[first - masks[0][0] : done - masks[0][0]]
-                sink.write(first, inverse(x_rows, params, valid))
-                masks = [(r, m) for r, m in masks if r + m.shape[0] > done]
+                rows_of = [np.concatenate([p[k] for p in pending])[first - pending[0][0] : done - pending[0][0]]
+                           for k in (1, 2, 3)]
+                db = denormalize_db(x_rows, params.db_lo, params.db_hi) + rows_of[1]
+                db = np.where(np.isnan(rows_of[2]), db, rows_of[2])
+                sink.write(first, inverse_db(db, params, rows_of[0]))
+                pending = [p for p in pending if p[0] + p[1].shape[0] > done]
             reader.check_end()
             sink.finish()
         except SarcodecError:

@@ -7,11 +7,15 @@ Layout (all integers little-endian)::
     header_len   u32
     header       JSON, UTF-8, deflated (zlib) with the preset dictionary HEADER_DICTIONARY: model {name,
                  sha256, codec}, quality, preprocessing_params, height, width, dtype, units, band, crs (WKT or
-                 null), transform (6 floats or null), gcps, nodata, tile {size, overlap}, n_tiles
+                 null), transform (6 floats or null), gcps, nodata, tile {size, overlap}, n_tiles; version 2
+                 adds side {step_hi, step_lo, bias_block, bias_step} (dB steps and block size)
     records      one per tile row band, in order:
                    mask_len u32, mask (zlib of np.packbits of the band's validity mask; empty = all valid)
                  then one per tile of that band, left to right:
-                   payload_len u32, payload (constriction ANS words)
+                   payload_len u32, payload: version 1: constriction ANS words; version 2: empty when the
+                   tile core has no valid pixel (nothing coded), else a tag byte: 1 = constant tile (float32
+                   x_norm value, side blob), 2 = coded tile (u32 word count, ANS words, side blob); the side
+                   blob holds the outliers and the radiometric correction (``sarcodec.codec.sidelayer``)
     checksum     u32      CRC-32 of every byte before it
 
 Readers check the magic, the version, every length against the bytes left, and the checksum over the whole
@@ -36,13 +40,14 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-from sarcodec.errors import CorruptFileError
+from sarcodec.errors import BadInputError, CorruptFileError
 
 __all__ = [
     "FORMAT_VERSION",
     "HEADER_DICTIONARY",
     "MAGIC",
     "MAX_TILE",
+    "READ_VERSIONS",
     "SarcHeader",
     "SarcReader",
     "SarcWriter",
@@ -54,9 +59,13 @@ __all__ = [
 ]
 
 MAGIC = b"SARC\x00\r\n\x1a"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Versions this reader decodes. Version 1 (sarcodec 0.1): tile payloads are bare rANS words, pixels outside the
+#: clip range are lost. Version 2: tagged tile payloads with side information (``sarcodec.codec.sidelayer``),
+#: uncoded tiles where nothing is valid, constant tiles.
+READ_VERSIONS = (1, 2)
 _MAX_HEADER = 64 << 20
-#: Preset dictionary of the header's deflate stream (part of format version 1: never change it). It holds the
+#: Preset dictionary of the header's deflate stream (part of format versions 1 and 2: never change it). It holds the
 #: field names and values every header repeats, so a 256 x 256 image's header costs ~150 bytes instead of ~560
 #: (0.02 instead of 0.07 bpp).
 HEADER_DICTIONARY = (
@@ -88,12 +97,15 @@ def decode_mask(data: bytes, shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
     """Inverse of :func:`encode_mask` for a mask of ``shape``."""
     if not data:
         return np.ones(shape, dtype=bool)
+    n = shape[0] * shape[1]
+    inflate = zlib.decompressobj()
     try:
-        raw = zlib.decompress(data)
+        raw = inflate.decompress(data, (n + 7) // 8)  # never inflate more than the band's mask can hold
     except zlib.error as exc:
         raise CorruptFileError(f"validity mask is damaged ({exc})") from None
+    if inflate.unconsumed_tail or not inflate.eof or inflate.unused_data:
+        raise CorruptFileError("validity mask is damaged or larger than its tile band")
     bits = np.unpackbits(np.frombuffer(raw, dtype=np.uint8))
-    n = shape[0] * shape[1]
     if bits.size < n or bits.size > n + 7:
         raise CorruptFileError("validity mask has the wrong size for its tile band")
     return bits[:n].reshape(shape).astype(bool)
@@ -104,6 +116,7 @@ class SarcHeader:
     """The decoded JSON header (see the module docstring for the fields)."""
 
     fields: dict[str, Any]
+    version: int = FORMAT_VERSION
 
     @property
     def height(self) -> int:
@@ -154,6 +167,11 @@ class SarcHeader:
             if ok:
                 dtype = np.dtype(f["dtype"])
                 ok = dtype.kind in "uifc"
+            if ok and self.version >= 2:
+                side = f["side"]
+                ok = (isinstance(side, dict) and all(_is_finite(side.get(k)) and side[k] > 0
+                                                     for k in ("step_hi", "step_lo", "bias_step"))
+                      and _is_int(side.get("bias_block")) and 4 <= side["bias_block"] <= MAX_TILE)
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CorruptFileError(f"header is missing or has a malformed field ({exc})") from None
         if not ok:
@@ -251,8 +269,8 @@ class SarcReader:
         try:
             self.size = self.path.stat().st_size
             self._file: IO[bytes] = open(self.path, "rb")  # noqa: SIM115 (closed in close)
-        except OSError as exc:
-            raise CorruptFileError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
+        except OSError as exc:  # a missing or unreadable input is bad input (exit 2), like for every command
+            raise BadInputError(f"{self.path}: cannot be read ({exc.strerror or exc})") from None
         try:
             self._open()
         except BaseException:
@@ -266,8 +284,10 @@ class SarcReader:
         if len(head) < len(MAGIC) + 6:
             raise CorruptFileError(f"{self.path}: truncated .sarc file (ends inside the preamble)")
         (version,) = _U16.unpack_from(head, len(MAGIC))
-        if version != FORMAT_VERSION:
-            raise CorruptFileError(f"{self.path}: .sarc format version {version}; this sarcodec reads version {FORMAT_VERSION}")
+        if version not in READ_VERSIONS:
+            raise CorruptFileError(f"{self.path}: .sarc format version {version}; this sarcodec reads versions "
+                                   f"{', '.join(map(str, READ_VERSIONS))}")
+        self.version = version
         (header_len,) = _U32.unpack_from(head, len(MAGIC) + 2)
         if header_len > min(_MAX_HEADER, self.size - len(head) - 4):
             raise CorruptFileError(f"{self.path}: truncated or damaged .sarc file (header length {header_len})")
@@ -283,7 +303,7 @@ class SarcReader:
             raise CorruptFileError(f"{self.path}: header is not valid JSON ({exc})") from None
         if not isinstance(fields, dict):
             raise CorruptFileError(f"{self.path}: header is not a JSON object")
-        self.header = SarcHeader(fields)
+        self.header = SarcHeader(fields, version)
         self.header.validate()
         self._end = self.size - 4
         records = len(self.header.rows()) * (1 + len(self.header.cols()))

@@ -233,22 +233,43 @@ class FactorizedDensity(nn.Module):
         q = torch.round(y.detach().cpu().double()).long()
         return torch.maximum(torch.minimum(q, offsets + lengths - 1), offsets).float()
 
-    def encode(self, coder: constriction.stream.stack.AnsCoder, y: Tensor) -> Tensor:
-        """Quantize ``y`` (1, C, H, W), clamp to the tables' support, push it; return the coded values (float)."""
+    def encode(self, coder: constriction.stream.stack.AnsCoder, y: Tensor, keep: NDArray[np.bool_] | None = None
+               ) -> Tensor:
+        """Quantize ``y`` (1, C, H, W), clamp to the tables' support, push it; return the coded values (float).
+
+        ``keep`` (H, W): only these positions are pushed; the others take :meth:`default_values` (what the decoder
+        puts there), and the returned tensor holds those."""
         offsets = self.table_offsets.cpu().view(1, -1, 1, 1)
         q = self.coded_values(y).long()
+        if keep is not None:
+            q = torch.where(torch.from_numpy(keep)[None, None], q, self.default_values(q.shape).long())
         symbols = (q - offsets)[0].permute(1, 2, 0).reshape(-1).numpy()  # pixel-major, channel-minor
         groups = np.tile(np.arange(self.channels), symbols.size // self.channels)
+        if keep is not None:
+            coded = np.repeat(keep.ravel(), self.channels)
+            symbols, groups = symbols[coded], groups[coded]
         encode_grouped(coder, symbols, groups, self._tables())
         return q.to(y.dtype)
 
-    def decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int]) -> Tensor:
-        """Pop a (1, C, *shape) tensor of values pushed by :meth:`encode`."""
+    def default_values(self, shape: torch.Size | tuple[int, ...]) -> Tensor:
+        """The value of positions that are not coded: 0 clamped to each channel's support (float, CPU)."""
+        return self.coded_values(torch.zeros(shape))
+
+    def decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int],
+               keep: NDArray[np.bool_] | None = None) -> Tensor:
+        """Pop a (1, C, *shape) tensor of values pushed by :meth:`encode` (with the same ``keep``)."""
         h, w = shape
         groups = np.tile(np.arange(self.channels), h * w)
-        symbols = decode_grouped(coder, groups, self._tables())
+        offsets = self.table_offsets.cpu().view(1, -1, 1, 1)
+        if keep is None:
+            symbols = decode_grouped(coder, groups, self._tables())
+        else:
+            coded = np.repeat(keep.ravel(), self.channels)
+            default = (self.default_values((1, self.channels, h, w)).long() - offsets)[0].permute(1, 2, 0).reshape(-1)
+            symbols = default.numpy().copy()
+            symbols[coded] = decode_grouped(coder, groups[coded], self._tables())
         q = torch.from_numpy(symbols).view(h, w, self.channels).permute(2, 0, 1).unsqueeze(0)
-        return (q + self.table_offsets.cpu().view(1, -1, 1, 1)).float()
+        return (q + offsets).float()
 
 
 def default_scale_table(low: float = 0.11, high: float = 256.0, levels: int = 64) -> Tensor:
@@ -325,20 +346,37 @@ class GaussianConditional(nn.Module):
         return [counts[i, : lengths[i]] for i in range(len(lengths))]
 
     def encode(
-        self, coder: constriction.stream.stack.AnsCoder, y: Tensor, indices: Tensor, means: Tensor | None = None
+        self, coder: constriction.stream.stack.AnsCoder, y: Tensor, indices: Tensor, means: Tensor | None = None,
+        keep: NDArray[np.bool_] | None = None,
     ) -> Tensor:
-        """Push ``round(y - means)`` clamped to each table's support; return the symbols (float, CPU)."""
+        """Push ``round(y - means)`` clamped to each table's support; return the symbols (float, CPU).
+
+        ``keep`` (H, W): only these positions are pushed; the others are symbol 0 (the latent takes its mean)."""
         radii = ((self.table_lengths.cpu() - 1) // 2)[indices.cpu()]
         mu = means.detach().cpu() if means is not None else None
         q = self.quantize(y.detach().cpu(), mu).long()
         q = torch.maximum(torch.minimum(q, radii), -radii)
+        if keep is not None:
+            q = q * torch.from_numpy(keep)[None, None]
         symbols = (q + radii).reshape(-1).numpy()
-        encode_grouped(coder, symbols, indices.cpu().reshape(-1).numpy(), self._tables())
+        groups = indices.cpu().reshape(-1).numpy()
+        if keep is not None:
+            coded = np.tile(keep.ravel(), q.shape[0] * q.shape[1])  # (N, C, H, W) order
+            symbols, groups = symbols[coded], groups[coded]
+        encode_grouped(coder, symbols, groups, self._tables())
         return q.float()
 
-    def decode(self, coder: constriction.stream.stack.AnsCoder, indices: Tensor) -> Tensor:
-        """Pop symbols pushed by :meth:`encode` (same ``indices``); returns them as a float tensor (CPU)."""
+    def decode(self, coder: constriction.stream.stack.AnsCoder, indices: Tensor,
+               keep: NDArray[np.bool_] | None = None) -> Tensor:
+        """Pop symbols pushed by :meth:`encode` (same ``indices`` and ``keep``); returns them as a float tensor
+        (CPU)."""
         idx = indices.cpu()
-        symbols = decode_grouped(coder, idx.reshape(-1).numpy(), self._tables())
         radii = ((self.table_lengths.cpu() - 1) // 2)[idx]
+        groups = idx.reshape(-1).numpy()
+        if keep is None:
+            symbols = decode_grouped(coder, groups, self._tables())
+        else:
+            coded = np.tile(keep.ravel(), idx.shape[0] * idx.shape[1])
+            symbols = radii.reshape(-1).numpy().copy()  # symbol of q = 0
+            symbols[coded] = decode_grouped(coder, groups[coded], self._tables())
         return (torch.from_numpy(symbols).view(idx.shape) - radii).float()

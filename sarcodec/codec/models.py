@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 import constriction
 import numpy as np
+import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -80,6 +81,25 @@ def native_cpu_kernels() -> Iterator[None]:
         warnings.simplefilter("ignore")  # flags() warns about TF32 on Intel GPUs, irrelevant here
         with torch.backends.mkldnn.flags(enabled=False):
             yield
+
+
+#: Pixels: latents farther than this from every valid pixel are not coded. The synthesis reaches ~10 px, but its
+#: outer taps are weak: with 8 px the valid part of a NaN-bordered image decodes as well as the part alone
+#: (measured, PSNR within 0.04 dB) and the nodata border costs 7-14 % of the valid part's bytes.
+SKIP_MARGIN = 8
+Keep = npt.NDArray[np.bool_] | None  # latent positions to code (None: all)
+
+
+def _near(mask: npt.NDArray[np.bool_], block: int, margin: int) -> npt.NDArray[np.bool_]:
+    """Per ``block`` x ``block`` cell of ``mask`` (shape a multiple of ``block``): True when a True pixel lies in
+    the cell or within ``margin`` cells of it."""
+    from scipy import ndimage
+
+    h, w = mask.shape
+    cells = mask.reshape(h // block, block, w // block, block).any(axis=(1, 3))
+    if margin:
+        cells = ndimage.binary_dilation(cells, np.ones((2 * margin + 1, 2 * margin + 1), dtype=bool))
+    return np.asarray(cells, dtype=bool)
 
 
 def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -185,16 +205,48 @@ class RDCodec(nn.Module):
     @torch.no_grad()
     def compress_tile(self, x: Tensor, quality: float) -> bytes:
         """Entropy-code one image ``(1, 1, H, W)`` in [0, 1]; any H, W >= 1."""
-        q = torch.tensor([self.check_quality(quality)])
-        padded, _ = pad_to_multiple(x.to(self._device(), torch.float32), self.downsampling_factor_total())
-        coder = constriction.stream.stack.AnsCoder()
-        with native_cpu_kernels():
-            self._encode(coder, padded, q)
-        return np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
+        return self.encode_tile(x, quality, reconstruct=False)[0]
+
+    def _keep_masks(self, valid: npt.NDArray[np.bool_] | None, shape: tuple[int, int]
+                    ) -> tuple[npt.NDArray[np.bool_] | None, npt.NDArray[np.bool_] | None]:
+        """Which latent positions are coded, given the validity of the (unpadded) tile; None = all.
+
+        A latent of y is coded when a valid pixel lies within ``SKIP_MARGIN`` pixels of its footprint; a
+        hyper-latent of z when a coded y lies within one y position of its footprint. Encoder and decoder derive
+        both from the validity mask; uncoded latents take their predicted mean (y) or 0 (z)."""
+        if valid is None or valid.all():
+            return None, None
+        padded = np.zeros(shape, dtype=bool)
+        padded[: valid.shape[0], : valid.shape[1]] = valid
+        m = self.downsampling_factor
+        keep_y = _near(padded, m, SKIP_MARGIN // m)
+        if self.downsampling_factor_total() == m:
+            return keep_y, None
+        return keep_y, _near(keep_y, self.downsampling_factor_total() // m, 1)
 
     @torch.no_grad()
-    def decompress_tile(self, payload: bytes, height: int, width: int, quality: float) -> Tensor:
-        """Decode what :meth:`compress_tile` wrote for an image of ``height`` x ``width``; (1, 1, H, W) on CPU."""
+    def encode_tile(self, x: Tensor, quality: float, reconstruct: bool = True,
+                    valid: npt.NDArray[np.bool_] | None = None) -> tuple[bytes, Tensor | None]:
+        """Entropy-code one image ``(1, 1, H, W)`` in [0, 1]; with ``reconstruct``, also what the decoder will
+        reconstruct from these symbols ((1, 1, H, W) on CPU), computed from the coded latents without decoding.
+        ``valid`` (H, W): latents far from every valid pixel are not coded (see :meth:`_keep_masks`); the
+        decoder must be given the same mask."""
+        q = torch.tensor([self.check_quality(quality)])
+        height, width = x.shape[-2:]
+        padded, _ = pad_to_multiple(x.to(self._device(), torch.float32), self.downsampling_factor_total())
+        keep = self._keep_masks(valid, tuple(padded.shape[-2:]))
+        coder = constriction.stream.stack.AnsCoder()
+        with native_cpu_kernels():
+            y_hat = self._encode(coder, padded, q, *keep)
+            x_hat = self._synthesize(y_hat.to(self._device()), q)[..., :height, :width].clamp(0, 1).cpu() \
+                if reconstruct else None
+        return np.asarray(coder.get_compressed(), dtype="<u4").tobytes(), x_hat
+
+    @torch.no_grad()
+    def decompress_tile(self, payload: bytes, height: int, width: int, quality: float,
+                        valid: npt.NDArray[np.bool_] | None = None) -> Tensor:
+        """Decode what :meth:`encode_tile` wrote for an image of ``height`` x ``width`` (with the same ``valid``);
+        (1, 1, H, W) on CPU."""
         if len(payload) % 4:
             raise CorruptFileError("an entropy-coded tile is not a whole number of 32-bit words")
         q = torch.tensor([self.check_quality(quality)])
@@ -205,8 +257,9 @@ class RDCodec(nn.Module):
             coder = constriction.stream.stack.AnsCoder(words)
         except Exception as exc:
             raise CorruptFileError(f"an entropy-coded tile is damaged ({exc})") from None
+        keep = self._keep_masks(valid, shape)
         with native_cpu_kernels():  # oneDNN's results depend on the thread count
-            x_hat = self._decode(coder, shape, q)
+            x_hat = self._decode(coder, shape, q, *keep)
         if not coder.is_empty():  # every word must be consumed by exactly the symbols of this shape
             raise CorruptFileError("an entropy-coded tile does not match the shape and model in the header")
         return x_hat[..., :height, :width].clamp(0, 1).cpu()
@@ -215,10 +268,14 @@ class RDCodec(nn.Module):
         """Padding multiple of the whole model (the hyperprior's z is 4x coarser than y)."""
         return self.downsampling_factor
 
-    def _encode(self, coder: constriction.stream.stack.AnsCoder, x: Tensor, quality: Tensor) -> None:
+    def _encode(self, coder: constriction.stream.stack.AnsCoder, x: Tensor, quality: Tensor,
+                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
+        """Push the latents of ``x`` (only the positions in ``keep_y``/``keep_z`` when given); return the
+        quantized latent ``y_hat`` the decoder will see."""
         raise NotImplementedError
 
-    def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor) -> Tensor:
+    def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor,
+                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
         raise NotImplementedError
 
     def _synthesize(self, y_hat: Tensor, quality: Tensor) -> Tensor:
@@ -250,14 +307,16 @@ class FactorizedPriorCodec(RDCodec):
         y_hat = _ste_round(y) if self.training else torch.round(y)
         return {"x_hat": self._synthesize(y_hat, quality), "likelihoods": [likelihoods]}
 
-    def _encode(self, coder: constriction.stream.stack.AnsCoder, x: Tensor, quality: Tensor) -> None:
+    def _encode(self, coder: constriction.stream.stack.AnsCoder, x: Tensor, quality: Tensor,
+                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
         gain, _ = self.gains(quality.to(x.device))
         y = (self.analysis(x) * gain).cpu()
-        self.density.encode(coder, y)
+        return self.density.encode(coder, y, keep_y)
 
-    def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor) -> Tensor:
+    def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor,
+                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
         m = self.downsampling_factor
-        y_hat = self.density.decode(coder, (shape[0] // m, shape[1] // m))
+        y_hat = self.density.decode(coder, (shape[0] // m, shape[1] // m), keep_y)
         return self._synthesize(y_hat.to(self._device()), quality)
 
 
@@ -316,19 +375,25 @@ class HyperpriorCodec(RDCodec):
             means, scales = hyper(z_hat.detach().to("cpu", torch.float64)).chunk(2, dim=1)
         return means.float(), self.conditional.scale_indices(F.softplus(scales)).cpu()
 
-    def _encode(self, coder: constriction.stream.stack.AnsCoder, x: Tensor, quality: Tensor) -> None:
+    def _encode(self, coder: constriction.stream.stack.AnsCoder, x: Tensor, quality: Tensor,
+                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
         gain, _ = self.gains(quality.to(x.device))
         y = self.analysis(x) * gain
         z = self.hyper_analysis(y).cpu()
-        means, indices = self._probability_path(self.hyper_density.coded_values(z))
-        # Stack coder: push y first, then z, so the decoder pops z (needed to decode y) first.
-        self.conditional.encode(coder, y.cpu(), indices, means)
-        self.hyper_density.encode(coder, z)
-
-    def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor) -> Tensor:
-        m = self.downsampling_factor_total()
-        z_hat = self.hyper_density.decode(coder, (shape[0] // m, shape[1] // m))
+        z_hat = self.hyper_density.coded_values(z)
+        if keep_z is not None:
+            z_hat = torch.where(torch.from_numpy(keep_z)[None, None], z_hat, self.hyper_density.default_values(z.shape))
         means, indices = self._probability_path(z_hat)
-        symbols = self.conditional.decode(coder, indices)
+        # Stack coder: push y first, then z, so the decoder pops z (needed to decode y) first.
+        symbols = self.conditional.encode(coder, y.cpu(), indices, means, keep_y)
+        self.hyper_density.encode(coder, z, keep_z)
+        return self.conditional.dequantize(symbols, means)
+
+    def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor,
+                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
+        m = self.downsampling_factor_total()
+        z_hat = self.hyper_density.decode(coder, (shape[0] // m, shape[1] // m), keep_z)
+        means, indices = self._probability_path(z_hat)
+        symbols = self.conditional.decode(coder, indices, keep_y)
         y_hat = self.conditional.dequantize(symbols, means)
         return self._synthesize(y_hat.to(self._device()), quality)

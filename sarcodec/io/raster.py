@@ -57,7 +57,7 @@ def _choose_band(path: Path, band_count: int, band: int | None) -> int:
     """1-based band index; a multi-band raster requires an explicit choice."""
     if band is None:
         if band_count > 1:
-            raise BadInputError(f"{path}: has {band_count} bands; choose one with --band (1..{band_count})")
+            raise BadInputError(f"{path}: has {band_count} bands; choose one with band=N (1..{band_count})")
         return 1
     if not 1 <= band <= band_count:
         raise BadInputError(f"{path}: band {band} out of range 1..{band_count}")

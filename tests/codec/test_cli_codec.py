@@ -68,3 +68,72 @@ def test_benchmark_command_writes_report(tmp_path: Path) -> None:
     for name in ("results.csv", "results.json", "report.md", "rd_psnr.png", "rd_ssim.png", "rd_enl_ratio.png"):
         assert (out / name).is_file(), name
     assert "BD-rate" in proc.stdout and "sarcodec-hyperprior" in proc.stdout
+
+
+def test_compare_never_overwrites_the_original(tmp_path: Path) -> None:
+    original = tmp_path / "in.tif"
+    original.write_bytes(OPERA.read_bytes())
+    sarc = tmp_path / "x.sarc"
+    assert run_cli("compress", str(original), "-o", str(sarc)).returncode == 0
+    before = original.read_bytes()
+    proc = run_cli("decompress", str(sarc), "-o", str(original), "--overwrite", "--compare", str(original))
+    assert_one_line_error(proc, "compared against")
+    assert proc.returncode == 5 and original.read_bytes() == before
+
+
+def test_compare_uses_the_band_the_file_was_written_from(tmp_path: Path) -> None:
+    bands = np.stack([speckle_intensity((40, 48), looks=2, seed=s) for s in (1, 2, 3)])
+    src = write_geotiff(tmp_path / "multi.tif", bands)
+    sarc, out = tmp_path / "b2.sarc", tmp_path / "b2.tif"
+    assert run_cli("compress", str(src), "--band", "2", "-o", str(sarc)).returncode == 0
+    proc = run_cli("decompress", str(sarc), "-o", str(out), "--compare", str(src))
+    assert proc.returncode == 0, proc.stderr
+    psnr_b2 = float(proc.stdout.split("| sarcodec |")[1].split("|")[2])
+    proc = run_cli("decompress", str(sarc), "-o", str(tmp_path / "b3.tif"), "--compare", str(src), "--band", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert psnr_b2 > float(proc.stdout.split("| sarcodec |")[1].split("|")[2]) + 3  # band 3 is another image
+
+
+def test_compare_on_a_tiny_image_and_mismatched_shapes(tmp_path: Path) -> None:
+    tiny = write_geotiff(tmp_path / "tiny.tif", speckle_intensity((7, 5), looks=2, seed=1))
+    sarc, out = tmp_path / "t.sarc", tmp_path / "t.tif"
+    assert run_cli("compress", str(tiny), "-o", str(sarc)).returncode == 0
+    proc = run_cli("decompress", str(sarc), "-o", str(out), "--compare", str(tiny))
+    assert proc.returncode == 0, proc.stderr
+    assert "bias (dB)" in proc.stdout and "full range" in proc.stdout
+    other = write_geotiff(tmp_path / "other.tif", speckle_intensity((9, 5), looks=2, seed=1))
+    proc = run_cli("decompress", str(sarc), "-o", str(tmp_path / "u.tif"), "--compare", str(other))
+    assert_one_line_error(proc, "differs")
+    assert not (tmp_path / "u.tif").exists()  # checked before anything is written
+
+
+def test_bpp_outside_the_reachable_range_is_said_and_counts_everything(tmp_path: Path) -> None:
+    src = write_geotiff(tmp_path / "s.tif", speckle_intensity((96, 96), looks=1, seed=9))
+    proc = run_cli("compress", str(src), "-o", str(tmp_path / "hi.sarc"), "--bpp", "100")
+    assert proc.returncode == 0 and "above the largest size" in proc.stderr and "quality 8" in proc.stdout
+    proc = run_cli("compress", str(src), "-o", str(tmp_path / "lo.sarc"), "--bpp", "0.01")
+    assert proc.returncode == 0 and "below the smallest size" in proc.stderr and "quality 1," in proc.stdout
+
+
+def test_decoded_geotiffs_are_losslessly_compressed(tmp_path: Path) -> None:
+    src = write_geotiff(tmp_path / "s.tif", speckle_intensity((100, 100), looks=2, seed=5))
+    assert run_cli("compress", str(src), "-o", str(tmp_path / "s.sarc")).returncode == 0
+    assert run_cli("decompress", str(tmp_path / "s.sarc"), "-o", str(tmp_path / "d.tif")).returncode == 0
+    with rasterio.open(tmp_path / "d.tif") as ds:
+        assert ds.tags(ns="IMAGE_STRUCTURE") | {"INTERLEAVE": ""} == {"COMPRESSION": "DEFLATE", "PREDICTOR": "3",
+                                                                      "INTERLEAVE": ""}
+    assert (tmp_path / "d.tif").stat().st_size < 50_000  # uncompressed 256 x 256 blocks took 262 KB
+
+
+def test_one_exit_code_per_failure_family(tmp_path: Path) -> None:
+    src = write_geotiff(tmp_path / "s.tif", speckle_intensity((32, 32), looks=2, seed=5))
+    missing = [("compress", str(tmp_path / "nope.tif")), ("decompress", str(tmp_path / "nope.sarc")),
+               ("info", str(tmp_path / "nope.sarc"))]
+    for args in missing:
+        assert run_cli(*args, "-o", str(tmp_path / "x")).returncode == 2 if args[0] != "info" \
+            else run_cli(*args).returncode == 2
+    assert run_cli("compress", str(src), "-o", str(tmp_path / "q.sarc"), "--quality", "9").returncode == 2
+    assert run_cli("compress", str(src), "-o", str(tmp_path / "ok.sarc")).returncode == 0
+    proc = run_cli("compress", str(src), "-o", str(tmp_path / "ok.sarc"))
+    assert_one_line_error(proc, "--overwrite")  # the CLI names its flag, the API its keyword
+    assert proc.returncode == 5

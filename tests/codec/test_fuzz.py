@@ -12,7 +12,7 @@ import pytest
 
 import sarcodec
 from sarcodec.codec.container import HEADER_DICTIONARY, MAGIC
-from sarcodec.errors import SarcodecError
+from sarcodec.errors import CorruptFileError, SarcodecError
 from tests.conftest import speckle_intensity
 
 
@@ -89,6 +89,8 @@ def _rewrite_header(valid: bytes, edit: dict) -> bytes:
     {"transform": ["a", 0, 0, 0, 0, 0]}, {"n_tiles": float("inf")}, {"height": 1e300}, {"band": None},
     {"model": {"name": "/tmp/elsewhere.safetensors", "sha256": "0", "codec": "hyperprior"}},
     {"gcps": {"crs": "x", "points": [[0, 0, 1, 2, 0]]}}, {"gcps": {"crs": "EPSG:4326", "points": [["a"]]}},
+    {"side": None}, {"side": {"step_hi": 0, "step_lo": 1, "bias_block": 32, "bias_step": 0.01}},
+    {"side": {"step_hi": 0.5, "step_lo": 1, "bias_block": 1, "bias_step": 0.01}},
 ])
 def test_header_damage_with_valid_checksum(valid_file: bytes, tmp_path: Path, edit: dict) -> None:
     path, out = tmp_path / "h.sarc", tmp_path / "h.tif"
@@ -129,3 +131,10 @@ def test_header_that_is_not_deflate_or_not_json(valid_file: bytes, tmp_path: Pat
         path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
         with pytest.raises(SarcodecError):
             sarcodec.decompress(path, tmp_path / "n.tif")
+
+
+def test_a_quality_out_of_range_in_a_file_is_a_corrupt_file(valid_file: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "q.sarc"
+    path.write_bytes(_rewrite_header(valid_file, {"quality": 9.0}))  # well-formed, but no such level
+    with pytest.raises(CorruptFileError, match="quality"):
+        sarcodec.decompress(path)

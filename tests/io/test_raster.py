@@ -45,7 +45,7 @@ def test_uint16_and_complex_geotiffs(tmp_path: Path) -> None:
 def test_npy_and_band_choice(tmp_path: Path) -> None:
     stack = np.stack([speckle_intensity((12, 10), seed=s) for s in range(3)])
     np.save(tmp_path / "stack.npy", stack)
-    with pytest.raises(BadInputError, match="3 bands; choose one with --band"):
+    with pytest.raises(BadInputError, match="3 bands; choose one with band=N"):
         open_raster(tmp_path / "stack.npy")
     with open_raster(tmp_path / "stack.npy", band=2) as r:
         np.testing.assert_array_equal(r.read((1, 2, 3, 4)), stack[1, 1:4, 2:6])

@@ -1,0 +1,294 @@
+"""Side information of a tile (``.sarc`` format version 2): pixels outside the clip range, and the radiometric
+correction map.
+
+The networks see dB clipped to ``[db_lo, db_hi]`` (the 0.1/99.9 percentiles by default). Two things are lost on
+that path and are carried here instead, per tile core:
+
+- **Outliers.** Valid pixels brighter than ``db_hi + step_hi / 2`` (ships, corner reflectors, urban double
+  bounce) or darker than ``db_lo - step_lo / 2`` are stored sparsely: their positions (gaps in raster order) and
+  their dB distance from the clip bound, quantized with ``step_hi`` (0.25 dB) or ``step_lo`` (1 dB). Decoded,
+  every outlier is within half a step of its original dB value; every other valid pixel sits inside the clip
+  range (or within half a step of it), so the decoded image covers the original's whole range.
+- **Radiometric correction.** A dB-domain reconstruction is close to a geometric mean and biases linear
+  intensity low where the codec smooths speckle (up to -2.5 dB on single-look data). The encoder knows the
+  original, so it measures, per block of ``BIAS_BLOCK`` x ``BIAS_BLOCK`` pixels of the tile core, the dB
+  correction that makes the decoded block's mean intensity equal the original's (outliers excluded: they are
+  restored separately), and stores it in steps of ``BIAS_STEP_DB``. The decoder interpolates the block values
+  bilinearly inside the tile core and adds them to the decoded dB; the encoder fits the block values through the
+  same interpolation (a few fixed-point steps), so block means are preserved after interpolation too.
+
+Both are varint-coded and deflated (zlib, raw stream) into one blob per tile. Decoding validates every count
+against the tile size and inflates with a hard output cap, so a hostile blob cannot allocate more than a few
+bytes per pixel of the tile.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from sarcodec.errors import CorruptFileError
+
+__all__ = [
+    "BIAS_BLOCK",
+    "BIAS_STEP_DB",
+    "STEP_HI_DB",
+    "STEP_LO_DB",
+    "TileSide",
+    "decode_side",
+    "encode_side",
+    "find_outliers",
+    "fit_correction",
+    "interpolate_correction",
+]
+
+#: Quantization steps (dB) of pixels above ``db_hi`` and below ``db_lo`` (format version 2 defaults; the header
+#: stores the values a file was written with).
+STEP_HI_DB = 0.5
+STEP_LO_DB = 1.0
+#: Local contrast (dB over the CA-CFAR background) from which pixels inside the clip range are kept as point targets.
+TARGET_CONTRAST_DB = 11.0
+#: Block size (pixels) and quantization step (dB) of the radiometric correction map.
+BIAS_BLOCK = 32
+BIAS_STEP_DB = 0.01
+#: Largest correction stored (dB); more than any codec level needs (single-look speckle smoothed flat: 2.5 dB).
+_MAX_CORRECTION_DB = 20.0
+_FIT_ITERATIONS = 16  # at most; the fit stops once no block moves by 0.002 dB
+#: Largest quantized outlier value accepted from a file (400 dB at the finest step: far beyond any raster).
+_MAX_OUTLIER_STEPS = 1600
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass
+class TileSide:
+    """Side information of one tile core of shape ``(h, w)``: flat outlier indices with their quantized
+    distances from the clip bounds, and the correction map (int, units of ``BIAS_STEP_DB``) or None."""
+
+    above_index: IntArray
+    above_q: IntArray
+    below_index: IntArray
+    below_q: IntArray
+    correction: IntArray | None = None
+
+    def outlier_db(self, shape: tuple[int, int], db_lo: float, db_hi: float, step_lo: float,
+                   step_hi: float) -> FloatArray:
+        """Per-pixel dB of the outliers (NaN elsewhere), shape ``shape``."""
+        out = np.full(shape[0] * shape[1], np.nan)
+        out[self.above_index] = db_lo + self.above_q * step_hi
+        out[self.below_index] = db_lo - self.below_q * step_lo
+        return out.reshape(shape)
+
+
+def correction_grid(shape: tuple[int, int], block: int = BIAS_BLOCK) -> tuple[int, int]:
+    """Number of correction blocks (rows, cols) over a tile core of ``shape`` (the last ones may be partial)."""
+    return math.ceil(shape[0] / block), math.ceil(shape[1] / block)
+
+
+def find_outliers(db: FloatArray, valid: npt.NDArray[np.bool_], db_lo: float, db_hi: float, step_lo: float,
+                  step_hi: float, targets: npt.NDArray[np.bool_] | None = None) -> TileSide:
+    """The valid pixels of ``db`` (a tile core) at or above ``db_hi`` or marked in ``targets`` (point targets by
+    local contrast, see :func:`point_targets`), and those below ``db_lo - step_lo/2``, quantized:
+    bright ones as ``round((db - db_lo) / step_hi)``, dark ones as ``round((db_lo - db) / step_lo)``."""
+    flat = db.ravel()
+    ok = valid.ravel() & np.isfinite(flat)
+    bright = flat >= db_hi  # the clip saturates them: the network alone would return them smoothed
+    if targets is not None:
+        bright |= targets.ravel() & (flat > db_lo)
+    above = np.flatnonzero(ok & bright)
+    below = np.flatnonzero(ok & (flat < db_lo - step_lo / 2))
+    above_q = np.minimum(np.rint((flat[above] - db_lo) / step_hi), _MAX_OUTLIER_STEPS).astype(np.int64)
+    below_q = np.minimum(np.rint((db_lo - flat[below]) / step_lo), _MAX_OUTLIER_STEPS).astype(np.int64)
+    return TileSide(above, above_q, below, below_q)
+
+
+def side_mask(db: FloatArray, valid: npt.NDArray[np.bool_], db_lo: float, db_hi: float, step_lo: float,
+              step_hi: float, targets: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.bool_]:
+    """The pixels :func:`find_outliers` selects, as a mask of ``db``'s shape."""
+    side = find_outliers(db, valid, db_lo, db_hi, step_lo, step_hi, targets)
+    mask = np.zeros(db.size, dtype=bool)
+    mask[side.above_index] = True
+    mask[side.below_index] = True
+    return mask.reshape(db.shape)
+
+
+def point_targets(intensity: FloatArray, valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """Pixels that stand out from their background like point targets: CA-CFAR detections (SPEC metric
+    definition: 31 x 31 window, 9 x 9 guard) at ``TARGET_CONTRAST_DB`` (a little below the metric's 12 dB, so
+    that targets near the threshold keep their side of it)."""
+    from sarcodec.metrics import cfar_detections
+
+    if not valid.any():
+        return np.zeros(valid.shape, dtype=bool)
+    return cfar_detections(np.where(valid, intensity, 0.0), valid, threshold_db=TARGET_CONTRAST_DB)
+
+
+def _axis_weights(n: int, block: int) -> tuple[IntArray, IntArray, FloatArray]:
+    """For ``n`` pixels along one axis: the two block indices each pixel interpolates between and the weight of
+    the second (bilinear between block centres, constant beyond the first and last centre)."""
+    blocks = math.ceil(n / block)
+    starts = np.arange(blocks) * block
+    centres = (starts + np.minimum(starts + block, n)) / 2  # a partial last block's centre is its pixels' middle
+    pos = np.arange(n) + 0.5
+    hi = np.clip(np.searchsorted(centres, pos, side="right"), 1, max(blocks - 1, 1))
+    lo = hi - 1
+    if blocks == 1:
+        return np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n)
+    t = np.clip((pos - centres[lo]) / (centres[hi] - centres[lo]), 0.0, 1.0)
+    return lo.astype(np.int64), hi.astype(np.int64), t
+
+
+def interpolate_correction(blocks_db: FloatArray, shape: tuple[int, int], block: int = BIAS_BLOCK) -> FloatArray:
+    """Per-pixel correction (dB) over a tile core of ``shape`` from its block values (bilinear between block
+    centres, constant at the edges)."""
+    r0, r1, tr = _axis_weights(shape[0], block)
+    c0, c1, tc = _axis_weights(shape[1], block)
+    rows = blocks_db[r0] * (1 - tr)[:, None] + blocks_db[r1] * tr[:, None]
+    out: FloatArray = rows[:, c0] * (1 - tc)[None, :] + rows[:, c1] * tc[None, :]
+    return out
+
+
+def _block_sums(values: FloatArray, block: int) -> FloatArray:
+    h, w = values.shape
+    gh, gw = correction_grid((h, w), block)
+    padded = np.zeros((gh * block, gw * block))
+    padded[:h, :w] = values
+    sums: FloatArray = padded.reshape(gh, block, gw, block).sum(axis=(1, 3))
+    return sums
+
+
+def fit_correction(orig_intensity: FloatArray, decoded_db: FloatArray, use: npt.NDArray[np.bool_],
+                   block: int = BIAS_BLOCK) -> IntArray:
+    """Quantized block corrections (units of ``BIAS_STEP_DB``) that make each block's mean decoded intensity over
+    the pixels ``use`` equal the original's, after :func:`interpolate_correction` (fixed-point refinement).
+
+    Blocks without any pixel in ``use`` get the mean correction of the others (0 when there are none)."""
+    shape = decoded_db.shape
+    weight = use.astype(np.float64)
+    target = _block_sums(np.where(use, orig_intensity, 0.0), block)
+    count = _block_sums(weight, block)
+    has = (count > 0) & (target > 0)
+    decoded_intensity = np.where(use, np.power(10.0, np.where(use, decoded_db, 0.0) / 10.0), 0.0)
+    blocks = np.zeros(correction_grid(shape, block))
+    if not has.any():
+        return blocks.astype(np.int64)
+    for _ in range(_FIT_ITERATIONS):
+        full = interpolate_correction(blocks, shape, block)
+        achieved = _block_sums(decoded_intensity * np.power(10.0, full / 10.0), block)
+        step = np.zeros_like(blocks)
+        ok = has & (achieved > 0)
+        step[ok] = 10.0 * np.log10(target[ok] / achieved[ok])
+        blocks = np.clip(blocks + step, -_MAX_CORRECTION_DB, _MAX_CORRECTION_DB)
+        if np.abs(step).max() < 0.002:
+            break
+    blocks[~has] = blocks[has].mean()
+    return np.rint(blocks / BIAS_STEP_DB).astype(np.int64)
+
+
+# ------------------------------------------------------------------------------------------------ coding
+def _varints(values: IntArray) -> bytes:
+    """LEB128 varints of non-negative integers (< 2**63)."""
+    v = np.asarray(values, dtype=np.uint64).ravel()
+    if v.size == 0:
+        return b""
+    nbytes = np.ones(v.size, np.int64)
+    for k in range(1, 10):
+        nbytes += v >= np.uint64(1 << (7 * k))
+    out = np.zeros(int(nbytes.sum()), np.uint8)
+    ends = np.cumsum(nbytes)
+    starts = ends - nbytes
+    for k in range(int(nbytes.max())):
+        sel = nbytes > k
+        byte = (v[sel] >> np.uint64(7 * k)) & np.uint64(0x7F)
+        more = (nbytes[sel] > k + 1).astype(np.uint64) << np.uint64(7)
+        out[starts[sel] + k] = (byte | more).astype(np.uint8)
+    return out.tobytes()
+
+
+def _read_varints(data: bytes, count: int, pos: int) -> tuple[IntArray, int]:
+    """``count`` varints from ``data`` at ``pos``; returns them and the position after the last."""
+    if count == 0:
+        return np.zeros(0, np.int64), pos
+    buf = np.frombuffer(data, np.uint8, offset=pos)
+    ends = np.flatnonzero(buf < 0x80)
+    if ends.size < count:
+        raise CorruptFileError("a tile's side information is truncated")
+    ends = ends[:count]
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    lengths = ends - starts + 1
+    if int(lengths.max()) > 9:
+        raise CorruptFileError("a tile's side information holds an oversized number")
+    values = np.zeros(count, np.uint64)
+    for k in range(int(lengths.max())):
+        sel = lengths > k
+        values[sel] |= (buf[starts[sel] + k].astype(np.uint64) & np.uint64(0x7F)) << np.uint64(7 * k)
+    return values.astype(np.int64), pos + int(ends[-1]) + 1
+
+
+def _zigzag(values: IntArray) -> IntArray:
+    v = np.asarray(values, np.int64)
+    return np.where(v >= 0, 2 * v, -2 * v - 1)
+
+
+def _unzigzag(values: IntArray) -> IntArray:
+    return np.where(values % 2 == 0, values // 2, -(values + 1) // 2)
+
+
+def encode_side(side: TileSide) -> bytes:
+    """One raw-deflate blob: counts, outlier gaps and values (above, then below), zigzag deltas of the
+    correction map in raster order (absent when ``side.correction`` is None)."""
+    parts = [_varints(np.array([side.above_index.size, side.below_index.size]))]
+    for index, q in ((side.above_index, side.above_q), (side.below_index, side.below_q)):
+        gaps = np.diff(np.concatenate([[-1], index])) - 1
+        parts += [_varints(gaps), _varints(q)]
+    if side.correction is not None:
+        parts.append(_varints(_zigzag(np.diff(np.concatenate([[0], side.correction.ravel()])))))
+    deflate = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return deflate.compress(b"".join(parts)) + deflate.flush()
+
+
+def decode_side(data: bytes, shape: tuple[int, int], with_correction: bool,
+                block: int = BIAS_BLOCK) -> TileSide:
+    """Inverse of :func:`encode_side` for a tile core of ``shape``; CorruptFileError on any inconsistency."""
+    pixels = shape[0] * shape[1]
+    grid = correction_grid(shape, block)
+    # Each number is at most 10 bytes; the cap bounds the inflated size by what a valid blob can hold.
+    cap = 20 + 10 * (4 * pixels + (grid[0] * grid[1] if with_correction else 0))
+    inflate = zlib.decompressobj(-15)
+    try:
+        raw = inflate.decompress(data, cap)
+    except zlib.error as exc:
+        raise CorruptFileError(f"a tile's side information is damaged ({exc})") from None
+    if inflate.unconsumed_tail or not inflate.eof or inflate.unused_data:
+        raise CorruptFileError("a tile's side information is damaged or oversized")
+    counts, pos = _read_varints(raw, 2, 0)
+    n_above, n_below = int(counts[0]), int(counts[1])
+    if n_above + n_below > pixels:
+        raise CorruptFileError("a tile's side information lists more outliers than the tile has pixels")
+    arrays = []
+    for n in (n_above, n_below):
+        gaps, pos = _read_varints(raw, n, pos)
+        q, pos = _read_varints(raw, n, pos)
+        index = np.cumsum(gaps + 1) - 1
+        if n and int(index[-1]) >= pixels:
+            raise CorruptFileError("a tile's side information points outside the tile")
+        if n and int(q.max()) > _MAX_OUTLIER_STEPS:
+            raise CorruptFileError("a tile's side information holds an outlier value out of range")
+        arrays += [index, q]
+    correction = None
+    if with_correction:
+        deltas, pos = _read_varints(raw, grid[0] * grid[1], pos)
+        correction = np.cumsum(_unzigzag(deltas)).reshape(grid)
+        if np.abs(correction).max(initial=0) > _MAX_CORRECTION_DB / BIAS_STEP_DB + 1:
+            raise CorruptFileError("a tile's radiometric correction is out of range")
+    if pos != len(raw):
+        raise CorruptFileError("a tile's side information has trailing bytes")
+    side = TileSide(arrays[0], arrays[1], arrays[2], arrays[3], correction)
+    if np.intersect1d(side.above_index, side.below_index).size:
+        raise CorruptFileError("a tile's side information lists a pixel twice")
+    return side

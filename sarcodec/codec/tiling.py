@@ -1,0 +1,95 @@
+"""Tiling of whole scenes: tile intervals with overlap, blending ramps, the rolling blender of the decoder, and
+the smooth fill of invalid pixels before analysis.
+
+Each tile core ``[start, stop)`` is coded with ``overlap`` extra pixels on every side that has a neighbour
+(:func:`extended`); the decoder blends neighbouring tiles across the shared ``2 * overlap`` strip with linear
+ramps that sum to one (:func:`ramp`), and :class:`Blender` keeps only a band of full-width rows, so memory is
+bounded by the scene width, never its height. A tile that is not coded (no valid pixel in its core) adds
+nothing: the blender divides by the weights it received, so its neighbours' strips take full weight.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+
+__all__ = ["Blender", "extended", "fill_invalid", "ramp"]
+
+
+def extended(start: int, stop: int, length: int, overlap: int) -> tuple[int, int]:
+    """The interval a tile with core ``[start, stop)`` is coded over (core plus overlap, inside ``[0, length)``)."""
+    return max(0, start - overlap), min(length, stop + overlap)
+
+
+def ramp(start: int, stop: int, length: int, overlap: int) -> npt.NDArray[np.float32]:
+    """Blend weights over the extended interval of core [start, stop): linear ramps over the 2*overlap strips."""
+    e0, e1 = extended(start, stop, length, overlap)
+    p = np.arange(e0, e1, dtype=np.float64) + 0.5
+    w = np.ones(e1 - e0)
+    if overlap > 0:
+        if start > 0:
+            w *= np.clip((p - (start - overlap)) / (2 * overlap), 0, 1)
+        if stop < length:
+            w *= np.clip(((stop + overlap) - p) / (2 * overlap), 0, 1)
+    return w.astype(np.float32)
+
+
+def fill_invalid(x: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.float32]:
+    """``x`` with its invalid pixels replaced by a smooth extension of the valid ones (push-pull).
+
+    A pyramid of valid-weighted 2x2 means is built up to one pixel; going back down, each level keeps its own
+    mean in proportion to its fraction of valid pixels and takes the bilinearly upsampled coarser level for the
+    rest. Valid pixels are returned unchanged; a nodata border becomes a smooth surface continuing the image,
+    with no edge at the border for the codec to spend bits on. All-invalid input gives zeros.
+    """
+    if valid.all():
+        return x
+    if not valid.any():
+        return np.zeros_like(x)
+    w = torch.from_numpy(np.ascontiguousarray(valid, dtype=np.float64))[None, None]
+    v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))[None, None] * w
+    levels = [(v, w)]
+    while max(levels[-1][0].shape[-2:]) > 1:
+        v, w = (F.avg_pool2d(t, 2, ceil_mode=True) for t in levels[-1])
+        levels.append((v, w))
+    v, w = levels[-1]
+    filled = v / w.clamp_min(1e-300)
+    for v, w in reversed(levels[:-1]):
+        up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
+        alpha = w.clamp(0, 1)
+        filled = torch.where(w > 0, v / w.clamp_min(1e-300), up) * alpha + up * (1 - alpha)
+    out = np.where(valid, x, filled[0, 0].numpy().astype(np.float32))
+    return out.astype(np.float32)
+
+
+class Blender:
+    """Accumulates weighted tiles over a rolling band of full-width rows and releases finished rows."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width
+        self.start = 0
+        self.values = np.zeros((0, width), np.float32)
+        self.weights = np.zeros((0, width), np.float32)
+
+    def _grow(self, end: int) -> None:
+        grow = end - (self.start + self.values.shape[0])
+        if grow > 0:
+            self.values = np.concatenate([self.values, np.zeros((grow, self.width), np.float32)])
+            self.weights = np.concatenate([self.weights, np.zeros((grow, self.width), np.float32)])
+
+    def add(self, row: int, col: int, tile: npt.NDArray[np.float32], weight: npt.NDArray[np.float32]) -> None:
+        self._grow(row + tile.shape[0])
+        r = row - self.start
+        self.values[r : r + tile.shape[0], col : col + tile.shape[1]] += tile * weight
+        self.weights[r : r + tile.shape[0], col : col + tile.shape[1]] += weight
+
+    def pop(self, until: int) -> npt.NDArray[np.float32]:
+        """Rows ``[start, until)``, blended (rows no tile touched come out as 0)."""
+        self._grow(until)
+        n = until - self.start
+        out = (self.values[:n] / np.maximum(self.weights[:n], np.float32(1e-12))).astype(np.float32)
+        self.values, self.weights = self.values[n:], self.weights[n:]
+        self.start = until
+        return out

@@ -1,0 +1,136 @@
+"""What a SAR analyst measures survives the codec: bright targets, mean intensity, nodata at no cost; files of
+format version 1 still decode to the same pixels; tile records are checked against the mask."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import sarcodec
+from sarcodec import metrics
+from sarcodec.codec import sidelayer
+from sarcodec.codec.container import SarcReader, SarcWriter
+from sarcodec.errors import CorruptFileError
+from sarcodec.evaluate import load_reference
+from sarcodec.io.raster import open_raster
+from tests.conftest import speckle_intensity
+
+REPO = Path(__file__).resolve().parents[2]
+OPERA = sorted((REPO / "samples" / "opera").glob("*.tif"))[0]
+SSL4EO_VV = sorted((REPO / "samples" / "ssl4eo").glob("*/VV.tif"))[0]
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_bright_targets_keep_their_values_in_uint16_dn(tmp_path: Path) -> None:
+    # A GRD-like uint16 amplitude image: sea clutter around DN 60, ships and a corner reflector up to DN 4100.
+    dn = np.sqrt(speckle_intensity((128, 160), looks=4, seed=11, mean_db=36.0)).clip(1, 65535)
+    targets = {(20, 30): 4100, (21, 30): 3500, (70, 100): 2600, (100, 20): 900}
+    for (r, c), value in targets.items():
+        dn[r, c] = value
+    dn = np.rint(dn).astype(np.uint16)
+    sarcodec.compress(dn, tmp_path / "g.sarc", quality=3)
+    out = sarcodec.decompress(tmp_path / "g.sarc").array
+    assert out is not None and out.dtype == np.uint16
+    for (r, c), value in targets.items():  # within half a 0.5 dB step of intensity (plus DN rounding)
+        assert abs(20 * np.log10(int(out[r, c]) / value)) <= sidelayer.STEP_HI_DB / 2 + 0.01, (r, c, out[r, c])
+    assert out.max() == pytest.approx(4100, rel=0.03) and out.min() <= dn.min() * 1.5
+
+
+def test_dark_and_bright_outliers_cover_the_whole_range(tmp_path: Path) -> None:
+    img = load_reference(OPERA)
+    sarcodec.compress(OPERA, tmp_path / "o.sarc", quality=2)
+    _, rec = img.decoded(sarcodec.decompress(tmp_path / "o.sarc").array)
+    db_orig = 10 * np.log10(img.intensity[img.valid])
+    db_rec = 10 * np.log10(rec[img.valid])
+    assert abs(db_rec.max() - db_orig.max()) <= sidelayer.STEP_HI_DB / 2 + 1e-6
+    assert abs(db_rec.min() - db_orig.min()) <= sidelayer.STEP_LO_DB / 2 + 1e-6
+    assert metrics.peak_db(rec, img.intensity, img.valid) <= sidelayer.STEP_HI_DB / 2
+
+
+@pytest.mark.parametrize("quality", [1, 3, 6])
+def test_mean_intensity_is_preserved(tmp_path: Path, quality: int) -> None:
+    # Real multi-look Sentinel-1 (dB GeoTIFF) and single-look speckle, where a dB codec is biased most.
+    for source, units in ((SSL4EO_VV, None), (speckle_intensity((128, 128), looks=1, seed=4), "intensity")):
+        sarcodec.compress(source, tmp_path / "m.sarc", quality=quality, units=units, overwrite=True)
+        decoded = sarcodec.decompress(tmp_path / "m.sarc").array
+        if isinstance(source, Path):
+            ref = load_reference(source)
+            _, rec = ref.decoded(decoded)
+            orig, valid = ref.intensity, ref.valid
+        else:
+            orig, rec, valid = source.astype(np.float64), decoded.astype(np.float64), None
+        assert abs(metrics.bias_db(rec, orig, valid)) <= 0.05
+        assert abs(metrics.hom_bias_db(rec, orig, valid)) <= (0.1 if isinstance(source, Path) else 0.25)
+
+
+def test_a_nodata_border_costs_little_and_a_constant_image_almost_nothing(tmp_path: Path) -> None:
+    with open_raster(OPERA) as reader:
+        core = reader.read()
+    big = np.full((300, 300), np.nan, np.float32)
+    big[100:200, 100:200] = core
+    alone = sarcodec.compress(core, tmp_path / "core.sarc", quality=4).bytes
+    bordered = sarcodec.compress(big, tmp_path / "big.sarc", quality=4).bytes
+    assert bordered <= 1.15 * alone, (bordered, alone)
+    out = sarcodec.decompress(tmp_path / "big.sarc").array
+    assert np.isfinite(out[100:200, 100:200]).all()
+
+    constant = np.full((256, 256), 0.05, np.float32)
+    size = sarcodec.compress(constant, tmp_path / "c.sarc").bytes
+    buf = io.BytesIO()
+    Image.fromarray(np.full((256, 256), 1000, np.uint16)).save(buf, format="JPEG2000", irreversible=True,
+                                                               quality_mode="rates", quality_layers=[16 / 0.01])
+    assert size <= len(buf.getvalue())
+    np.testing.assert_allclose(sarcodec.decompress(tmp_path / "c.sarc").array, constant, rtol=1e-3)
+
+
+def test_format_version_1_files_decode_to_the_same_pixels() -> None:
+    # Written by sarcodec 0.1 (format 1) from a 72 x 90 OPERA crop with a NaN corner, 64 px tiles, quality 3.
+    path = GOLDEN / "v1_opera_72x90_q3.sarc"
+    with SarcReader(path) as reader:
+        assert reader.version == 1
+    out = sarcodec.decompress(path).array
+    digest = hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest()
+    assert digest == (GOLDEN / "v1_opera_72x90_q3.sha256").read_text().split()[0]
+
+
+def _rewrite(src: Path, dst: Path, edit: object) -> None:
+    """Copy a .sarc file record by record through ``edit(band, tile, payload) -> payload`` (valid checksum)."""
+    with SarcReader(src) as reader:
+        header = dict(reader.header.fields)
+        bands = [(mask, list(payloads)) for mask, payloads in reader.bands()]
+    with SarcWriter(dst, header) as writer:
+        for b, (mask, payloads) in enumerate(bands):
+            writer.band(mask)
+            for t, payload in enumerate(payloads):
+                writer.tile(edit(b, t, payload))  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("edit, needle", [
+    (lambda b, t, p: b"", "no coded data"),
+    (lambda b, t, p: b"\x07" + p[1:], "unknown tile type"),
+    (lambda b, t, p: p[:1] + b"\xff\xff\xff\x00" + p[5:], "word count"),
+    (lambda b, t, p: p[:-3], "side information"),
+])
+def test_damaged_tile_records_behind_a_valid_checksum(tmp_path: Path, edit: object, needle: str) -> None:
+    img = speckle_intensity((40, 50), looks=2, seed=8)
+    sarcodec.compress(img, tmp_path / "ok.sarc", quality=2)
+    _rewrite(tmp_path / "ok.sarc", tmp_path / "bad.sarc", edit)
+    with pytest.raises(CorruptFileError, match=needle):
+        sarcodec.decompress(tmp_path / "bad.sarc")
+
+
+def test_coded_data_for_a_tile_without_valid_pixels_is_refused(tmp_path: Path) -> None:
+    img = speckle_intensity((40, 80), looks=2, seed=8)
+    img[:, 40:] = np.nan  # the second tile column holds no valid pixel
+    sarcodec.compress(img, tmp_path / "ok.sarc", quality=2, tile_size=40, overlap=4)
+    with SarcReader(tmp_path / "ok.sarc") as reader:
+        (_, payloads), = list(reader.bands())
+    assert payloads[1] == b""  # nothing coded where nothing is valid
+    _rewrite(tmp_path / "ok.sarc", tmp_path / "bad.sarc", lambda b, t, p: p or payloads[0])
+    with pytest.raises(CorruptFileError, match="without valid pixels"):
+        sarcodec.decompress(tmp_path / "bad.sarc")

@@ -1,0 +1,89 @@
+"""Side information of format-2 tiles: outliers beyond the clip range and the radiometric correction map."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+
+from sarcodec.codec import sidelayer as S
+from sarcodec.errors import CorruptFileError
+
+
+def test_varints_round_trip_small_and_large_numbers() -> None:
+    values = np.array([0, 1, 127, 128, 300, 2**31, 2**62 + 5, 16383, 16384], dtype=np.int64)
+    data = S._varints(values)
+    decoded, end = S._read_varints(data, values.size, 0)
+    np.testing.assert_array_equal(decoded, values)
+    assert end == len(data)
+
+
+def test_outliers_are_within_half_a_step_and_everything_else_inside_the_range() -> None:
+    rng = np.random.default_rng(1)
+    db = rng.uniform(-40, 40, (50, 60))
+    valid = rng.random(db.shape) > 0.1
+    lo, hi = -20.0, 20.0
+    side = S.find_outliers(db, valid, lo, hi, S.STEP_LO_DB, S.STEP_HI_DB)
+    restored = side.outlier_db(db.shape, lo, hi, S.STEP_LO_DB, S.STEP_HI_DB)
+    listed = ~np.isnan(restored)
+    assert not (listed & ~valid).any()
+    err = np.abs(restored[listed] - db[listed])
+    assert err.max() <= S.STEP_HI_DB / 2 + 1e-9 or err.max() <= S.STEP_LO_DB / 2 + 1e-9
+    rest = valid & ~listed
+    assert db[rest].min() >= lo - S.STEP_LO_DB / 2 and db[rest].max() <= hi + S.STEP_HI_DB / 2
+
+
+def test_point_targets_inside_the_range_are_listed_too() -> None:
+    db = np.full((64, 64), -10.0)
+    db[20, 30] = 5.0  # 15 dB over its background but below the clip
+    targets = S.point_targets(10 ** (db / 10), np.ones(db.shape, bool))
+    side = S.find_outliers(db, np.ones(db.shape, bool), -30.0, 10.0, 1.0, 0.5, targets)
+    assert side.above_index.tolist() == [20 * 64 + 30]
+    assert abs(side.outlier_db(db.shape, -30.0, 10.0, 1.0, 0.5)[20, 30] - 5.0) <= 0.25
+
+
+def test_side_blob_round_trip() -> None:
+    rng = np.random.default_rng(2)
+    shape = (70, 90)
+    idx = np.sort(rng.choice(shape[0] * shape[1], 40, replace=False))
+    side = S.TileSide(idx[:25], rng.integers(0, 100, 25), idx[25:], rng.integers(0, 9, 15),
+                      rng.integers(-300, 300, S.correction_grid(shape)))
+    back = S.decode_side(S.encode_side(side), shape, with_correction=True)
+    for name in ("above_index", "above_q", "below_index", "below_q", "correction"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(side, name))
+
+
+def _deflate(raw: bytes) -> bytes:
+    d = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return d.compress(raw) + d.flush()
+
+
+@pytest.mark.parametrize("blob", [
+    b"", b"\x00\x01", _deflate(b"\x05\x00"),  # truncated: five outliers announced, none follow
+    _deflate(S._varints(np.array([2, 0, 70 * 90, 0, 1, 1]))),  # an index past the tile
+    _deflate(S._varints(np.array([10**6, 0]))),  # more outliers than pixels
+    _deflate(b"\x00" * 10**6),  # inflates far beyond anything valid (bounded inflate)
+    _deflate(S._varints(np.array([0, 0])) + b"\x00"),  # trailing bytes
+])
+def test_damaged_side_blobs_are_corrupt_file_errors(blob: bytes) -> None:
+    with pytest.raises(CorruptFileError):
+        S.decode_side(blob, (70, 90), with_correction=False)
+
+
+def test_correction_interpolation_and_fit_preserve_block_means() -> None:
+    shape = (100, 70)
+    constant = S.interpolate_correction(np.full(S.correction_grid(shape), 1.5), shape)
+    np.testing.assert_allclose(constant, 1.5)
+    rng = np.random.default_rng(3)
+    truth = np.kron(rng.uniform(-2, 2, (4, 3)), np.ones((32, 32)))[: shape[0], : shape[1]]
+    decoded_db = rng.normal(-10, 2, shape)
+    orig = 10 ** ((decoded_db + truth) / 10)  # each block needs its own correction
+    use = rng.random(shape) > 0.2
+    blocks = S.fit_correction(orig, decoded_db, use) * S.BIAS_STEP_DB
+    corrected = 10 ** ((decoded_db + S.interpolate_correction(blocks, shape)) / 10)
+    for r in range(0, shape[0], 32):
+        for c in range(0, shape[1], 32):
+            sel = (slice(r, r + 32), slice(c, c + 32))
+            ratio = corrected[sel][use[sel]].sum() / orig[sel][use[sel]].sum()
+            assert abs(10 * np.log10(ratio)) < 0.02

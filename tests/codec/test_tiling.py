@@ -1,0 +1,47 @@
+"""Tiling helpers: blend ramps, the rolling blender, the smooth fill of invalid pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
+
+
+def test_ramps_sum_to_one_across_tiles() -> None:
+    length, size, overlap = 100, 32, 5
+    total = np.zeros(length)
+    for start in range(0, length, size):
+        stop = min(start + size, length)
+        e0, e1 = extended(start, stop, length, overlap)
+        w = ramp(start, stop, length, overlap)
+        assert len(w) == e1 - e0
+        total[e0:e1] += w
+    np.testing.assert_allclose(total, 1.0, atol=1e-6)
+
+
+def test_blender_gives_full_weight_to_the_only_tile_that_covers_a_strip() -> None:
+    blender = Blender(10)
+    tile = np.full((4, 6), 0.25, np.float32)
+    blender.add(0, 0, tile, ramp(0, 5, 10, 1)[None, :].repeat(4, axis=0))  # the right neighbour is not coded
+    out = blender.pop(4)
+    np.testing.assert_allclose(out[:, :6], 0.25, rtol=1e-6)
+    assert (out[:, 6:] == 0).all()
+
+
+def test_fill_keeps_valid_pixels_and_is_smooth_inside_a_nodata_border() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.3, 0.7, (120, 100)).astype(np.float32)
+    valid = np.zeros_like(x, dtype=bool)
+    valid[40:80, 30:70] = True
+    filled = fill_invalid(np.where(valid, x, 0.0).astype(np.float32), valid)
+    np.testing.assert_array_equal(filled[valid], x[valid])
+    border = ~valid
+    assert 0.3 <= filled[border].min() and filled[border].max() <= 0.7  # an extension, not the noise floor
+    step = np.abs(np.diff(filled, axis=0))[:30]  # far from the valid core: a smooth surface
+    assert step.max() < 0.01 < np.abs(np.diff(x, axis=0)).mean()
+
+
+def test_fill_of_all_valid_and_all_invalid() -> None:
+    x = np.full((8, 8), 0.5, np.float32)
+    assert fill_invalid(x, np.ones((8, 8), bool)) is x
+    np.testing.assert_array_equal(fill_invalid(x, np.zeros((8, 8), bool)), 0.0)
