@@ -12,7 +12,7 @@ from sarcodec.errors import (
     SarcodecError,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 _API = {"compress": "sarcodec.codec.api", "decompress": "sarcodec.codec.api", "read_info": "sarcodec.codec.api"}

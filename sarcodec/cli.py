@@ -198,9 +198,13 @@ def _cmd_info_sarc(path: Path) -> int:
         f"  working representation: dB clipped to [{params['db_lo']:.2f}, {params['db_hi']:.2f}] "
         f"({params['clip_percentiles'][0]:g}-{params['clip_percentiles'][1]:g} percentiles, per {params['clip_scope']})",
         f"  tiles: {f['n_tiles']} of {f['tile']['size']} px, overlap {f['tile']['overlap']} px",
+        f"  format {f['format_version']}: " + (
+            f"targets and pixels beyond the clip kept to {f['side']['step_hi'] / 2:g} dB (dark ones to "
+            f"{f['side']['step_lo'] / 2:g} dB), mean intensity kept per {f['side']['bias_block']} px block"
+            if "side" in f else "pixels beyond the clip range are not kept, no radiometric correction"),
         f"  georeferencing: {'CRS ' + _crs_name(f['crs']) if f['crs'] else 'no CRS'}, "
         f"{'transform ' + str(f['transform']) if f['transform'] else 'no transform'}",
-        f"  written by {f.get('created_by', '?')}",
+        f"  written by {f.get('created_by', '?')}" + (f", entropy coder {f['coder']}" if f.get("coder") else ""),
     ]
     print("\n".join(lines))
     return 0

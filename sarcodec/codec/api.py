@@ -11,6 +11,13 @@ Units. The input is mapped to the working representation with per-scene clip bou
 (``sarcodec.preprocess``); the exact inverse brings the decoded image back to the input's units and dtype, and
 invalid pixels (from the losslessly coded validity mask) to the input's nodata value.
 
+Fidelity in original units (format version 2). Each tile carries side information
+(``sarcodec.codec.sidelayer``): the pixels beyond the clip range and the point targets (restored within half a
+quantization step), and a radiometric correction map that keeps the mean intensity of every 32 x 32 block. Tiles
+without a valid pixel are not coded at all, latents far from every valid pixel are not coded either, and invalid
+pixels are filled smoothly before analysis (``sarcodec.codec.tiling.fill_invalid``); a tile whose valid pixels
+all have one value is stored as that value.
+
 Determinism. The bitstream decodes to the same symbols everywhere (integer tables, CPU probability path, see
 ``sarcodec.codec.models``); the synthesis transform runs in float32 with a fixed order of operations for a
 given device, so the pixels are identical across CPU thread counts (tested).
@@ -19,12 +26,10 @@ given device, so the pixels are identical across CPU thread counts (tested).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import struct
 import time
-import zlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,12 +44,14 @@ from tqdm import tqdm
 from sarcodec import __version__
 from sarcodec.codec import sidelayer
 from sarcodec.codec.container import (
-    HEADER_DICTIONARY,
+    MAX_BAND_PIXELS,
+    MAX_SIDE,
     MAX_TILE,
     SarcHeader,
     SarcReader,
     SarcWriter,
     decode_mask,
+    deflate_header,
     encode_mask,
     float_from_json,
     float_to_json,
@@ -192,6 +199,12 @@ def _scene_params(source: Any, units: str | None, nodata: float | None,
     return params, rule
 
 
+def _coder_version() -> str:
+    from importlib.metadata import version
+
+    return version("constriction")
+
+
 def _side_config(header: SarcHeader | dict[str, Any]) -> dict[str, Any]:
     fields = header.fields if isinstance(header, SarcHeader) else header
     side: dict[str, Any] = fields["side"]
@@ -273,9 +286,7 @@ def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any
     """Bytes of a file that do not depend on the quality: preamble, deflated header, masks, record lengths,
     checksum (the validity masks are read and coded for this, band by band)."""
     info = source.info
-    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
-    text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()
-    head = len(deflate.compress(text) + deflate.flush())
+    head = len(deflate_header(header))
     rows, cols = tile_grid(info.height, tile), tile_grid(info.width, tile)
     masks = 0
     for r0, r1 in rows:
@@ -375,6 +386,11 @@ def compress(
         if nodata is None:
             nodata = info.nodata
         _check_nodata(nodata, info.dtype)
+        if max(info.height, info.width) > MAX_SIDE or \
+                info.width * (min(tile_size, info.height) + 2 * overlap) > MAX_BAND_PIXELS:
+            raise BadInputError(f"{info.height} x {info.width} pixels with {tile_size} px tiles is beyond the format's "
+                                f"limits (sides up to {MAX_SIDE}, width x tile rows up to {MAX_BAND_PIXELS}): use "
+                                "smaller tiles")
         params, units_rule = _scene_params(reader, units, nodata, clip_percentiles)
         rows, cols = tile_grid(info.height, tile_size), tile_grid(info.width, tile_size)
         header: dict[str, Any] = {
@@ -394,6 +410,7 @@ def compress(
             "tile": {"size": tile_size, "overlap": overlap},
             "n_tiles": len(rows) * len(cols),
             "side": dict(_SIDE_DEFAULTS),
+            "coder": f"constriction {_coder_version()}",
         }
         side_cfg = _side_config(header)
         note = ""
@@ -426,6 +443,7 @@ def read_info(path: str | Path) -> dict[str, Any]:
     with SarcReader(path) as reader:
         fields = dict(reader.header.fields)
         fields["preprocessing_params"] = _params_of(reader.header).to_dict()
+        fields["format_version"] = reader.version
         fields["file_bytes"] = reader.size
         fields["bpp"] = reader.size * 8 / (reader.header.height * reader.header.width)
         return fields

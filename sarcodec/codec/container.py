@@ -5,10 +5,11 @@ Layout (all integers little-endian)::
     magic        8 bytes  b"SARC\\x00\\r\\n\\x1a"   (the \\r\\n and \\x1a catch text-mode and truncation damage)
     version      u16      FORMAT_VERSION
     header_len   u32
-    header       JSON, UTF-8, deflated (zlib) with the preset dictionary HEADER_DICTIONARY: model {name,
+    header       JSON, UTF-8, deflated (zlib) with the version's preset dictionary (HEADER_DICTIONARIES): model {name,
                  sha256, codec}, quality, preprocessing_params, height, width, dtype, units, band, crs (WKT or
                  null), transform (6 floats or null), gcps, nodata, tile {size, overlap}, n_tiles; version 2
-                 adds side {step_hi, step_lo, bias_block, bias_step} (dB steps and block size)
+                 adds side {step_hi, step_lo, bias_block, bias_step} (dB steps and block size) and coder
+                 (the entropy coder and its version, e.g. 'constriction 0.5.0')
     records      one per tile row band, in order:
                    mask_len u32, mask (zlib of np.packbits of the band's validity mask; empty = all valid)
                  then one per tile of that band, left to right:
@@ -44,14 +45,19 @@ from sarcodec.errors import BadInputError, CorruptFileError
 
 __all__ = [
     "FORMAT_VERSION",
+    "HEADER_DICTIONARIES",
     "HEADER_DICTIONARY",
     "MAGIC",
+    "MAX_BAND",
+    "MAX_BAND_PIXELS",
+    "MAX_SIDE",
     "MAX_TILE",
     "READ_VERSIONS",
     "SarcHeader",
     "SarcReader",
     "SarcWriter",
     "decode_mask",
+    "deflate_header",
     "encode_mask",
     "float_from_json",
     "float_to_json",
@@ -65,18 +71,39 @@ FORMAT_VERSION = 2
 #: uncoded tiles where nothing is valid, constant tiles.
 READ_VERSIONS = (1, 2)
 _MAX_HEADER = 64 << 20
-#: Preset dictionary of the header's deflate stream (part of format versions 1 and 2: never change it). It holds the
-#: field names and values every header repeats, so a 256 x 256 image's header costs ~150 bytes instead of ~560
-#: (0.02 instead of 0.07 bpp).
-HEADER_DICTIONARY = (
+_HEADER_DICTIONARY_V1 = (
     b'"gcps":null,"tile":{"size":1024,"overlap":16},"n_tiles":1}"crs":null,"transform":null,"nodata":null,'
     b'"height":256,"width":256,"dtype":"float32","units":"intensity","band":1,"amplitude","uint16","db",'
     b'"clip_percentiles":[0.1,99.9],"clip_scope":"image","nodata":null,"invalid_fill":0.0,"version":1,"extra":{}},'
     b'{"created_by":"sarcodec 0.1.0","model":{"name":"hyperprior","sha256":"","codec":"hyperprior"},"quality":4.0,'
     b'"preprocessing_params":{"units":"intensity","dtype":"float32","db_lo":'
 )
-#: Largest tile core the format allows (bounds the memory and work of decoding one tile).
-MAX_TILE = 4096
+#: Preset dictionaries of the header's deflate stream, per format version (part of each format: never change
+#: one). They hold the field names and values every header repeats, so a 256 x 256 image's header costs ~150 bytes
+#: instead of ~560 (0.02 instead of 0.07 bpp).
+HEADER_DICTIONARIES = {
+    1: _HEADER_DICTIONARY_V1,
+    2: b'"side":{"step_hi":0.5,"step_lo":1.0,"bias_block":32,"bias_step":0.01},"coder":"constriction 0.5.0"}'
+       + _HEADER_DICTIONARY_V1.replace(b"sarcodec 0.1.0", b"sarcodec 0.2.0"),
+}
+HEADER_DICTIONARY = HEADER_DICTIONARIES[FORMAT_VERSION]
+
+
+def deflate_header(fields: dict[str, Any], version: int = FORMAT_VERSION) -> bytes:
+    """The header as stored: compact JSON deflated with the format version's preset dictionary."""
+    text = json.dumps(fields, separators=(",", ":"), allow_nan=False).encode()
+    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARIES[version])
+    return deflate.compress(text) + deflate.flush()
+
+
+#: Resource limits, checked on the header before anything is allocated. A tile core of at most MAX_TILE pixels
+#: square (plus overlap) bounds the synthesis of one tile to ~2.5 GB (64 float32 channels at full resolution, two
+#: at a time); MAX_BAND_PIXELS bounds the decoder's rolling band (width x tile rows: accumulated values, weights,
+#: mask, correction and outliers, ~17 bytes a pixel: ~2.3 GB); MAX_SIDE bounds height and width.
+MAX_TILE = 2048
+MAX_SIDE = 1 << 20
+MAX_BAND_PIXELS = 1 << 27
+MAX_BAND = 65535
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 
@@ -152,9 +179,11 @@ class SarcHeader:
                 and isinstance(f["tile"], dict) and _is_int(f["tile"].get("size")) and _is_int(f["tile"].get("overlap"))
                 and isinstance(f["quality"], int | float)
                 and math.isfinite(f["quality"])
-                and 0 < self.height <= 1 << 24
-                and 0 < self.width <= 1 << 24
+                and 0 < self.height <= MAX_SIDE
+                and 0 < self.width <= MAX_SIDE
                 and 16 <= self.tile_size <= MAX_TILE
+                and self.width * (min(self.tile_size, self.height) + 2 * self.overlap) <= MAX_BAND_PIXELS
+                and 1 <= f["band"] <= MAX_BAND
                 and 0 <= self.overlap <= self.tile_size // 2
                 and f["n_tiles"] == len(self.rows()) * len(self.cols())
                 and isinstance(f["dtype"], str) and isinstance(f["units"], str)
@@ -167,15 +196,20 @@ class SarcHeader:
             if ok:
                 dtype = np.dtype(f["dtype"])
                 ok = dtype.kind in "uifc"
+            if ok:  # the header's nodata is the one its preprocessing params write back
+                params_nodata = f["preprocessing_params"].get("nodata")
+                ok = _same_float(params_nodata, f["nodata"])
             if ok and self.version >= 2:
                 side = f["side"]
                 ok = (isinstance(side, dict) and all(_is_finite(side.get(k)) and side[k] > 0
                                                      for k in ("step_hi", "step_lo", "bias_step"))
-                      and _is_int(side.get("bias_block")) and 4 <= side["bias_block"] <= MAX_TILE)
+                      and _is_int(side.get("bias_block")) and 4 <= side["bias_block"] <= MAX_TILE
+                      and isinstance(f.get("coder", ""), str))
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CorruptFileError(f"header is missing or has a malformed field ({exc})") from None
         if not ok:
-            raise CorruptFileError("header fields are missing or inconsistent (shape, tiles, quality, model or georeferencing)")
+            raise CorruptFileError("header fields are missing, out of range or inconsistent (shape, tiles, band, "
+                                   "quality, model, nodata or georeferencing)")
 
 
 #: Non-finite floats are stored as these strings (JSON has no NaN or infinity).
@@ -194,6 +228,17 @@ def float_from_json(value: float | str | None) -> float | None:
     return None if value is None else float(value)
 
 
+def _same_float(a: Any, b: Any) -> bool:
+    """Two JSON numbers (or 'nan'/'inf'/'-inf' strings, or None) denote the same value."""
+    if a is None or b is None:
+        return a is None and b is None
+    try:
+        x, y = float(a), float(b)
+    except (TypeError, ValueError):
+        return False
+    return (math.isnan(x) and math.isnan(y)) or x == y
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -210,16 +255,15 @@ def _valid_gcps(gcps: Any) -> bool:
 class SarcWriter:
     """Write a ``.sarc`` file atomically: ``with SarcWriter(path, header) as w: w.band(mask); w.tile(payload)...``."""
 
-    def __init__(self, path: str | Path, header: dict[str, Any]) -> None:
+    def __init__(self, path: str | Path, header: dict[str, Any], version: int = FORMAT_VERSION) -> None:
+        """``version`` other than the current one is for tests that rebuild files of older versions."""
         self.path = Path(path)
-        text = json.dumps(header, separators=(",", ":"), allow_nan=False).encode()  # before any file exists
-        deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
-        data = deflate.compress(text) + deflate.flush()
+        data = deflate_header(header, version)  # before any file exists: a header JSON cannot hold fails here
         self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         self._file: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 (closed in close/abort)
         self._crc = 0
         self.bytes_written = 0
-        self._write(MAGIC + _U16.pack(FORMAT_VERSION) + _U32.pack(len(data)) + data)
+        self._write(MAGIC + _U16.pack(version) + _U32.pack(len(data)) + data)
 
     def _write(self, data: bytes) -> None:
         self._file.write(data)
@@ -294,7 +338,7 @@ class SarcReader:
         self._verify_checksum()
         self._file.seek(len(head))
         try:
-            inflate = zlib.decompressobj(zdict=HEADER_DICTIONARY)
+            inflate = zlib.decompressobj(zdict=HEADER_DICTIONARIES[version])
             text = inflate.decompress(self._file.read(header_len), _MAX_HEADER)
             if not inflate.eof or inflate.unconsumed_tail or inflate.unused_data:
                 raise CorruptFileError(f"{self.path}: header is damaged (its deflate stream is incomplete)")

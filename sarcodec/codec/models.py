@@ -102,6 +102,17 @@ def _near(mask: npt.NDArray[np.bool_], block: int, margin: int) -> npt.NDArray[n
     return np.asarray(cells, dtype=bool)
 
 
+@contextlib.contextmanager
+def single_thread() -> Iterator[None]:
+    """Run PyTorch's CPU kernels on one thread inside the block (restored after)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
     return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
 
@@ -247,8 +258,8 @@ class RDCodec(nn.Module):
                         valid: npt.NDArray[np.bool_] | None = None) -> Tensor:
         """Decode what :meth:`encode_tile` wrote for an image of ``height`` x ``width`` (with the same ``valid``);
         (1, 1, H, W) on CPU."""
-        if len(payload) % 4:
-            raise CorruptFileError("an entropy-coded tile is not a whole number of 32-bit words")
+        if len(payload) % 4 or not payload:
+            raise CorruptFileError("an entropy-coded tile is empty or not a whole number of 32-bit words")
         q = torch.tensor([self.check_quality(quality)])
         m = self.downsampling_factor_total()
         shape = (math.ceil(height / m) * m, math.ceil(width / m) * m)
@@ -258,10 +269,12 @@ class RDCodec(nn.Module):
         except Exception as exc:
             raise CorruptFileError(f"an entropy-coded tile is damaged ({exc})") from None
         keep = self._keep_masks(valid, shape)
-        with native_cpu_kernels():  # oneDNN's results depend on the thread count
-            x_hat = self._decode(coder, shape, q, *keep)
-        if not coder.is_empty():  # every word must be consumed by exactly the symbols of this shape
+        y_hat = self._decode(coder, shape, q, *keep)
+        # Every word must be consumed by exactly the symbols of this shape; checked before the (costly) synthesis.
+        if not coder.is_empty():
             raise CorruptFileError("an entropy-coded tile does not match the shape and model in the header")
+        with native_cpu_kernels():  # oneDNN's results depend on the thread count
+            x_hat = self._synthesize(y_hat.to(self._device()), q)
         return x_hat[..., :height, :width].clamp(0, 1).cpu()
 
     def downsampling_factor_total(self) -> int:
@@ -276,11 +289,22 @@ class RDCodec(nn.Module):
 
     def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor,
                 keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
+        """Pop what :meth:`_encode` pushed for a padded image of ``shape``; return the latent ``y_hat`` (CPU)."""
         raise NotImplementedError
 
     def _synthesize(self, y_hat: Tensor, quality: Tensor) -> Tensor:
+        """The synthesis transform as coding runs it: on the CPU its last layer (64 -> 1 channels, a small GEMM
+        that BLAS splits along the reduction dimension when given many threads, changing the summation order)
+        runs on one thread, so the pixels are the same for any thread count (measured: 1, 2, 16 and 32)."""
         _, inverse_gain = self.gains(quality.to(y_hat.device))
-        x_hat: Tensor = self.synthesis(y_hat * inverse_gain.to(y_hat.device))
+        h = y_hat * inverse_gain.to(y_hat.device)
+        *body, last = list(self.synthesis)
+        for layer in body:
+            h = layer(h)
+        if h.device.type != "cpu" or torch.is_grad_enabled():  # GPUs and training: no such promise
+            return last(h)  # type: ignore[no-any-return]
+        with single_thread():
+            x_hat: Tensor = last(h)
         return x_hat
 
 
@@ -316,8 +340,7 @@ class FactorizedPriorCodec(RDCodec):
     def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor,
                 keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
         m = self.downsampling_factor
-        y_hat = self.density.decode(coder, (shape[0] // m, shape[1] // m), keep_y)
-        return self._synthesize(y_hat.to(self._device()), quality)
+        return self.density.decode(coder, (shape[0] // m, shape[1] // m), keep_y)
 
 
 class HyperpriorCodec(RDCodec):
@@ -395,5 +418,4 @@ class HyperpriorCodec(RDCodec):
         z_hat = self.hyper_density.decode(coder, (shape[0] // m, shape[1] // m), keep_z)
         means, indices = self._probability_path(z_hat)
         symbols = self.conditional.decode(coder, indices, keep_y)
-        y_hat = self.conditional.dequantize(symbols, means)
-        return self._synthesize(y_hat.to(self._device()), quality)
+        return self.conditional.dequantize(symbols, means)

@@ -66,11 +66,15 @@ def _resolve(name_or_path: str | Path) -> tuple[str, Path]:
     )
 
 
-_CACHE: dict[tuple[str, str], LoadedCodec] = {}
+#: Networks by (weights SHA-256, device): building one takes a while. Only the network and its metadata are shared;
+#: the name and path are always those of the request, so a copy of a weights file under another name is named as
+#: asked (headers written with it name it, not whichever copy was loaded first).
+_CACHE: dict[tuple[str, str], tuple[RDCodec, dict[str, Any]]] = {}
 
 
 def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.device = "cpu") -> LoadedCodec:
-    """Load a shipped codec by name or a ``.safetensors`` codec file by path (cached per file and device)."""
+    """Load a shipped codec by name or a ``.safetensors`` codec file by path (networks cached per file content
+    and device)."""
     name, path = _resolve(name_or_path)
     try:
         data = path.read_bytes()
@@ -79,7 +83,8 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
     sha = hashlib.sha256(data).hexdigest()
     key = (sha, str(device))
     if key in _CACHE:
-        return _CACHE[key]
+        model, metadata = _CACHE[key]
+        return LoadedCodec(model=model, name=name, sha256=sha, path=path, metadata=metadata)
     try:
         with safe_open(str(path), framework="pt") as handle:
             metadata = dict(handle.metadata() or {})
@@ -107,9 +112,8 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
     except RuntimeError as exc:
         raise IncompatibleModelError(f"{path}: weights do not fit the {metadata.get('codec')} architecture ({exc})") from None
     model.eval().to(device)
-    loaded = LoadedCodec(model=model, name=name, sha256=sha, path=path, metadata=metadata)
-    _CACHE[key] = loaded
-    return loaded
+    _CACHE[key] = (model, metadata)
+    return LoadedCodec(model=model, name=name, sha256=sha, path=path, metadata=metadata)
 
 
 def _export(src: Path, dst: Path) -> None:

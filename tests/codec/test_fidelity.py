@@ -88,14 +88,15 @@ def test_a_nodata_border_costs_little_and_a_constant_image_almost_nothing(tmp_pa
     np.testing.assert_allclose(sarcodec.decompress(tmp_path / "c.sarc").array, constant, rtol=1e-3)
 
 
-def test_format_version_1_files_decode_to_the_same_pixels() -> None:
-    # Written by sarcodec 0.1 (format 1) from a 72 x 90 OPERA crop with a NaN corner, 64 px tiles, quality 3.
-    path = GOLDEN / "v1_opera_72x90_q3.sarc"
+@pytest.mark.parametrize("version", [1, 2])
+def test_files_of_every_format_version_decode_to_the_same_pixels(version: int) -> None:
+    # Committed files (tests/codec/golden/README.md) and the SHA-256 of the pixels they decoded to when written.
+    path = GOLDEN / f"v{version}_opera_72x90_q3.sarc"
     with SarcReader(path) as reader:
-        assert reader.version == 1
+        assert reader.version == version
     out = sarcodec.decompress(path).array
     digest = hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest()
-    assert digest == (GOLDEN / "v1_opera_72x90_q3.sha256").read_text().split()[0]
+    assert digest == path.with_suffix(".sha256").read_text().split()[0]
 
 
 def _rewrite(src: Path, dst: Path, edit: object) -> None:

@@ -75,7 +75,7 @@ def _rewrite_header(valid: bytes, edit: dict) -> bytes:
             del header[key]
         else:
             header[key] = value
-    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARY)
+    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARY)  # json.dumps allows Infinity here: a damaged header
     data = deflate.compress(json.dumps(header).encode()) + deflate.flush()
     body = valid[: len(MAGIC) + 2] + struct.pack("<I", len(data)) + data + valid[start + header_len : -4]
     return body + struct.pack("<I", zlib.crc32(body))
@@ -90,6 +90,8 @@ def _rewrite_header(valid: bytes, edit: dict) -> bytes:
     {"model": {"name": "/tmp/elsewhere.safetensors", "sha256": "0", "codec": "hyperprior"}},
     {"gcps": {"crs": "x", "points": [[0, 0, 1, 2, 0]]}}, {"gcps": {"crs": "EPSG:4326", "points": [["a"]]}},
     {"side": None}, {"side": {"step_hi": 0, "step_lo": 1, "bias_block": 32, "bias_step": 0.01}},
+    {"band": -7}, {"band": 0}, {"band": 70000}, {"nodata": 5.0}, {"tile": {"size": 4096, "overlap": 16}},
+    {"width": 2**20 + 1}, {"coder": 5},
     {"side": {"step_hi": 0.5, "step_lo": 1, "bias_block": 1, "bias_step": 0.01}},
 ])
 def test_header_damage_with_valid_checksum(valid_file: bytes, tmp_path: Path, edit: dict) -> None:
@@ -138,3 +140,46 @@ def test_a_quality_out_of_range_in_a_file_is_a_corrupt_file(valid_file: bytes, t
     path.write_bytes(_rewrite_header(valid_file, {"quality": 9.0}))  # well-formed, but no such level
     with pytest.raises(CorruptFileError, match="quality"):
         sarcodec.decompress(path)
+
+
+def _fuzz(cases: int, seed: int) -> None:
+    from tests.codec.sarc_fuzz import run
+
+    result = run(cases, seed)
+    assert result["bad"] == [], result  # only CorruptFileError, IncompatibleModelError or a valid decode
+    assert sum(result["outcomes"].values()) == cases
+    reached = {kind.split("/")[0] for kind in result["by_kind"]}
+    assert {"header", "mask", "tile", "side", "records"} <= reached
+
+
+def test_structure_aware_fuzz_600_cases_behind_a_valid_checksum() -> None:
+    _fuzz(600, seed=0)
+
+
+@pytest.mark.slow
+def test_structure_aware_fuzz_5000_cases() -> None:
+    _fuzz(5000, seed=1)
+
+
+def test_a_mask_bomb_is_refused_without_inflating_it(valid_file: bytes, tmp_path: Path) -> None:
+    from tests.codec.sarc_fuzz import parse, write
+
+    (tmp_path / "ok.sarc").write_bytes(valid_file)
+    version, header, bands = parse(tmp_path / "ok.sarc")
+    bomb = zlib.compress(b"\xff" * (1 << 30), 9)  # ~1 MB that inflates to 1 GB
+    write(tmp_path / "bomb.sarc", (version, header, [(bomb, bands[0][1]), *bands[1:]]))
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(CorruptFileError, match="mask"):
+        sarcodec.decompress(tmp_path / "bomb.sarc")
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 200_000  # KiB: far below 1 GB
+
+
+def test_empty_tiles_of_a_version_1_file_are_refused_before_any_synthesis(tmp_path: Path) -> None:
+    from tests.codec.sarc_fuzz import GOLDEN_V1, parse, write
+
+    version, header, bands = parse(GOLDEN_V1)
+    write(tmp_path / "empty.sarc", (version, header, [(m, [b"" for _ in p]) for m, p in bands]))
+    with pytest.raises(CorruptFileError, match="empty"):
+        sarcodec.decompress(tmp_path / "empty.sarc")

@@ -95,3 +95,16 @@ def test_latent_coder_round_trip_and_rate_grows_with_finer_steps() -> None:
     np.testing.assert_allclose(coder.decode(coder.encode(x, 0.25), 40, 56), expected, atol=1e-5)
     with pytest.raises(CorruptFileError):
         coder.decode(data[:14] + bytes(8), 40, 56)
+
+
+def test_a_copy_of_the_weights_under_another_name_keeps_each_name(tmp_path: Path) -> None:
+    import shutil
+
+    from sarcodec.codec.registry import WEIGHTS_DIR, load_codec
+
+    copy = tmp_path / "mine.safetensors"
+    shutil.copyfile(WEIGHTS_DIR / "hyperprior.safetensors", copy)
+    first, second, third = load_codec(copy), load_codec("hyperprior"), load_codec(copy)
+    assert (first.name, second.name, third.name) == ("mine", "hyperprior", "mine")
+    assert first.sha256 == second.sha256 and first.model is second.model  # one network in memory
+    assert second.path == WEIGHTS_DIR / "hyperprior.safetensors"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import zlib
+import lzma
 
 import numpy as np
 import pytest
@@ -54,17 +54,22 @@ def test_side_blob_round_trip() -> None:
         np.testing.assert_array_equal(getattr(back, name), getattr(side, name))
 
 
-def _deflate(raw: bytes) -> bytes:
-    d = zlib.compressobj(9, zlib.DEFLATED, -15)
-    return d.compress(raw) + d.flush()
+def _pack(raw: bytes) -> bytes:
+    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=S._LZMA_FILTERS)
+
+
+def _header(*numbers: int) -> bytes:
+    return S._varints(np.array(numbers))
 
 
 @pytest.mark.parametrize("blob", [
-    b"", b"\x00\x01", _deflate(b"\x05\x00"),  # truncated: five outliers announced, none follow
-    _deflate(S._varints(np.array([2, 0, 70 * 90, 0, 1, 1]))),  # an index past the tile
-    _deflate(S._varints(np.array([10**6, 0]))),  # more outliers than pixels
-    _deflate(b"\x00" * 10**6),  # inflates far beyond anything valid (bounded inflate)
-    _deflate(S._varints(np.array([0, 0])) + b"\x00"),  # trailing bytes
+    b"", b"\x00\x01", _pack(_header(5, 0, 1, 1, 0, 0)),  # truncated: five outliers announced, none follow
+    _pack(_header(1, 0, 2, 1, 0, 0) + S._planes(np.array([70 * 90]), 2) + b"\x01"),  # an index past the tile
+    _pack(_header(10**6, 0, 1, 1, 0, 0)),  # more outliers than pixels
+    _pack(_header(1, 0, 9, 1, 0, 0)),  # a number wider than the format allows
+    _pack(b"\x00" * 10**6),  # decompresses far beyond anything valid (bounded)
+    _pack(_header(0, 0, 0, 0, 0, 0) + b"\x00"),  # trailing bytes
+    _pack(_header(1, 0, 1, 2, 0, 0) + b"\x05" + S._planes(np.array([5000]), 2)),  # value out of range
 ])
 def test_damaged_side_blobs_are_corrupt_file_errors(blob: bytes) -> None:
     with pytest.raises(CorruptFileError):

@@ -33,9 +33,14 @@ def test_constant_and_plateau() -> None:
 
 
 def test_pure_function_of_step() -> None:
-    a = LRSchedule(3e-4, 5, 50, "cosine", 1e-6)
-    b = LRSchedule(3e-4, 5, 50, "cosine", 1e-6)
-    assert [a(k) for k in (0, 17, 3, 49)] == [b(k) for k in (0, 17, 3, 49)]
+    # The value at a step must not depend on which steps were asked for before (no hidden state): a schedule that
+    # advanced an internal counter on each call would fail the shuffled and repeated queries below.
+    steps = [0, 17, 3, 49, 17, 17, 60, 5, 4]
+    fresh = [LRSchedule(3e-4, 5, 50, "cosine", 1e-6)(k) for k in steps]  # each asked once, of a new schedule
+    shared = LRSchedule(3e-4, 5, 50, "cosine", 1e-6)
+    assert [shared(k) for k in steps] == fresh
+    assert [shared(k) for k in reversed(steps)] == list(reversed(fresh))
+    assert fresh[1] == fresh[4] == fresh[5] != fresh[2]
 
 
 def test_plateau_tracker_reduces_after_patience_and_round_trips() -> None:
