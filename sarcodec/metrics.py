@@ -102,6 +102,17 @@ def _as_pair(x: ImageLike, ref: ImageLike) -> tuple[NDArray[np.float64], NDArray
     return x_arr, ref_arr
 
 
+def _positive_and_masked(values: NDArray[np.float64], mask: NDArray[np.bool_] | None) -> NDArray[np.bool_]:
+    """Pixels of an intensity image that are finite, > 0 and inside ``mask`` (when given, of the same shape)."""
+    valid: NDArray[np.bool_] = np.isfinite(values) & (values > 0)
+    if mask is not None:
+        mask_arr = np.asarray(mask, dtype=bool)
+        if mask_arr.shape != values.shape:
+            raise ValueError(f"mask shape {mask_arr.shape} differs from image shape {values.shape}")
+        valid &= mask_arr
+    return valid
+
+
 def _check_data_range(data_range: float) -> None:
     if not (math.isfinite(data_range) and data_range > 0):
         raise ValueError(f"data_range must be a positive finite number, got {data_range}")
@@ -401,12 +412,7 @@ def homogeneous_regions(
     if min_regions < 1:
         raise ValueError(f"min_regions must be at least 1, got {min_regions}")
 
-    valid = np.isfinite(values) & (values > 0)
-    if mask is not None:
-        mask_arr = np.asarray(mask, dtype=bool)
-        if mask_arr.shape != values.shape:
-            raise ValueError(f"mask shape {mask_arr.shape} differs from image shape {values.shape}")
-        valid &= mask_arr
+    valid = _positive_and_masked(values, mask)
 
     n_rows, n_cols = values.shape[0] // block_size, values.shape[1] // block_size
     if n_rows == 0 or n_cols == 0:
@@ -570,12 +576,7 @@ def _intensity_pair(
     x: ImageLike, ref: ImageLike, valid: NDArray[np.bool_] | None
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.bool_]]:
     x_arr, ref_arr = _as_pair(x, ref)
-    ok = np.isfinite(ref_arr) & (ref_arr > 0)
-    if valid is not None:
-        valid_arr = np.asarray(valid, dtype=bool)
-        if valid_arr.shape != ref_arr.shape:
-            raise ValueError(f"valid has shape {valid_arr.shape}, the images {ref_arr.shape}")
-        ok &= valid_arr
+    ok = _positive_and_masked(ref_arr, valid)
     if not ok.any():
         raise ValueError("no valid pixels to compare")
     floor = float(ref_arr[ok].min())

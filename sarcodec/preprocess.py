@@ -82,8 +82,9 @@ def intensity_to_db(intensity: npt.ArrayLike) -> FloatArray:
 
 
 def db_to_intensity(db: npt.ArrayLike) -> FloatArray:
-    """10**(db/10), float64."""
-    return np.power(10.0, np.asarray(db, dtype=np.float64) / 10.0)
+    """10**(db/10), float64 (beyond ~3080 dB: inf, without a warning)."""
+    with np.errstate(over="ignore"):
+        return np.power(10.0, np.asarray(db, dtype=np.float64) / 10.0)
 
 
 def to_db(values: npt.NDArray[Any], units: str, nodata: float | None = None) -> tuple[FloatArray, BoolArray]:
@@ -203,7 +204,7 @@ class PreprocessingParams:
             kwargs["db_lo"] = float(kwargs["db_lo"])
             kwargs["db_hi"] = float(kwargs["db_hi"])
             return cls(**kwargs)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError, BadInputError) as exc:
             raise CorruptFileError(f"malformed preprocessing_params: {exc}") from None
 
 

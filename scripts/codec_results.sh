@@ -12,6 +12,6 @@ for c in runs/seed_study/baseline_c16/best.pth runs/seed_study/baseline_c64/best
   [ -f "$c" ] && CKPTS+=("$c")
 done
 $PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/benchmark" ${CKPTS[@]:+--checkpoint "${CKPTS[@]}"} > /dev/null
-$PY scripts/roundtrip_check.py ../shared/data/sar/dev ../shared/data/sar/geotiff | tee "$OUT/roundtrip.md"
+$PY scripts/roundtrip_check.py ../shared/data/sar/dev ../shared/data/sar/geotiff ../shared/data/sar/extra | tee "$OUT/roundtrip.md"
 $PY benchmarks/codec_bench.py --size 4096 | tee "$OUT/codec_bench_4096.txt"
 $PY benchmarks/codec_bench.py --size 10000 | tee "$OUT/codec_bench_10000.txt"

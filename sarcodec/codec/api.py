@@ -67,6 +67,7 @@ from sarcodec.preprocess import (
     check_percentiles,
     check_units,
     db_histogram,
+    FloatArray,
     db_to_intensity,
     denormalize_db,
     infer_units,
@@ -233,7 +234,7 @@ class _Region:
 
 
 def _band_rows(source: Any, params: PreprocessingParams, r0: int, r1: int, overlap: int
-               ) -> tuple[int, npt.NDArray[np.float64], npt.NDArray[np.bool_]]:
+               ) -> tuple[int, FloatArray, npt.NDArray[np.bool_]]:
     """dB and validity of the extended rows of the band with core rows [r0, r1); returns the first row too."""
     h, w = source.info.height, source.info.width
     e0, e1 = extended(r0, r1, h, overlap)
@@ -241,7 +242,7 @@ def _band_rows(source: Any, params: PreprocessingParams, r0: int, r1: int, overl
     return e0, db, valid
 
 
-def _encode_region(codec: LoadedCodec, quality: float, db: npt.NDArray[np.float64], valid: npt.NDArray[np.bool_],
+def _encode_region(codec: LoadedCodec, quality: float, db: FloatArray, valid: npt.NDArray[np.bool_],
                    core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any]) -> bytes:
     """One tile record of format version 2 (see ``sarcodec.codec.container``) from the dB of its extended region."""
     core_valid = valid[core]
@@ -268,9 +269,9 @@ def _encode_region(codec: LoadedCodec, quality: float, db: npt.NDArray[np.float6
     return bytes([TAG_CODED]) + _U32.pack(len(words)) + words + sidelayer.encode_side(side)
 
 
-def _tile_regions(db_band: npt.NDArray[np.float64], valid_band: npt.NDArray[np.bool_], e0: int, r0: int, r1: int,
+def _tile_regions(db_band: FloatArray, valid_band: npt.NDArray[np.bool_], e0: int, r0: int, r1: int,
                   width: int, tile: int, overlap: int
-                  ) -> Iterator[tuple[npt.NDArray[np.float64], npt.NDArray[np.bool_], tuple[slice, slice]]]:
+                  ) -> Iterator[tuple[FloatArray, npt.NDArray[np.bool_], tuple[slice, slice]]]:
     """Per tile of a band (left to right): dB and validity of its extended region, and where its core lies."""
     rows = slice(r0 - e0, r1 - e0)
     for c0, c1 in tile_grid(width, tile):
@@ -305,7 +306,7 @@ def _choose_quality(codec: LoadedCodec, source: Any, params: PreprocessingParams
     rows, cols = tile_grid(info.height, tile), tile_grid(info.width, tile)
     cells = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
     picked = [cells[i] for i in np.unique(np.linspace(0, len(cells) - 1, min(6, len(cells))).round().astype(int))]
-    samples = []
+    samples: list[tuple[FloatArray, npt.NDArray[np.bool_], tuple[slice, slice], int]] = []
     for r, c in picked:
         (r0, r1), (c0, c1) = rows[r], cols[c]
         e0, e1 = extended(r0, r1, info.height, overlap)
@@ -317,7 +318,7 @@ def _choose_quality(codec: LoadedCodec, source: Any, params: PreprocessingParams
 
     def bpp(q: float) -> float:
         tiles = sum(len(_encode_region(codec, q, db, valid, core, params, side_cfg)) for db, valid, core, _ in samples)
-        return (fixed + tiles * pixels / sampled) * 8 / pixels
+        return float((fixed + tiles * pixels / sampled) * 8 / pixels)
 
     lo, hi = 1.0, float(codec.num_levels)
     smallest = bpp(lo)
@@ -449,12 +450,22 @@ def read_info(path: str | Path) -> dict[str, Any]:
         return fields
 
 
+_MAX_ABS_DB = 1000.0
+
+
 def _params_of(header: SarcHeader) -> PreprocessingParams:
     """The header's preprocessing params, checked well enough to invert with them (else CorruptFileError)."""
     params = PreprocessingParams.from_dict(header.fields["preprocessing_params"])
     try:
         fill = params.invalid_fill
-        ok = np.dtype(params.dtype).kind in "uifc" and (fill is None or isinstance(fill, int | float))
+        dtype = np.dtype(params.dtype)
+        ok = dtype.kind in "uifc" and (fill is None or isinstance(fill, int | float))
+        # dB beyond +-1000 exist in no raster (the histograms cover +-200); a fill must fit the dtype
+        ok = ok and -_MAX_ABS_DB <= params.db_lo < params.db_hi <= _MAX_ABS_DB
+        if ok and fill is not None and dtype.kind in "ui" and math.isfinite(fill):
+            ok = np.iinfo(dtype).min <= fill <= np.iinfo(dtype).max
+        elif ok and fill is not None and dtype.kind in "fc" and math.isfinite(fill):
+            ok = abs(float(fill)) <= float(np.finfo(dtype).max)
     except TypeError:
         ok = False
     if not ok or params.dtype != header.fields["dtype"] or params.units != header.fields["units"]:
@@ -669,6 +680,7 @@ def decompress(
                 for (c0, c1), payload in zip(col_grid, payloads):
                     f0, f1 = extended(c0, c1, w, overlap)
                     core = (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0))
+                    x: npt.NDArray[np.float32] | None
                     if side_cfg is None or valid_ext is None:
                         x = codec.model.decompress_tile(payload, e1 - e0, f1 - f0, quality)[0, 0].numpy()
                     else:

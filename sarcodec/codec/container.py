@@ -201,7 +201,7 @@ class SarcHeader:
                 ok = _same_float(params_nodata, f["nodata"])
             if ok and self.version >= 2:
                 side = f["side"]
-                ok = (isinstance(side, dict) and all(_is_finite(side.get(k)) and side[k] > 0
+                ok = (isinstance(side, dict) and all(_is_finite(side.get(k)) and 0 < side[k] <= 100
                                                      for k in ("step_hi", "step_lo", "bias_step"))
                       and _is_int(side.get("bias_block")) and 4 <= side["bias_block"] <= MAX_TILE
                       and isinstance(f.get("coder", ""), str))

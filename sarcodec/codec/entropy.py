@@ -97,9 +97,19 @@ def encode_grouped(
     :func:`decode_grouped` with the same ``groups`` returns them. (The ANS stack is last-in first-out, so the
     groups are pushed in reverse.)
     """
-    for g in sorted(set(groups.tolist()), reverse=True):
-        model = constriction.stream.model.Categorical(tables[g].astype(np.float64), perfect=False)
-        coder.encode_reverse(symbols[groups == g].astype(np.int32), model)
+    order, starts, present = _group_order(groups)
+    for g in reversed(range(len(present))):
+        model = constriction.stream.model.Categorical(tables[present[g]].astype(np.float64), perfect=False)
+        coder.encode_reverse(symbols[order[starts[g] : starts[g + 1]]].astype(np.int32), model)
+
+
+def _group_order(groups: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
+    """A stable sort of the positions by group (one pass, instead of a boolean mask per group): the order, the
+    start of each present group in it (and the end), and the present groups in increasing order."""
+    order = np.argsort(groups, kind="stable")
+    present, counts = np.unique(groups, return_counts=True)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    return order, starts, present
 
 
 def decode_grouped(
@@ -109,13 +119,13 @@ def decode_grouped(
 ) -> NDArray[np.int64]:
     """Inverse of :func:`encode_grouped`: the symbols, in the order of ``groups``."""
     out = np.zeros(groups.shape, dtype=np.int64)
-    for g in sorted(set(groups.tolist())):
-        if not 0 <= g < len(tables):
-            raise CorruptFileError(f"the bitstream refers to probability table {g}, the model has {len(tables)}")
-        mask = groups == g
-        model = constriction.stream.model.Categorical(tables[g].astype(np.float64), perfect=False)
+    order, starts, present = _group_order(groups)
+    for g, table in enumerate(present.tolist()):
+        if not 0 <= table < len(tables):
+            raise CorruptFileError(f"the bitstream refers to probability table {table}, the model has {len(tables)}")
+        model = constriction.stream.model.Categorical(tables[table].astype(np.float64), perfect=False)
         try:
-            out[mask] = coder.decode(model, int(mask.sum()))
+            out[order[starts[g] : starts[g + 1]]] = coder.decode(model, int(starts[g + 1] - starts[g]))
         except Exception as exc:  # constriction raises on exhausted or inconsistent data
             raise CorruptFileError(f"the entropy-coded payload is damaged ({exc})") from None
     return out
