@@ -12,7 +12,7 @@ from sarcodec.errors import (
     SarcodecError,
 )
 
-__version__ = "0.2.0"
+from sarcodec.version import __version__
 
 
 _API = {"compress": "sarcodec.codec.api", "decompress": "sarcodec.codec.api", "read_info": "sarcodec.codec.api"}

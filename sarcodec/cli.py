@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from sarcodec import __version__
+from sarcodec.version import __version__
 from sarcodec.errors import SarcodecError
 from sarcodec.preprocess import UNITS
 

@@ -27,6 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sarcodec.errors import BadInputError, CorruptFileError
+from sarcodec.jsonfloat import float_to_json
 
 Units = Literal["intensity", "amplitude", "db", "complex"]
 UNITS: tuple[str, ...] = ("intensity", "amplitude", "db", "complex")
@@ -180,9 +181,7 @@ class PreprocessingParams:
         out = asdict(self)
         out["clip_percentiles"] = list(self.clip_percentiles)
         for key in ("nodata", "invalid_fill"):
-            value = out[key]
-            if value is not None and not math.isfinite(value):
-                out[key] = "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+            out[key] = float_to_json(out[key])
         return out
 
     @classmethod

@@ -41,9 +41,9 @@ import numpy.typing as npt
 import torch
 from tqdm import tqdm
 
-from sarcodec import __version__
+from sarcodec.version import __version__
 from sarcodec.codec import sidelayer
-from sarcodec.codec.container import (
+from sarcodec.io.sarc import (
     MAX_BAND_PIXELS,
     MAX_SIDE,
     MAX_TILE,
@@ -53,14 +53,14 @@ from sarcodec.codec.container import (
     decode_mask,
     deflate_header,
     encode_mask,
-    float_from_json,
-    float_to_json,
+    framing_bytes,
     tile_grid,
 )
 from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec
 from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
 from sarcodec.io.raster import RasterInfo, open_raster
+from sarcodec.jsonfloat import float_from_json, float_to_json
 from sarcodec.preprocess import (
     DEFAULT_CLIP_PERCENTILES,
     PreprocessingParams,
@@ -244,7 +244,7 @@ def _band_rows(source: Any, params: PreprocessingParams, r0: int, r1: int, overl
 
 def _encode_region(codec: LoadedCodec, quality: float, db: FloatArray, valid: npt.NDArray[np.bool_],
                    core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any]) -> bytes:
-    """One tile record of format version 2 (see ``sarcodec.codec.container``) from the dB of its extended region."""
+    """One tile record of format version 2 (see ``sarcodec.io.sarc``) from the dB of its extended region."""
     core_valid = valid[core]
     if not core_valid.any():
         return b""  # nothing to code: the mask says so
@@ -287,13 +287,12 @@ def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any
     """Bytes of a file that do not depend on the quality: preamble, deflated header, masks, record lengths,
     checksum (the validity masks are read and coded for this, band by band)."""
     info = source.info
-    head = len(deflate_header(header))
     rows, cols = tile_grid(info.height, tile), tile_grid(info.width, tile)
     masks = 0
     for r0, r1 in rows:
         _, _, valid = _band_rows(source, params, r0, r1, overlap)
         masks += len(encode_mask(valid))
-    return 8 + 6 + head + masks + 4 * len(rows) * (1 + len(cols)) + 4
+    return framing_bytes(len(deflate_header(header)), len(rows), len(cols)) + masks
 
 
 def _choose_quality(codec: LoadedCodec, source: Any, params: PreprocessingParams, target: float, fixed: int,

@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from tqdm import tqdm
 
-from sarcodec import __version__
+from sarcodec.version import __version__
 from sarcodec.data.scenes import SPLITS, check_ratios, compile_scene_patterns, scene_id, split_scenes
 from sarcodec.errors import BadInputError, OutputError
 from sarcodec.io.raster import RasterInfo, find_rasters, open_raster

@@ -34,7 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Subset
 from tqdm import tqdm
 
-from sarcodec import __version__
+from sarcodec.version import __version__
 from sarcodec.data.dataset import PatchDataset
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, SarcodecError
 from sarcodec.losses import CombinedLoss

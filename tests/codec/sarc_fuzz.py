@@ -53,7 +53,7 @@ def base_files(folder: Path) -> list[Path]:
 
 
 def parse(path: Path) -> Parsed:
-    from sarcodec.codec.container import SarcReader
+    from sarcodec.io.sarc import SarcReader
 
     with SarcReader(path) as reader:
         return reader.version, dict(reader.header.fields), [(m, list(p)) for m, p in reader.bands()]
@@ -63,7 +63,7 @@ def write(path: Path, parsed: Parsed) -> None:
     """Rebuild a file from (version, header, bands) with a correct checksum (``json`` allows NaN/inf here)."""
     import struct
 
-    from sarcodec.codec.container import HEADER_DICTIONARIES, MAGIC
+    from sarcodec.io.sarc import HEADER_DICTIONARIES, MAGIC
 
     version, header, bands = parsed
     deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARIES.get(version, HEADER_DICTIONARIES[2]))

@@ -14,7 +14,7 @@ from PIL import Image
 import sarcodec
 from sarcodec import metrics
 from sarcodec.codec import sidelayer
-from sarcodec.codec.container import SarcReader, SarcWriter
+from sarcodec.io.sarc import SarcReader, SarcWriter
 from sarcodec.errors import CorruptFileError
 from sarcodec.evaluate import load_reference
 from sarcodec.io.raster import open_raster

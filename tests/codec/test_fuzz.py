@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sarcodec
-from sarcodec.codec.container import HEADER_DICTIONARY, MAGIC
+from sarcodec.io.sarc import HEADER_DICTIONARY, MAGIC
 from sarcodec.errors import CorruptFileError, SarcodecError
 from tests.conftest import speckle_intensity
 

@@ -42,6 +42,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sarcodec.errors import BadInputError, CorruptFileError
+from sarcodec.jsonfloat import SPECIAL_FLOATS
 
 __all__ = [
     "FORMAT_VERSION",
@@ -58,9 +59,8 @@ __all__ = [
     "SarcWriter",
     "decode_mask",
     "deflate_header",
+    "framing_bytes",
     "encode_mask",
-    "float_from_json",
-    "float_to_json",
     "tile_grid",
 ]
 
@@ -87,6 +87,12 @@ HEADER_DICTIONARIES = {
        + _HEADER_DICTIONARY_V1.replace(b"sarcodec 0.1.0", b"sarcodec 0.2.0"),
 }
 HEADER_DICTIONARY = HEADER_DICTIONARIES[FORMAT_VERSION]
+
+
+def framing_bytes(header_bytes: int, n_rows: int, n_cols: int) -> int:
+    """Bytes of a file besides its masks and tile records' contents: magic, version, header length, the stored
+    header, one length field per record (a mask and ``n_cols`` tiles per tile row band) and the checksum."""
+    return len(MAGIC) + _U16.size + _U32.size + header_bytes + _U32.size * n_rows * (1 + n_cols) + _U32.size
 
 
 def deflate_header(fields: dict[str, Any], version: int = FORMAT_VERSION) -> bytes:
@@ -190,7 +196,7 @@ class SarcHeader:
                 and (f["crs"] is None or isinstance(f["crs"], str))
                 and (f["transform"] is None or (isinstance(f["transform"], list) and len(f["transform"]) == 6
                                                 and all(_is_finite(v) for v in f["transform"])))
-                and (f["nodata"] is None or _is_finite(f["nodata"]) or f["nodata"] in _SPECIAL_FLOATS)
+                and (f["nodata"] is None or _is_finite(f["nodata"]) or f["nodata"] in SPECIAL_FLOATS)
                 and (f.get("gcps") is None or _valid_gcps(f["gcps"]))
             )
             if ok:
@@ -211,21 +217,6 @@ class SarcHeader:
             raise CorruptFileError("header fields are missing, out of range or inconsistent (shape, tiles, band, "
                                    "quality, model, nodata or georeferencing)")
 
-
-#: Non-finite floats are stored as these strings (JSON has no NaN or infinity).
-_SPECIAL_FLOATS = ("nan", "inf", "-inf")
-
-
-def float_to_json(value: float | None) -> float | str | None:
-    """A float for the JSON header: NaN and infinities as strings."""
-    if value is None or math.isfinite(value):
-        return value
-    return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-
-
-def float_from_json(value: float | str | None) -> float | None:
-    """Inverse of :func:`float_to_json`."""
-    return None if value is None else float(value)
 
 
 def _same_float(a: Any, b: Any) -> bool:
