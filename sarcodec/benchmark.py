@@ -40,7 +40,7 @@ import numpy.typing as npt
 from sarcodec.errors import BadInputError, OutputError
 from sarcodec.evaluate import ReferenceImage, load_reference
 from sarcodec.io.raster import find_rasters
-from sarcodec.preprocess import normalize_db
+from sarcodec.preprocess import db_to_intensity, normalize_db
 
 __all__ = [
     "CLASSICAL_CODECS",
@@ -121,7 +121,7 @@ def jpeg2000_fullrange_roundtrip(image: ReferenceImage, bpp: float) -> tuple[int
     t1 = time.perf_counter()
     decoded_db = to_db_values(_pillow_j2k_decode(data))
     t2 = time.perf_counter()
-    intensity = np.where(valid, np.power(10.0, decoded_db / 10.0), 0.0)
+    intensity = np.where(valid, db_to_intensity(decoded_db), 0.0)
     x = normalize_db(decoded_db, image.params.db_lo, image.params.db_hi)
     return len(data), x, intensity, t1 - t0, t2 - t1
 

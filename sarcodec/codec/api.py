@@ -55,6 +55,7 @@ from sarcodec.io.sarc import (
     encode_mask,
     framing_bytes,
     tile_grid,
+    within_limits,
 )
 from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec
 from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
@@ -206,31 +207,12 @@ def _coder_version() -> str:
     return version("constriction")
 
 
-def _side_config(header: SarcHeader | dict[str, Any]) -> dict[str, Any]:
-    fields = header.fields if isinstance(header, SarcHeader) else header
-    side: dict[str, Any] = fields["side"]
-    return side
-
-
 _SIDE_DEFAULTS = {"step_hi": sidelayer.STEP_HI_DB, "step_lo": sidelayer.STEP_LO_DB,
                   "bias_block": sidelayer.BIAS_BLOCK, "bias_step": sidelayer.BIAS_STEP_DB}
 _U32 = struct.Struct("<I")
 _F32 = struct.Struct("<f")
 TAG_CONSTANT = 1
 TAG_CODED = 2
-
-
-@dataclass
-class _Region:
-    """The inputs of one tile: x_norm and validity over its extended region, dB and validity of its core."""
-
-    x: npt.NDArray[np.float32]
-    valid: npt.NDArray[np.bool_]
-    core: tuple[slice, slice]  # the core inside the extended region
-
-    @property
-    def core_valid(self) -> npt.NDArray[np.bool_]:
-        return self.valid[self.core]
 
 
 def _band_rows(source: Any, params: PreprocessingParams, r0: int, r1: int, overlap: int
@@ -260,9 +242,7 @@ def _encode_region(codec: LoadedCodec, quality: float, db: FloatArray, valid: np
     in_side = sidelayer.side_mask(db, valid, lo, hi, side_cfg["step_lo"], side_cfg["step_hi"], targets)
     words, x_hat = codec.model.encode_tile(_to_tensor(fill_invalid(x, valid & ~in_side)), quality, valid=valid)
     assert x_hat is not None
-    inlier = core_valid.copy()
-    inlier.flat[side.above_index] = False
-    inlier.flat[side.below_index] = False
+    inlier = core_valid & ~in_side[core]  # the correction is fitted where the network's pixels are kept
     decoded_db = denormalize_db(x_hat[0, 0].numpy()[core], lo, hi)
     side.correction = sidelayer.fit_correction(db_to_intensity(np.where(inlier, core_db, 0.0)), decoded_db, inlier,
                                                side_cfg["bias_block"])
@@ -386,8 +366,7 @@ def compress(
         if nodata is None:
             nodata = info.nodata
         _check_nodata(nodata, info.dtype)
-        if max(info.height, info.width) > MAX_SIDE or \
-                info.width * (min(tile_size, info.height) + 2 * overlap) > MAX_BAND_PIXELS:
+        if not within_limits(info.height, info.width, tile_size, overlap):
             raise BadInputError(f"{info.height} x {info.width} pixels with {tile_size} px tiles is beyond the format's "
                                 f"limits (sides up to {MAX_SIDE}, width x tile rows up to {MAX_BAND_PIXELS}): use "
                                 "smaller tiles")
@@ -412,7 +391,7 @@ def compress(
             "side": dict(_SIDE_DEFAULTS),
             "coder": f"constriction {_coder_version()}",
         }
-        side_cfg = _side_config(header)
+        side_cfg: dict[str, Any] = header["side"]
         note = ""
         if bpp is not None:
             fixed = _fixed_bytes(reader, params, header, tile_size, overlap)
@@ -661,7 +640,7 @@ def decompress(
         sink = _Output(header, out, cog)
         blender = Blender(w)
         version = reader.version
-        side_cfg = _side_config(header) if version >= 2 else None
+        side_cfg: dict[str, Any] | None = header.fields["side"] if version >= 2 else None
         pending: list[tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.float32], npt.NDArray[np.float32]]] = []
         bar = tqdm(total=int(header.fields["n_tiles"]), desc="decompress", unit="tile", disable=None if progress else True, leave=False)
         try:
@@ -692,11 +671,12 @@ def decompress(
                 done = h if r1 == h else r1 - overlap
                 first = blender.start
                 x_rows = blender.pop(done)
-                rows_of = [np.concatenate([p[k] for p in pending])[first - pending[0][0] : done - pending[0][0]]
-                           for k in (1, 2, 3)]
-                db = denormalize_db(x_rows, params.db_lo, params.db_hi) + rows_of[1]
-                db = np.where(np.isnan(rows_of[2]), db, rows_of[2])
-                sink.write(first, inverse_db(db, params, rows_of[0]))
+                valid_rows, correction_rows, outlier_rows = (
+                    np.concatenate([p[k] for p in pending])[first - pending[0][0] : done - pending[0][0]]
+                    for k in (1, 2, 3))
+                db = denormalize_db(x_rows, params.db_lo, params.db_hi) + correction_rows
+                db = np.where(np.isnan(outlier_rows), db, outlier_rows)
+                sink.write(first, inverse_db(db, params, valid_rows))
                 pending = [p for p in pending if p[0] + p[1].shape[0] > done]
             reader.check_end()
             sink.finish()

@@ -72,8 +72,9 @@ FloatArray = npt.NDArray[np.floating[Any]]
 
 @dataclass
 class TileSide:
-    """Side information of one tile core of shape ``(h, w)``: flat outlier indices with their quantized
-    distances from the clip bounds, and the correction map (int, units of ``BIAS_STEP_DB``) or None."""
+    """Side information of one tile core of shape ``(h, w)``: flat indices of the bright and dark outliers with
+    their quantized dB (bright: steps of ``step_hi`` above ``db_lo``, dark: steps of ``step_lo`` below it), and the
+    correction map (int, units of ``BIAS_STEP_DB``) or None."""
 
     above_index: IntArray
     above_q: IntArray
@@ -137,13 +138,13 @@ def _axis_weights(n: int, block: int) -> tuple[IntArray, IntArray, FloatArray]:
     """For ``n`` pixels along one axis: the two block indices each pixel interpolates between and the weight of
     the second (bilinear between block centres, constant beyond the first and last centre)."""
     blocks = math.ceil(n / block)
+    if blocks == 1:
+        return np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n)
     starts = np.arange(blocks) * block
     centres = (starts + np.minimum(starts + block, n)) / 2  # a partial last block's centre is its pixels' middle
     pos = np.arange(n) + 0.5
-    hi = np.clip(np.searchsorted(centres, pos, side="right"), 1, max(blocks - 1, 1))
+    hi = np.clip(np.searchsorted(centres, pos, side="right"), 1, blocks - 1)
     lo = hi - 1
-    if blocks == 1:
-        return np.zeros(n, np.int64), np.zeros(n, np.int64), np.zeros(n)
     t = np.clip((pos - centres[lo]) / (centres[hi] - centres[lo]), 0.0, 1.0)
     return lo.astype(np.int64), hi.astype(np.int64), t
 
@@ -174,15 +175,13 @@ def fit_correction(orig_intensity: FloatArray, decoded_db: FloatArray, use: npt.
 
     Blocks without any pixel in ``use`` get the mean correction of the others (0 when there are none)."""
     shape = decoded_db.shape
-    weight = use.astype(np.float64)
     target = _block_sums(np.where(use, orig_intensity, 0.0), block)
-    count = _block_sums(weight, block)
-    has = (count > 0) & (target > 0)
+    has = target > 0  # blocks with at least one pixel in ``use`` (intensities are > 0)
     decoded_intensity = np.where(use, np.exp(np.where(use, decoded_db, 0.0) * _LN10_10), 0.0)
     blocks = np.zeros(correction_grid(shape, block))
     if not has.any():
         return blocks.astype(np.int64)
-    start = _block_sums(decoded_intensity, block)  # the answer when the interpolated map is flat: the first guess
+    start = _block_sums(decoded_intensity, block)  # the first step, from a flat map: the plain block ratios
     ok = has & (start > 0)
     blocks[ok] = 10.0 * np.log10(target[ok] / start[ok])
     for _ in range(_FIT_ITERATIONS):

@@ -11,7 +11,9 @@ Layout (all integers little-endian)::
                  adds side {step_hi, step_lo, bias_block, bias_step} (dB steps and block size) and coder
                  (the entropy coder and its version, e.g. 'constriction 0.5.0')
     records      one per tile row band, in order:
-                   mask_len u32, mask (zlib of np.packbits of the band's validity mask; empty = all valid)
+                   mask_len u32, mask (zlib of np.packbits of the band's validity mask; empty = all valid;
+                   version 1: the band's rows, version 2: its rows with their overlap, which tiles need to know
+                   which latents were coded)
                  then one per tile of that band, left to right:
                    payload_len u32, payload: version 1: constriction ANS words; version 2: empty when the
                    tile core has no valid pixel (nothing coded), else a tag byte: 1 = constant tile (float32
@@ -59,9 +61,10 @@ __all__ = [
     "SarcWriter",
     "decode_mask",
     "deflate_header",
-    "framing_bytes",
     "encode_mask",
+    "framing_bytes",
     "tile_grid",
+    "within_limits",
 ]
 
 MAGIC = b"SARC\x00\r\n\x1a"
@@ -112,6 +115,14 @@ MAX_BAND_PIXELS = 1 << 27
 MAX_BAND = 65535
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
+
+
+def within_limits(height: int, width: int, tile_size: int, overlap: int) -> bool:
+    """Whether an image of ``height`` x ``width`` coded in tiles of ``tile_size`` with ``overlap`` fits the
+    format's resource limits (the encoder refuses, the decoder's header check rejects what does not)."""
+    return (0 < height <= MAX_SIDE and 0 < width <= MAX_SIDE and 16 <= tile_size <= MAX_TILE
+            and 0 <= overlap <= tile_size // 2
+            and width * (min(tile_size, height) + 2 * overlap) <= MAX_BAND_PIXELS)
 
 
 def tile_grid(length: int, size: int) -> list[tuple[int, int]]:
@@ -185,12 +196,8 @@ class SarcHeader:
                 and isinstance(f["tile"], dict) and _is_int(f["tile"].get("size")) and _is_int(f["tile"].get("overlap"))
                 and isinstance(f["quality"], int | float)
                 and math.isfinite(f["quality"])
-                and 0 < self.height <= MAX_SIDE
-                and 0 < self.width <= MAX_SIDE
-                and 16 <= self.tile_size <= MAX_TILE
-                and self.width * (min(self.tile_size, self.height) + 2 * self.overlap) <= MAX_BAND_PIXELS
+                and within_limits(self.height, self.width, self.tile_size, self.overlap)
                 and 1 <= f["band"] <= MAX_BAND
-                and 0 <= self.overlap <= self.tile_size // 2
                 and f["n_tiles"] == len(self.rows()) * len(self.cols())
                 and isinstance(f["dtype"], str) and isinstance(f["units"], str)
                 and (f["crs"] is None or isinstance(f["crs"], str))
