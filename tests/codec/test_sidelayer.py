@@ -7,14 +7,15 @@ import lzma
 import numpy as np
 import pytest
 
+from sarcodec.codec import packing
 from sarcodec.codec import sidelayer as S
 from sarcodec.errors import CorruptFileError
 
 
 def test_varints_round_trip_small_and_large_numbers() -> None:
     values = np.array([0, 1, 127, 128, 300, 2**31, 2**62 + 5, 16383, 16384], dtype=np.int64)
-    data = S._varints(values)
-    decoded, end = S._read_varints(data, values.size, 0)
+    data = packing.varints(values)
+    decoded, end = packing.read_varints(data, values.size, 0)
     np.testing.assert_array_equal(decoded, values)
     assert end == len(data)
 
@@ -55,21 +56,21 @@ def test_side_blob_round_trip() -> None:
 
 
 def _pack(raw: bytes) -> bytes:
-    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=S._LZMA_FILTERS)
+    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=packing.LZMA_FILTERS)
 
 
 def _header(*numbers: int) -> bytes:
-    return S._varints(np.array(numbers))
+    return packing.varints(np.array(numbers))
 
 
 @pytest.mark.parametrize("blob", [
     b"", b"\x00\x01", _pack(_header(5, 0, 1, 1, 0, 0)),  # truncated: five outliers announced, none follow
-    _pack(_header(1, 0, 2, 1, 0, 0) + S._planes(np.array([70 * 90]), 2) + b"\x01"),  # an index past the tile
+    _pack(_header(1, 0, 2, 1, 0, 0) + packing.planes(np.array([70 * 90]), 2) + b"\x01"),  # an index past the tile
     _pack(_header(10**6, 0, 1, 1, 0, 0)),  # more outliers than pixels
     _pack(_header(1, 0, 9, 1, 0, 0)),  # a number wider than the format allows
     _pack(b"\x00" * 10**6),  # decompresses far beyond anything valid (bounded)
     _pack(_header(0, 0, 0, 0, 0, 0) + b"\x00"),  # trailing bytes
-    _pack(_header(1, 0, 1, 2, 0, 0) + b"\x05" + S._planes(np.array([5000]), 2)),  # value out of range
+    _pack(_header(1, 0, 1, 2, 0, 0) + b"\x05" + packing.planes(np.array([5000]), 2)),  # value out of range
 ])
 def test_damaged_side_blobs_are_corrupt_file_errors(blob: bytes) -> None:
     with pytest.raises(CorruptFileError):
