@@ -15,12 +15,12 @@ from sarcodec.errors import (
 from sarcodec.version import __version__
 
 
-_API = {"compress": "sarcodec.codec.api", "decompress": "sarcodec.codec.api", "read_info": "sarcodec.codec.api"}
+_API = {"compress": "sarcodec.codec.api", "decompress": "sarcodec.codec.api", "read_info": "sarcodec.codec.info"}
 
 
 def __getattr__(name: str) -> Any:
-    """``sarcodec.compress``, ``decompress`` and ``read_info`` are the functions of :mod:`sarcodec.codec.api`
-    themselves (real signatures and docstrings in ``help()``), imported on first use so that ``import sarcodec``
+    """``sarcodec.compress`` and ``decompress`` are the functions of :mod:`sarcodec.codec.api`, ``read_info`` that
+    of :mod:`sarcodec.codec.info`, themselves (real signatures and docstrings in ``help()``), imported on first use so that ``import sarcodec``
     stays light (no PyTorch)."""
     if name in _API:
         import importlib

@@ -475,7 +475,8 @@ def decompress_and_compare(sarc: str | Path, output: str | Path, original: str |
     """``decompress`` to ``output``, then :func:`compare_with_jpeg2000` against ``original`` (its ``band``, by
     default the band the file was written from). Everything the comparison needs is checked before anything is
     written: ``original`` must not be the output, must be readable and must have the decoded image's shape."""
-    from sarcodec.codec.api import decompress, read_info
+    from sarcodec.codec.api import decompress
+    from sarcodec.codec.info import read_info
     from sarcodec.io.raster import open_raster
 
     out, orig = Path(output), Path(original)

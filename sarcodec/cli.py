@@ -186,7 +186,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 
 def _cmd_info_sarc(path: Path) -> int:
-    from sarcodec.codec.api import read_info
+    from sarcodec.codec.info import read_info
 
     f = read_info(path)
     params = f["preprocessing_params"]

@@ -26,19 +26,21 @@ given device, so the pixels are identical across CPU thread counts (tested).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import math
 import os
 import struct
 import time
 import warnings
-from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 from tqdm import tqdm
 
 from sarcodec.version import __version__
@@ -57,7 +59,8 @@ from sarcodec.io.sarc import (
     tile_grid,
     within_limits,
 )
-from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec
+from sarcodec.codec.info import params_of
+from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec, resolve_codec
 from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
 from sarcodec.io.raster import RasterInfo, open_raster
@@ -78,6 +81,12 @@ from sarcodec.preprocess import (
     to_db,
 )
 
+if TYPE_CHECKING:  # PyTorch loads in the background while compress reads the scene (see _load_codec_async)
+    import torch
+
+    from sarcodec.codec.models import Analysis
+    from sarcodec.codec.pipeline import Band, TilePool
+
 __all__ = [
     "DEFAULT_OVERLAP",
     "DEFAULT_QUALITY",
@@ -86,8 +95,7 @@ __all__ = [
     "DecompressResult",
     "compress",
     "decompress",
-    "read_info",
-]
+    ]
 
 DEFAULT_QUALITY = 4
 DEFAULT_TILE = 1024
@@ -149,12 +157,24 @@ class _ArraySource:
 
 
 def _device(device: str | None) -> torch.device:
+    import torch
+
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         return torch.device(device)
     except RuntimeError:
         raise BadInputError(f"unknown device {device!r}") from None
+
+
+def _load_codec_async(model: str | Path, device: str | None) -> Future[LoadedCodec]:
+    """Load ``model`` on a thread (importing PyTorch takes ~2 s on a small CPU) while the caller reads the scene;
+    an unknown model name fails here, at once."""
+    resolve_codec(model)
+    loader = ThreadPoolExecutor(1, thread_name_prefix="sarcodec-load")
+    future = loader.submit(lambda: load_codec(model, _device(device)))
+    loader.shutdown(wait=False)
+    return future
 
 
 def _check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
@@ -224,12 +244,25 @@ def _band_rows(source: Any, params: PreprocessingParams, r0: int, r1: int, overl
     return e0, db, valid
 
 
-def _encode_region(codec: LoadedCodec, quality: float, db: FloatArray, valid: npt.NDArray[np.bool_],
-                   core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any]) -> bytes:
-    """One tile record of format version 2 (see ``sarcodec.io.sarc``) from the dB of its extended region."""
+@dataclass
+class _PreparedTile:
+    """The quality-independent part of a tile record: a finished ``record`` (no valid pixel, or constant), or the
+    side information, the network's analysis and what the correction is fitted against."""
+
+    record: bytes | None
+    side: sidelayer.TileSide | None = None
+    analysis: Analysis | None = None
+    core: tuple[slice, slice] = (slice(None), slice(None))
+    inlier: npt.NDArray[np.bool_] | None = None  # core pixels whose decoded value the network gives
+    target: FloatArray | None = None  # original intensity at ``inlier`` (0 elsewhere)
+
+
+def _prepare_region(codec: LoadedCodec, db: FloatArray, valid: npt.NDArray[np.bool_], core: tuple[slice, slice],
+                    params: PreprocessingParams, side_cfg: dict[str, Any]) -> _PreparedTile:
+    """Side layer and analysis of the extended region ``db`` (they do not depend on the quality)."""
     core_valid = valid[core]
     if not core_valid.any():
-        return b""  # nothing to code: the mask says so
+        return _PreparedTile(b"")  # nothing to code: the mask says so
     lo, hi = params.db_lo, params.db_hi
     core_db = db[core]
     targets = sidelayer.point_targets(db_to_intensity(np.where(valid, db, -np.inf)), valid)
@@ -237,16 +270,32 @@ def _encode_region(codec: LoadedCodec, quality: float, db: FloatArray, valid: np
     x = normalize_db(db, lo, hi)
     x_valid = x[valid]
     if x_valid.min() == x_valid.max():  # e.g. a constant image: no network needed
-        return bytes([TAG_CONSTANT]) + _F32.pack(float(x_valid[0])) + sidelayer.encode_side(side)
+        return _PreparedTile(bytes([TAG_CONSTANT]) + _F32.pack(float(x_valid[0])) + sidelayer.encode_side(side))
     # The side layer restores its pixels: the network codes a smooth fill there instead of spikes.
     in_side = sidelayer.side_mask(db, valid, lo, hi, side_cfg["step_lo"], side_cfg["step_hi"], targets)
-    words, x_hat = codec.model.encode_tile(_to_tensor(fill_invalid(x, valid & ~in_side)), quality, valid=valid)
-    assert x_hat is not None
+    analysis = codec.model.analyze(_to_tensor(fill_invalid(x, valid & ~in_side)), valid=valid)
     inlier = core_valid & ~in_side[core]  # the correction is fitted where the network's pixels are kept
-    decoded_db = denormalize_db(x_hat[0, 0].numpy()[core], lo, hi)
-    side.correction = sidelayer.fit_correction(db_to_intensity(np.where(inlier, core_db, 0.0)), decoded_db, inlier,
-                                               side_cfg["bias_block"])
+    return _PreparedTile(None, side, analysis, core, inlier, db_to_intensity(np.where(inlier, core_db, 0.0)))
+
+
+def _code_region(codec: LoadedCodec, tile: _PreparedTile, quality: float, params: PreprocessingParams,
+                 side_cfg: dict[str, Any]) -> bytes:
+    """One tile record of format version 2 (see ``sarcodec.io.sarc``) at ``quality``."""
+    if tile.record is not None:
+        return tile.record
+    assert tile.analysis is not None and tile.side is not None and tile.inlier is not None and tile.target is not None
+    words, x_hat = codec.model.encode_analysis(tile.analysis, quality)
+    assert x_hat is not None
+    decoded_db = denormalize_db(x_hat[0, 0].numpy()[tile.core], params.db_lo, params.db_hi)
+    correction = sidelayer.fit_correction(tile.target, decoded_db, tile.inlier, side_cfg["bias_block"])
+    side = dataclasses.replace(tile.side, correction=correction)
     return bytes([TAG_CODED]) + _U32.pack(len(words)) + words + sidelayer.encode_side(side)
+
+
+def _encode_region(codec: LoadedCodec, quality: float, db: FloatArray, valid: npt.NDArray[np.bool_],
+                   core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any]) -> bytes:
+    """One tile record of format version 2 from the dB of its extended region."""
+    return _code_region(codec, _prepare_region(codec, db, valid, core, params, side_cfg), quality, params, side_cfg)
 
 
 def _tile_regions(db_band: FloatArray, valid_band: npt.NDArray[np.bool_], e0: int, r0: int, r1: int,
@@ -260,6 +309,8 @@ def _tile_regions(db_band: FloatArray, valid_band: npt.NDArray[np.bool_], e0: in
 
 
 def _to_tensor(x: npt.NDArray[np.float32]) -> torch.Tensor:
+    import torch
+
     return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
 
 
@@ -275,28 +326,34 @@ def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any
     return framing_bytes(len(deflate_header(header)), len(rows), len(cols)) + masks
 
 
-def _choose_quality(codec: LoadedCodec, source: Any, params: PreprocessingParams, target: float, fixed: int,
-                    tile: int, overlap: int, side_cfg: dict[str, Any]) -> tuple[float, str]:
+def _choose_quality(codec: LoadedCodec, pool: TilePool[Any, Any], source: Any, params: PreprocessingParams,
+                    target: float, fixed: int, tile: int, overlap: int, side_cfg: dict[str, Any]
+                    ) -> tuple[float, str]:
     """Highest quality whose file on a sample of up to 6 tiles is <= ``target`` bpp (bisection, 8 steps).
 
     ``fixed`` bytes (header, masks, record lengths) are counted in full; the tiles' records (payload and side
-    information) are extrapolated from the sample to the whole image."""
+    information) are extrapolated from the sample to the whole image. The side layer and the analysis of the
+    sample are computed once; each step only entropy-codes and synthesizes."""
     info = source.info
     rows, cols = tile_grid(info.height, tile), tile_grid(info.width, tile)
     cells = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
     picked = [cells[i] for i in np.unique(np.linspace(0, len(cells) - 1, min(6, len(cells))).round().astype(int))]
-    samples: list[tuple[FloatArray, npt.NDArray[np.bool_], tuple[slice, slice], int]] = []
+    jobs = []
+    sampled = 0
     for r, c in picked:
         (r0, r1), (c0, c1) = rows[r], cols[c]
         e0, e1 = extended(r0, r1, info.height, overlap)
         f0, f1 = extended(c0, c1, info.width, overlap)
         db, valid = to_db(source.read((e0, f0, e1 - e0, f1 - f0)), params.units, params.nodata)
-        samples.append((db, valid, (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0)), (r1 - r0) * (c1 - c0)))
-    sampled = sum(n for *_, n in samples)
+        core = (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0))
+        jobs.append(functools.partial(_prepare_region, codec, db, valid, core, params, side_cfg))
+        sampled += (r1 - r0) * (c1 - c0)
+    prepared = [t for band in (*pool.submit(None, jobs), *pool.drain()) for t in band.results()]
     pixels = info.height * info.width
 
     def bpp(q: float) -> float:
-        tiles = sum(len(_encode_region(codec, q, db, valid, core, params, side_cfg)) for db, valid, core, _ in samples)
+        coded = [functools.partial(_code_region, codec, t, q, params, side_cfg) for t in prepared]
+        tiles = sum(len(r) for band in (*pool.submit(None, coded), *pool.drain()) for r in band.results())
         return float((fixed + tiles * pixels / sampled) * 8 / pixels)
 
     lo, hi = 1.0, float(codec.num_levels)
@@ -354,12 +411,7 @@ def compress(
     out = Path(output)
     inputs: tuple[Path, ...] = () if isinstance(source, np.ndarray) else (Path(source),)
     _check_output(out, overwrite, inputs)
-    codec = load_codec(model, _device(device))
-    if quality is not None:
-        try:
-            codec.model.check_quality(quality)
-        except IncompatibleModelError as exc:
-            raise BadInputError(str(exc)) from None
+    loading = _load_codec_async(model, device)
     reader: Any = _ArraySource(source, nodata) if isinstance(source, np.ndarray) else open_raster(source, band)
     try:
         info = reader.info
@@ -371,6 +423,12 @@ def compress(
                                 f"limits (sides up to {MAX_SIDE}, width x tile rows up to {MAX_BAND_PIXELS}): use "
                                 "smaller tiles")
         params, units_rule = _scene_params(reader, units, nodata, clip_percentiles)
+        codec = loading.result()
+        if quality is not None:
+            try:
+                codec.model.check_quality(quality)
+            except IncompatibleModelError as exc:
+                raise BadInputError(str(exc)) from None
         rows, cols = tile_grid(info.height, tile_size), tile_grid(info.width, tile_size)
         header: dict[str, Any] = {
             "created_by": f"sarcodec {__version__}",
@@ -393,19 +451,32 @@ def compress(
         }
         side_cfg: dict[str, Any] = header["side"]
         note = ""
-        if bpp is not None:
-            fixed = _fixed_bytes(reader, params, header, tile_size, overlap)
-            header["quality"], note = _choose_quality(codec, reader, params, bpp, fixed, tile_size, overlap, side_cfg)
-        q = header["quality"]
         bar = tqdm(total=len(rows) * len(cols), desc="compress", unit="tile", disable=None if progress else True, leave=False)
+        from sarcodec.codec.pipeline import TilePool
+
         try:
-            with SarcWriter(out, header) as writer:
-                for r0, r1 in rows:
-                    e0, db_band, valid_band = _band_rows(reader, params, r0, r1, overlap)
-                    writer.band(encode_mask(valid_band))  # version 2: the extended rows (tiles skip latents by it)
-                    for db, valid, core in _tile_regions(db_band, valid_band, e0, r0, r1, info.width, tile_size, overlap):
-                        writer.tile(_encode_region(codec, q, db, valid, core, params, side_cfg))
-                        bar.update()
+            with TilePool[bytes, bytes](codec.device) as pool:
+                if bpp is not None:
+                    fixed = _fixed_bytes(reader, params, header, tile_size, overlap)
+                    header["quality"], note = _choose_quality(codec, pool, reader, params, bpp, fixed, tile_size,
+                                                              overlap, side_cfg)
+                q = header["quality"]
+                with SarcWriter(out, header) as writer:
+                    def write(bands: Iterator[Band[bytes, bytes]]) -> None:
+                        for band in bands:
+                            writer.band(band.data)
+                            for record in band.results():
+                                writer.tile(record)
+                                bar.update()
+
+                    for r0, r1 in rows:
+                        e0, db_band, valid_band = _band_rows(reader, params, r0, r1, overlap)
+                        # version 2: the mask covers the extended rows (tiles skip latents by it)
+                        jobs = [functools.partial(_encode_region, codec, q, db, valid, core, params, side_cfg)
+                                for db, valid, core in _tile_regions(db_band, valid_band, e0, r0, r1, info.width,
+                                                                     tile_size, overlap)]
+                        write(pool.submit(encode_mask(valid_band), jobs))  # the previous band, while this one runs
+                    write(pool.drain())
         except OSError as exc:
             raise OutputError(f"{out}: cannot be written ({exc.strerror or exc})") from None
         finally:
@@ -415,40 +486,6 @@ def compress(
         reader.close()
     return CompressResult(out, size, size * 8 / (info.height * info.width), q, codec.name, info.height,
                           info.width, params.units, time.monotonic() - start, note, units_rule)
-
-
-def read_info(path: str | Path) -> dict[str, Any]:
-    """The header of a ``.sarc`` file (checksum verified) plus its size and bitrate."""
-    with SarcReader(path) as reader:
-        fields = dict(reader.header.fields)
-        fields["preprocessing_params"] = _params_of(reader.header).to_dict()
-        fields["format_version"] = reader.version
-        fields["file_bytes"] = reader.size
-        fields["bpp"] = reader.size * 8 / (reader.header.height * reader.header.width)
-        return fields
-
-
-_MAX_ABS_DB = 1000.0
-
-
-def _params_of(header: SarcHeader) -> PreprocessingParams:
-    """The header's preprocessing params, checked well enough to invert with them (else CorruptFileError)."""
-    params = PreprocessingParams.from_dict(header.fields["preprocessing_params"])
-    try:
-        fill = params.invalid_fill
-        dtype = np.dtype(params.dtype)
-        ok = dtype.kind in "uifc" and (fill is None or isinstance(fill, int | float))
-        # dB beyond +-1000 exist in no raster (the histograms cover +-200); a fill must fit the dtype
-        ok = ok and -_MAX_ABS_DB <= params.db_lo < params.db_hi <= _MAX_ABS_DB
-        if ok and fill is not None and dtype.kind in "ui" and math.isfinite(fill):
-            ok = np.iinfo(dtype).min <= fill <= np.iinfo(dtype).max
-        elif ok and fill is not None and dtype.kind in "fc" and math.isfinite(fill):
-            ok = abs(float(fill)) <= float(np.finfo(dtype).max)
-    except TypeError:
-        ok = False
-    if not ok or params.dtype != header.fields["dtype"] or params.units != header.fields["units"]:
-        raise CorruptFileError("the header's preprocessing_params are malformed or disagree with its dtype/units")
-    return params
 
 
 def _codec_for(header: SarcHeader, model: str | Path | None, device: torch.device) -> LoadedCodec:
@@ -606,6 +643,16 @@ def _decode_region(codec: LoadedCodec, quality: float, payload: bytes, valid: np
     return x
 
 
+_DecodedBand = tuple[int, int, int, npt.NDArray[np.bool_], npt.NDArray[np.float32], npt.NDArray[np.float32]]
+
+
+def _decode_v1(codec: LoadedCodec, quality: float, payload: bytes, height: int, width: int
+               ) -> npt.NDArray[np.float32]:
+    """Decode one tile record of format version 1 (the network's payload only)."""
+    x: npt.NDArray[np.float32] = codec.model.decompress_tile(payload, height, width, quality)[0, 0].numpy()
+    return x
+
+
 def decompress(
     path: str | Path,
     output: str | Path | None = None,
@@ -629,7 +676,7 @@ def decompress(
         _check_output(out, overwrite, (src,))
     with SarcReader(src) as reader:
         header = reader.header
-        params = _params_of(header)
+        params = params_of(header)
         codec = _codec_for(header, model, _device(device))
         try:
             quality = codec.model.check_quality(float(header.fields["quality"]))
@@ -643,41 +690,56 @@ def decompress(
         side_cfg: dict[str, Any] | None = header.fields["side"] if version >= 2 else None
         pending: list[tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.float32], npt.NDArray[np.float32]]] = []
         bar = tqdm(total=int(header.fields["n_tiles"]), desc="decompress", unit="tile", disable=None if progress else True, leave=False)
+
+        def finish(band: Band[_DecodedBand, npt.NDArray[np.float32] | None]) -> None:
+            """Blend a band's decoded tiles and write the rows no later tile touches."""
+            nonlocal pending
+            r0, r1, e0, valid, correction, outliers = band.data
+            row_weight = ramp(r0, r1, h, overlap)[:, None]
+            for (c0, c1), x in zip(col_grid, band.results()):
+                if x is not None:
+                    blender.add(e0, extended(c0, c1, w, overlap)[0], x, row_weight * ramp(c0, c1, w, overlap)[None, :])
+                bar.update()
+            pending.append((r0, valid, correction, outliers))
+            done = h if r1 == h else r1 - overlap
+            first = blender.start
+            x_rows = blender.pop(done)
+            valid_rows, correction_rows, outlier_rows = (
+                np.concatenate([p[k] for p in pending])[first - pending[0][0] : done - pending[0][0]]
+                for k in (1, 2, 3))
+            db = denormalize_db(x_rows, params.db_lo, params.db_hi) + correction_rows
+            db = np.where(np.isnan(outlier_rows), db, outlier_rows)
+            sink.write(first, inverse_db(db, params, valid_rows))
+            pending = [p for p in pending if p[0] + p[1].shape[0] > done]
+
+        from sarcodec.codec.pipeline import TilePool
+
         try:
-            for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
-                e0, e1 = extended(r0, r1, h, overlap)
-                if side_cfg is None:
-                    valid_ext = None
-                    valid = decode_mask(mask_bytes, (r1 - r0, w))
-                else:  # version 2 masks cover the band's extended rows
-                    valid_ext = decode_mask(mask_bytes, (e1 - e0, w))
-                    valid = valid_ext[r0 - e0 : r1 - e0]
-                correction = np.zeros((r1 - r0, w), np.float32)
-                outliers = np.full((r1 - r0, w), np.nan, np.float32)
-                row_weight = ramp(r0, r1, h, overlap)[:, None]
-                for (c0, c1), payload in zip(col_grid, payloads):
-                    f0, f1 = extended(c0, c1, w, overlap)
-                    core = (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0))
-                    x: npt.NDArray[np.float32] | None
-                    if side_cfg is None or valid_ext is None:
-                        x = codec.model.decompress_tile(payload, e1 - e0, f1 - f0, quality)[0, 0].numpy()
-                    else:
-                        x = _decode_region(codec, quality, payload, valid_ext[:, f0:f1], core, params, side_cfg,
-                                           correction[:, c0:c1], outliers[:, c0:c1])
-                    if x is not None:
-                        blender.add(e0, f0, x, row_weight * ramp(c0, c1, w, overlap)[None, :])
-                    bar.update()
-                pending.append((r0, valid, correction, outliers))
-                done = h if r1 == h else r1 - overlap
-                first = blender.start
-                x_rows = blender.pop(done)
-                valid_rows, correction_rows, outlier_rows = (
-                    np.concatenate([p[k] for p in pending])[first - pending[0][0] : done - pending[0][0]]
-                    for k in (1, 2, 3))
-                db = denormalize_db(x_rows, params.db_lo, params.db_hi) + correction_rows
-                db = np.where(np.isnan(outlier_rows), db, outlier_rows)
-                sink.write(first, inverse_db(db, params, valid_rows))
-                pending = [p for p in pending if p[0] + p[1].shape[0] > done]
+            with TilePool[_DecodedBand, npt.NDArray[np.float32] | None](codec.device) as pool:
+                for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
+                    e0, e1 = extended(r0, r1, h, overlap)
+                    if side_cfg is None:
+                        valid_ext = None
+                        valid = decode_mask(mask_bytes, (r1 - r0, w))
+                    else:  # version 2 masks cover the band's extended rows
+                        valid_ext = decode_mask(mask_bytes, (e1 - e0, w))
+                        valid = valid_ext[r0 - e0 : r1 - e0]
+                    correction = np.zeros((r1 - r0, w), np.float32)
+                    outliers = np.full((r1 - r0, w), np.nan, np.float32)
+                    jobs: list[Callable[[], npt.NDArray[np.float32] | None]] = []
+                    for (c0, c1), payload in zip(col_grid, payloads):
+                        f0, f1 = extended(c0, c1, w, overlap)
+                        core = (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0))
+                        if side_cfg is None or valid_ext is None:
+                            jobs.append(functools.partial(_decode_v1, codec, quality, payload, e1 - e0, f1 - f0))
+                        else:
+                            jobs.append(functools.partial(_decode_region, codec, quality, payload, valid_ext[:, f0:f1],
+                                                          core, params, side_cfg, correction[:, c0:c1],
+                                                          outliers[:, c0:c1]))
+                    for band in pool.submit((r0, r1, e0, valid, correction, outliers), jobs):
+                        finish(band)  # the previous band, while this one decodes
+                for band in pool.drain():
+                    finish(band)
             reader.check_end()
             sink.finish()
         except SarcodecError:

@@ -15,9 +15,10 @@ geometrically, which is how ``--bpp`` hits a target rate.
 
 Determinism. ``compress_tile``/``decompress_tile`` run the probability path (hyper-decoder -> means and scale
 indices) on CPU in float64 whatever device the transforms use, and the entropy tables are stored integers
-(``sarcodec.codec.entropy``), so every machine decodes the same symbols. Coding runs with oneDNN disabled: its
-convolutions change their summation order with the thread count, PyTorch's native CPU convolutions do not
-(measured: identical pixels with 1 and 2 threads, tested), so on CPU the pixels are identical too. On a GPU the
+(``sarcodec.codec.entropy``), so every machine decodes the same symbols. On the CPU every tile is coded on one
+thread (callers run tiles in parallel instead): oneDNN changes its order of summation with the thread count, not
+on one thread, so the pixels are identical whatever the process's thread count (tested with 1, 2 and 16), and the
+transforms can use oneDNN in channels-last (about 1.5-2x faster than PyTorch's native kernels). On a GPU the
 symbols are the same, the synthesis is not bit-identical to the CPU's (float rounding, about 1e-6 of the range);
 decode with ``device="cpu"`` for bit-exact pixels.
 """
@@ -27,7 +28,9 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
+import threading
 import warnings
+from dataclasses import dataclass
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -69,18 +72,11 @@ class GDN(nn.Module):
         beta = lower_bound(self.beta, 1e-6)
         gamma = lower_bound(self.gamma, 0.0)
         norm = F.conv2d(x * x, gamma[:, :, None, None], beta)
+        if not torch.is_grad_enabled():  # inference: the same operations in place (two tile-sized buffers fewer)
+            norm.sqrt_()
+            return norm.mul_(x) if self.inverse else torch.div(x, norm, out=norm)
         norm = torch.sqrt(norm)
         return x * norm if self.inverse else x / norm
-
-
-@contextlib.contextmanager
-def native_cpu_kernels() -> Iterator[None]:
-    """Run with oneDNN (mkldnn) disabled: PyTorch's native CPU convolutions give identical results for any
-    thread count, oneDNN's do not (it changes its summation order)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # flags() warns about TF32 on Intel GPUs, irrelevant here
-        with torch.backends.mkldnn.flags(enabled=False):
-            yield
 
 
 #: Pixels: latents farther than this from every valid pixel are not coded. The synthesis reaches ~10 px, but its
@@ -102,15 +98,28 @@ def _near(mask: npt.NDArray[np.bool_], block: int, margin: int) -> npt.NDArray[n
     return np.asarray(cells, dtype=bool)
 
 
+_THREADS_LOCK = threading.Lock()
+_PROBABILITY_PATH_LOCK = threading.Lock()
+_threads_state = {"depth": 0, "saved": 1}
+
+
 @contextlib.contextmanager
 def single_thread() -> Iterator[None]:
-    """Run PyTorch's CPU kernels on one thread inside the block (restored after)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    """Run PyTorch's CPU kernels on one thread inside the block, restored when the last of possibly concurrent
+    blocks ends (``torch.set_num_threads`` is process-wide: a per-thread save/restore would let one thread's exit
+    hand another thread's running tile back to many threads)."""
+    with _THREADS_LOCK:
+        if _threads_state["depth"] == 0:
+            _threads_state["saved"] = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_state["depth"] += 1
     try:
         yield
     finally:
-        torch.set_num_threads(threads)
+        with _THREADS_LOCK:
+            _threads_state["depth"] -= 1
+            if _threads_state["depth"] == 0:
+                torch.set_num_threads(_threads_state["saved"])
 
 
 def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
@@ -119,6 +128,18 @@ def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
 
 def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
     return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
+
+
+@dataclass
+class Analysis:
+    """What :meth:`RDCodec.analyze` computed for one tile: the analysis output ``y`` (before any quality's gain),
+    the tile's unpadded size, and the latent positions to code (None: all)."""
+
+    y: Tensor
+    height: int
+    width: int
+    keep_y: Keep
+    keep_z: Keep
 
 
 _CODECS: dict[str, type[RDCodec]] = {}
@@ -235,26 +256,42 @@ class RDCodec(nn.Module):
             return keep_y, None
         return keep_y, _near(keep_y, self.downsampling_factor_total() // m, 1)
 
+    def _coding_threads(self) -> contextlib.AbstractContextManager[None]:
+        """Coding on the CPU runs each tile on one thread (see :func:`single_thread`); callers code tiles in
+        parallel instead (``sarcodec.codec.api``)."""
+        return single_thread() if self._device().type == "cpu" else contextlib.nullcontext()
+
     @torch.no_grad()
-    def encode_tile(self, x: Tensor, quality: float, reconstruct: bool = True,
-                    valid: npt.NDArray[np.bool_] | None = None) -> tuple[bytes, Tensor | None]:
-        """Entropy-code one image ``(1, 1, H, W)`` in [0, 1]; with ``reconstruct``, also what the decoder will
-        reconstruct from these symbols ((1, 1, H, W) on CPU), computed from the coded latents without decoding.
-        ``valid`` (H, W): latents far from every valid pixel are not coded (see :meth:`_keep_masks`); the
-        decoder must be given the same mask."""
-        q = torch.tensor([self.check_quality(quality)])
+    def analyze(self, x: Tensor, valid: npt.NDArray[np.bool_] | None = None) -> Analysis:
+        """The quality-independent part of coding an image ``(1, 1, H, W)`` in [0, 1]: the analysis transform
+        (before the gain of a quality level) and the latent positions to code. ``valid`` (H, W): latents far from
+        every valid pixel are not coded (see :meth:`_keep_masks`); the decoder must be given the same mask."""
         height, width = x.shape[-2:]
         padded, _ = pad_to_multiple(x.to(self._device(), torch.float32), self.downsampling_factor_total())
-        keep = self._keep_masks(valid, (int(padded.shape[-2]), int(padded.shape[-1])))
+        keep_y, keep_z = self._keep_masks(valid, (int(padded.shape[-2]), int(padded.shape[-1])))
+        # The analysis may use oneDNN: only the symbols it produces must be reproducible, and the decoder
+        # recomputes nothing from it. Channels-last is ~1.5x faster on the CPU.
+        with self._coding_threads():
+            y = self.analysis(padded.contiguous(memory_format=torch.channels_last)).contiguous()
+        return Analysis(y, int(height), int(width), keep_y, keep_z)
+
+    @torch.no_grad()
+    def encode_analysis(self, analysis: Analysis, quality: float, reconstruct: bool = True
+                        ) -> tuple[bytes, Tensor | None]:
+        """Entropy-code an analysed image at ``quality``; with ``reconstruct``, also what the decoder will
+        reconstruct from these symbols ((1, 1, H, W) on CPU), computed from the coded latents without decoding."""
+        q = torch.tensor([self.check_quality(quality)])
         coder = constriction.stream.stack.AnsCoder()
-        # The analysis may use oneDNN (about twice as fast): only the symbols it produces must be reproducible,
-        # and the decoder recomputes nothing from the analysis. The probability path and the synthesis (the
-        # decoder's own computations) run on the native kernels.
-        y_hat = self._encode(coder, padded, q, *keep)
-        with native_cpu_kernels():
-            x_hat = self._synthesize(y_hat.to(self._device()), q)[..., :height, :width].clamp(0, 1).cpu() \
-                if reconstruct else None
+        with self._coding_threads():
+            y_hat = self._encode(coder, analysis.y, q, analysis.keep_y, analysis.keep_z)
+            x_hat = self._synthesize_exact(y_hat.to(self._device()), q)[..., : analysis.height, : analysis.width]\
+                .clamp(0, 1).cpu() if reconstruct else None
         return np.asarray(coder.get_compressed(), dtype="<u4").tobytes(), x_hat
+
+    def encode_tile(self, x: Tensor, quality: float, reconstruct: bool = True,
+                    valid: npt.NDArray[np.bool_] | None = None) -> tuple[bytes, Tensor | None]:
+        """:meth:`analyze` then :meth:`encode_analysis`."""
+        return self.encode_analysis(self.analyze(x, valid), quality, reconstruct)
 
     @torch.no_grad()
     def decompress_tile(self, payload: bytes, height: int, width: int, quality: float,
@@ -272,22 +309,22 @@ class RDCodec(nn.Module):
         except Exception as exc:
             raise CorruptFileError(f"an entropy-coded tile is damaged ({exc})") from None
         keep = self._keep_masks(valid, shape)
-        y_hat = self._decode(coder, shape, q, *keep)
-        # Every word must be consumed by exactly the symbols of this shape; checked before the (costly) synthesis.
-        if not coder.is_empty():
-            raise CorruptFileError("an entropy-coded tile does not match the shape and model in the header")
-        with native_cpu_kernels():  # oneDNN's results depend on the thread count
-            x_hat = self._synthesize(y_hat.to(self._device()), q)
+        with self._coding_threads():
+            y_hat = self._decode(coder, shape, q, *keep)
+            # Every word must be consumed by exactly the symbols of this shape; checked before the costly synthesis.
+            if not coder.is_empty():
+                raise CorruptFileError("an entropy-coded tile does not match the shape and model in the header")
+            x_hat = self._synthesize_exact(y_hat.to(self._device()), q)
         return x_hat[..., :height, :width].clamp(0, 1).cpu()
 
     def downsampling_factor_total(self) -> int:
         """Padding multiple of the whole model (the hyperprior's z is 4x coarser than y)."""
         return self.downsampling_factor
 
-    def _encode(self, coder: constriction.stream.stack.AnsCoder, x: Tensor, quality: Tensor,
+    def _encode(self, coder: constriction.stream.stack.AnsCoder, y: Tensor, quality: Tensor,
                 keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
-        """Push the latents of ``x`` (only the positions in ``keep_y``/``keep_z`` when given); return the
-        quantized latent ``y_hat`` the decoder will see."""
+        """Push the latents of the analysis output ``y`` (before the gain; only the positions in
+        ``keep_y``/``keep_z`` when given); return the quantized latent ``y_hat`` the decoder will see."""
         raise NotImplementedError
 
     def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor,
@@ -296,18 +333,21 @@ class RDCodec(nn.Module):
         raise NotImplementedError
 
     def _synthesize(self, y_hat: Tensor, quality: Tensor) -> Tensor:
-        """The synthesis transform as coding runs it: on the CPU its last layer (64 -> 1 channels, a small GEMM
-        that BLAS splits along the reduction dimension when given many threads, changing the summation order)
-        runs on one thread, so the pixels are the same for any thread count (measured: 1, 2, 16 and 32)."""
+        """The synthesis transform (training and validation)."""
         _, inverse_gain = self.gains(quality.to(y_hat.device))
-        h = y_hat * inverse_gain.to(y_hat.device)
-        *body, last = list(self.synthesis)
-        for layer in body:
-            h = layer(h)
-        if h.device.type != "cpu" or torch.is_grad_enabled():  # GPUs and training: no such promise
-            return last(h)  # type: ignore[no-any-return]
-        with single_thread():
-            x_hat: Tensor = last(h)
+        x_hat: Tensor = self.synthesis(y_hat * inverse_gain.to(y_hat.device))
+        return x_hat
+
+    def _synthesize_exact(self, y_hat: Tensor, quality: Tensor) -> Tensor:
+        """The synthesis as coding runs it. On the CPU it runs on one thread (inside :meth:`_coding_threads`),
+        where oneDNN's order of operations is fixed, so the pixels are the same whatever the thread count of the
+        process (tested with 1, 2 and 16); channels-last with oneDNN is ~1.8x faster than the native kernels."""
+        if y_hat.device.type != "cpu":  # GPUs: same symbols, pixels within float rounding of the CPU's
+            return self._synthesize(y_hat, quality)
+        assert torch.get_num_threads() == 1, "coding synthesis outside a single-thread section"
+        _, inverse_gain = self.gains(quality)
+        h = (y_hat * inverse_gain).contiguous(memory_format=torch.channels_last)
+        x_hat: Tensor = self.synthesis(h).contiguous()
         return x_hat
 
 
@@ -334,11 +374,10 @@ class FactorizedPriorCodec(RDCodec):
         y_hat = _ste_round(y) if self.training else torch.round(y)
         return {"x_hat": self._synthesize(y_hat, quality), "likelihoods": [likelihoods]}
 
-    def _encode(self, coder: constriction.stream.stack.AnsCoder, x: Tensor, quality: Tensor,
+    def _encode(self, coder: constriction.stream.stack.AnsCoder, y: Tensor, quality: Tensor,
                 keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
-        gain, _ = self.gains(quality.to(x.device))
-        y = (self.analysis(x) * gain).cpu()
-        return self.density.encode(coder, y, keep_y)
+        gain, _ = self.gains(quality.to(y.device))
+        return self.density.encode(coder, (y * gain).cpu(), keep_y)
 
     def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor,
                 keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
@@ -403,20 +442,24 @@ class HyperpriorCodec(RDCodec):
         return module
 
     def _probability_path(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """Means and scale indices from z_hat: a float64 copy of the hyper-decoder on CPU, oneDNN off.
+        """Means and scale indices from z_hat: a float64 copy of the hyper-decoder on CPU (native kernels).
 
         Encoder and decoder must agree on every scale index; float64 on CPU makes a disagreement (a predicted
         scale within float64 rounding of a table boundary) practically impossible across machines and devices.
         """
         hyper = self._hyper_synthesis_float64()
-        with native_cpu_kernels():
+        # float64 never reaches oneDNN: these are PyTorch's native kernels (never toggle the global oneDNN flag
+        # here: tiles run concurrently and another tile's synthesis would switch kernels mid-way). One tile at a
+        # time: its float64 convolutions unfold ~0.5 GB per 1024 px tile (the others meanwhile run their synthesis
+        # or entropy coding).
+        with _PROBABILITY_PATH_LOCK:
             means, scales = hyper(z_hat.detach().to("cpu", torch.float64)).chunk(2, dim=1)
         return means.float(), self.conditional.scale_indices(F.softplus(scales)).cpu()
 
-    def _encode(self, coder: constriction.stream.stack.AnsCoder, x: Tensor, quality: Tensor,
+    def _encode(self, coder: constriction.stream.stack.AnsCoder, y: Tensor, quality: Tensor,
                 keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
-        gain, _ = self.gains(quality.to(x.device))
-        y = self.analysis(x) * gain
+        gain, _ = self.gains(quality.to(y.device))
+        y = y * gain
         z = self.hyper_analysis(y).cpu()
         z_hat = self.hyper_density.coded_values(z)
         if keep_z is not None:

@@ -16,16 +16,16 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from safetensors import safe_open
-from safetensors.torch import load_file
-
-from sarcodec.codec.models import RDCodec, create_codec
 from sarcodec.errors import IncompatibleModelError
 
-__all__ = ["DEFAULT_CODEC", "WEIGHTS_DIR", "LoadedCodec", "load_codec", "shipped_codecs"]
+if TYPE_CHECKING:  # PyTorch is imported when a model is loaded, not with this module (its names are light)
+    import torch
+
+    from sarcodec.codec.models import RDCodec
+
+__all__ = ["DEFAULT_CODEC", "WEIGHTS_DIR", "LoadedCodec", "load_codec", "resolve_codec", "shipped_codecs"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 #: The model ``sarcodec compress`` uses when no ``--model`` is given.
@@ -43,6 +43,11 @@ class LoadedCodec:
     metadata: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def device(self) -> torch.device:
+        """Where the transforms run."""
+        return next(self.model.parameters()).device
+
+    @property
     def num_levels(self) -> int:
         """Quality levels 1..num_levels."""
         return self.model.num_levels
@@ -53,7 +58,9 @@ def shipped_codecs() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
 
 
-def _resolve(name_or_path: str | Path) -> tuple[str, Path]:
+def resolve_codec(name_or_path: str | Path) -> tuple[str, Path]:
+    """The name and weights file of a shipped codec name or a ``.safetensors`` path (IncompatibleModelError
+    otherwise)."""
     text = str(name_or_path)
     if text in shipped_codecs():
         return text, WEIGHTS_DIR / f"{text}.safetensors"
@@ -75,7 +82,13 @@ _CACHE: dict[tuple[str, str], tuple[RDCodec, dict[str, Any]]] = {}
 def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.device = "cpu") -> LoadedCodec:
     """Load a shipped codec by name or a ``.safetensors`` codec file by path (networks cached per file content
     and device)."""
-    name, path = _resolve(name_or_path)
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from sarcodec.codec.models import create_codec
+
+    name, path = resolve_codec(name_or_path)
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -117,6 +130,8 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
 
 
 def _export(src: Path, dst: Path) -> None:
+    import torch
+
     loaded = load_codec(src)
     x = torch.rand(1, 1, 40, 56)
     for quality in range(1, loaded.num_levels + 1):

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
-import torch
-import torch.nn.functional as F
 
 __all__ = ["Blender", "extended", "fill_invalid", "ramp"]
 
@@ -48,6 +46,9 @@ def fill_invalid(x: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]) -> np
         return x
     if not valid.any():
         return np.zeros_like(x)
+    import torch  # here, not at import: compress reads the scene while PyTorch loads
+    import torch.nn.functional as F
+
     w = torch.from_numpy(np.ascontiguousarray(valid, dtype=np.float64))[None, None]
     v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))[None, None] * w
     levels = [(v, w)]

@@ -3,7 +3,6 @@ format version 1 still decode to the same pixels; tile records are checked again
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 
@@ -90,13 +89,16 @@ def test_a_nodata_border_costs_little_and_a_constant_image_almost_nothing(tmp_pa
 
 @pytest.mark.parametrize("version", [1, 2])
 def test_files_of_every_format_version_decode_to_the_same_pixels(version: int) -> None:
-    # Committed files (tests/codec/golden/README.md) and the SHA-256 of the pixels they decoded to when written.
+    # Committed files and the pixels the version that wrote them decoded them to (tests/codec/golden/README.md).
+    # A changed symbol moves pixels by ~1e-3 and more; kernels of other CPUs or versions by float rounding (1e-6).
     path = GOLDEN / f"v{version}_opera_72x90_q3.sarc"
     with SarcReader(path) as reader:
         assert reader.version == version
     out = sarcodec.decompress(path).array
-    digest = hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest()
-    assert digest == path.with_suffix(".sha256").read_text().split()[0]
+    expected = np.load(GOLDEN / f"v{version}_opera_72x90_q3.decoded.npy")
+    assert out is not None and out.dtype == expected.dtype
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
+    np.testing.assert_allclose(out, expected, rtol=1e-5, equal_nan=True)
 
 
 def _rewrite(src: Path, dst: Path, edit: object) -> None:

@@ -1,0 +1,79 @@
+"""The tile pool: order, errors, PyTorch's thread count; and start-up without PyTorch where it is not needed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import sarcodec
+from sarcodec.codec.pipeline import TilePool
+from sarcodec.errors import CorruptFileError
+
+
+def _job(value: int, delay: float) -> int:
+    time.sleep(delay)
+    assert torch.get_num_threads() == 1  # every tile computes on one thread
+    return value
+
+
+def test_bands_come_back_in_order_with_their_tiles_in_order() -> None:
+    threads = torch.get_num_threads()
+    seen: list[tuple[str, list[int]]] = []
+    with TilePool[str, int](torch.device("cpu"), workers=3) as pool:
+        for b in range(4):
+            jobs = [lambda v=v, d=d: _job(v, d) for v, d in zip(range(b * 10, b * 10 + 5), (0.03, 0, 0.02, 0, 0.01))]
+            seen += [(band.data, band.results()) for band in pool.submit(f"band{b}", jobs)]
+            assert len(seen) == b  # the previous band is handed back once the next one is queued
+        seen += [(band.data, band.results()) for band in pool.drain()]
+    assert seen == [(f"band{b}", list(range(b * 10, b * 10 + 5))) for b in range(4)]
+    assert torch.get_num_threads() == threads  # restored
+
+
+def test_a_failing_tile_raises_in_the_caller_and_the_pool_stops() -> None:
+    started = threading.Event()
+
+    def bad() -> int:
+        started.set()
+        raise CorruptFileError("tile 3 is damaged")
+
+    threads = torch.get_num_threads()
+    with pytest.raises(CorruptFileError, match="tile 3"):
+        with TilePool[None, int](torch.device("cpu"), workers=2) as pool:
+            for band in pool.submit(None, [bad]):
+                band.results()
+            for band in pool.drain():
+                band.results()
+    assert started.is_set() and torch.get_num_threads() == threads
+
+
+def test_compress_and_decompress_use_every_worker_with_identical_results(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    image = (rng.exponential(1.0, (150, 170)) * np.linspace(1, 30, 170)).astype(np.float32)
+    outs = []
+    for workers in ("1", "3"):
+        code = ("import sys, numpy as np, torch, sarcodec; torch.set_num_threads(int(sys.argv[1]));"
+                "x = np.load(sys.argv[2]); sarcodec.compress(x, sys.argv[3], tile_size=64, overlap=8, units='intensity');"
+                "np.save(sys.argv[4], sarcodec.decompress(sys.argv[3]).array)")
+        np.save(tmp_path / "x.npy", image)
+        subprocess.run([sys.executable, "-c", code, workers, str(tmp_path / "x.npy"), str(tmp_path / f"{workers}.sarc"),
+                        str(tmp_path / f"{workers}.npy")], check=True)
+        outs.append(((tmp_path / f"{workers}.sarc").read_bytes(), np.load(tmp_path / f"{workers}.npy")))
+    assert outs[0][0] == outs[1][0]  # 9 tiles on 1 or 3 workers: the same file...
+    np.testing.assert_array_equal(outs[0][1], outs[1][1])  # ...and the same pixels
+
+
+def test_info_does_not_import_pytorch(tmp_path: Path) -> None:
+    sarc = tmp_path / "a.sarc"
+    sarcodec.compress(np.full((40, 50), 3.0, np.float32), sarc, units="intensity")
+    code = ("import sys; from sarcodec.cli import main; rc = main(['info', sys.argv[1]]);"
+            "assert 'torch' not in sys.modules, 'info imported torch'; raise SystemExit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(sarc)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "40" in done.stdout and "50" in done.stdout
