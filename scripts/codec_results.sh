@@ -13,5 +13,5 @@ for c in runs/seed_study/baseline_c16/best.pth runs/seed_study/baseline_c64/best
 done
 $PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/benchmark" ${CKPTS[@]:+--checkpoint "${CKPTS[@]}"} > /dev/null
 $PY scripts/roundtrip_check.py ../shared/data/sar/dev ../shared/data/sar/geotiff ../shared/data/sar/extra | tee "$OUT/roundtrip.md"
-$PY benchmarks/codec_bench.py --size 4096 | tee "$OUT/codec_bench_4096.txt"
-$PY benchmarks/codec_bench.py --size 10000 | tee "$OUT/codec_bench_10000.txt"
+$PY benchmarks/codec_speed.py --size 4096 | tee "$OUT/codec_speed_4096.txt"
+$PY benchmarks/codec_speed.py --size 10000 | tee "$OUT/codec_speed_10000.txt"
