@@ -30,20 +30,10 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from sarcodec.errors import CorruptFileError
+from sarcodec.codec.tables import decode_grouped, encode_grouped, quantize_pmf
 
-__all__ = [
-    "TABLE_PRECISION",
-    "FactorizedDensity",
-    "GaussianConditional",
-    "decode_grouped",
-    "encode_grouped",
-    "lower_bound",
-    "quantize_pmf",
-]
+__all__ = ["FactorizedDensity", "GaussianConditional", "lower_bound"]
 
-#: Probability tables are integer counts summing to 2**TABLE_PRECISION (each count >= 1).
-TABLE_PRECISION = 20
 _TAIL_MASS = 1e-9
 _LIKELIHOOD_BOUND = 1e-9
 
@@ -67,67 +57,6 @@ class _LowerBound(torch.autograd.Function):
 def lower_bound(x: Tensor, bound: float) -> Tensor:
     """``max(x, bound)`` with the gradient of Ballé et al.'s ``LowerBound`` (never stuck below the bound)."""
     out: Tensor = _LowerBound.apply(x, bound)  # type: ignore[no-untyped-call]
-    return out
-
-
-def quantize_pmf(pmf: NDArray[np.float64], precision: int = TABLE_PRECISION) -> NDArray[np.int64]:
-    """Integer counts >= 1 summing exactly to ``2**precision``, close to ``pmf`` (any non-negative vector)."""
-    total = 1 << precision
-    pmf = np.clip(np.nan_to_num(np.asarray(pmf, dtype=np.float64), nan=0.0), 0.0, None)
-    if pmf.size == 0 or pmf.size > total:
-        raise ValueError(f"cannot quantize a table of {pmf.size} symbols to {precision} bits")
-    if pmf.sum() <= 0:
-        pmf = np.ones_like(pmf)
-    free = total - pmf.size  # every symbol gets 1, the rest is shared by probability
-    counts = 1 + np.floor(pmf / pmf.sum() * free).astype(np.int64)
-    counts[int(np.argmax(counts))] += total - int(counts.sum())
-    out: NDArray[np.int64] = counts
-    return out
-
-
-def encode_grouped(
-    coder: constriction.stream.stack.AnsCoder,
-    symbols: NDArray[np.int64],
-    groups: NDArray[np.int64],
-    tables: list[NDArray[np.int64]],
-) -> None:
-    """Push ``symbols`` (already offset into ``[0, len(table))``) onto ``coder``, ``symbols[i]`` with ``tables[groups[i]]``.
-
-    Symbols are coded group by group in increasing group order, in their array order inside a group;
-    :func:`decode_grouped` with the same ``groups`` returns them. (The ANS stack is last-in first-out, so the
-    groups are pushed in reverse.)
-    """
-    order, starts, present = _group_order(groups)
-    for g in reversed(range(len(present))):
-        model = constriction.stream.model.Categorical(tables[present[g]].astype(np.float64), perfect=False)
-        coder.encode_reverse(symbols[order[starts[g] : starts[g + 1]]].astype(np.int32), model)
-
-
-def _group_order(groups: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """A stable sort of the positions by group (one pass, instead of a boolean mask per group): the order, the
-    start of each present group in it (and the end), and the present groups in increasing order."""
-    order = np.argsort(groups, kind="stable")
-    present, counts = np.unique(groups, return_counts=True)
-    starts = np.concatenate([[0], np.cumsum(counts)])
-    return order, starts, present
-
-
-def decode_grouped(
-    coder: constriction.stream.stack.AnsCoder,
-    groups: NDArray[np.int64],
-    tables: list[NDArray[np.int64]],
-) -> NDArray[np.int64]:
-    """Inverse of :func:`encode_grouped`: the symbols, in the order of ``groups``."""
-    out = np.zeros(groups.shape, dtype=np.int64)
-    order, starts, present = _group_order(groups)
-    for g, table in enumerate(present.tolist()):
-        if not 0 <= table < len(tables):
-            raise CorruptFileError(f"the bitstream refers to probability table {table}, the model has {len(tables)}")
-        model = constriction.stream.model.Categorical(tables[table].astype(np.float64), perfect=False)
-        try:
-            out[order[starts[g] : starts[g + 1]]] = coder.decode(model, int(starts[g + 1] - starts[g]))
-        except Exception as exc:  # constriction raises on exhausted or inconsistent data
-            raise CorruptFileError(f"the entropy-coded payload is damaged ({exc})") from None
     return out
 
 

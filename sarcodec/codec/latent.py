@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from sarcodec.codec.entropy import decode_grouped, encode_grouped, quantize_pmf
+from sarcodec.codec.tables import decode_grouped, encode_grouped, quantize_pmf
 from sarcodec.errors import CorruptFileError
 from sarcodec.models.base import AutoencoderBase
 

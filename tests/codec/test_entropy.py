@@ -9,14 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sarcodec.codec.entropy import (
-    TABLE_PRECISION,
-    FactorizedDensity,
-    GaussianConditional,
-    decode_grouped,
-    encode_grouped,
-    quantize_pmf,
-)
+from sarcodec.codec.entropy import FactorizedDensity, GaussianConditional
+from sarcodec.codec.tables import TABLE_PRECISION, decode_grouped, encode_grouped, quantize_pmf
 from sarcodec.errors import CorruptFileError
 
 
