@@ -11,7 +11,8 @@ import numpy.typing as npt
 
 from sarcodec.errors import CorruptFileError
 
-__all__ = ["LZMA_FILTERS", "from_planes", "planes", "read_varints", "unzigzag", "varints", "width", "zigzag"]
+__all__ = ["LZMA_FILTERS", "compress", "from_planes", "inflate", "planes", "read_varints", "unzigzag", "varints", "width",
+           "zigzag"]
 
 IntArray = npt.NDArray[np.int64]
 
@@ -91,3 +92,21 @@ def from_planes(data: bytes, count: int, nbytes: int, pos: int) -> tuple[IntArra
     for k in range(nbytes):
         values |= planes[k] << (8 * k)
     return values, end
+
+
+def compress(raw: bytes) -> bytes:
+    """``raw`` as a raw LZMA2 stream (no container) with :data:`LZMA_FILTERS`."""
+    return lzma.compress(raw, format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+
+
+def inflate(blob: bytes, cap: int, what: str) -> bytes:
+    """Inverse of :func:`compress`, never producing ``cap`` bytes or more (the most a valid blob of its kind can
+    hold): CorruptFileError naming ``what`` when the stream is damaged, truncated, followed by data or oversized."""
+    decompressor = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=LZMA_FILTERS)
+    try:
+        raw = decompressor.decompress(blob, cap)
+    except lzma.LZMAError as exc:
+        raise CorruptFileError(f"{what} is damaged ({exc})") from None
+    if not decompressor.eof or decompressor.unused_data or (not decompressor.needs_input and len(raw) >= cap):
+        raise CorruptFileError(f"{what} is damaged, truncated or oversized")
+    return raw

@@ -27,7 +27,6 @@ output cap, so a hostile blob cannot allocate more than a few bytes per pixel of
 
 from __future__ import annotations
 
-import lzma
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -218,7 +217,7 @@ def encode_side(side: TileSide) -> bytes:
     widths = [packing.width(v) for v in streams]
     parts = [packing.varints(np.array([side.above_index.size, side.below_index.size, *widths]))]
     parts += [packing.planes(v, w) for v, w in zip(streams, widths)]
-    return lzma.compress(b"".join(parts), format=lzma.FORMAT_RAW, filters=packing.LZMA_FILTERS)
+    return packing.compress(b"".join(parts))
 
 
 def decode_side(data: bytes, shape: tuple[int, int], with_correction: bool,
@@ -229,13 +228,7 @@ def decode_side(data: bytes, shape: tuple[int, int], with_correction: bool,
     # The cap bounds the inflated size by what a valid blob for this tile can hold.
     cap = 20 + 2 * pixels * (_GAP_BYTES + _VALUE_BYTES) + (grid[0] * grid[1] * _CORRECTION_BYTES if with_correction
                                                            else 0)
-    inflate = lzma.LZMADecompressor(format=lzma.FORMAT_RAW, filters=packing.LZMA_FILTERS)
-    try:
-        raw = inflate.decompress(data, cap)
-    except lzma.LZMAError as exc:
-        raise CorruptFileError(f"a tile's side information is damaged ({exc})") from None
-    if not inflate.eof or inflate.unused_data or (not inflate.needs_input and len(raw) >= cap):
-        raise CorruptFileError("a tile's side information is damaged, truncated or oversized")
+    raw = packing.inflate(data, cap, "a tile's side information")
     counts, pos = packing.read_varints(raw, 7 if with_correction else 6, 0)
     n_above, n_below = int(counts[0]), int(counts[1])
     widths = [int(w) for w in counts[2:]]
