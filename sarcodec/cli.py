@@ -194,20 +194,31 @@ def _cmd_info_sarc(path: Path) -> int:
         f"{path}: .sarc, {f['file_bytes']} bytes, {f['bpp']:.4f} bpp "
         f"(compression ratio {np.dtype(f['dtype']).itemsize * 8 / f['bpp']:.1f} vs {f['dtype']})",
         f"  image: {f['height']} x {f['width']} {f['dtype']} {f['units']} (band {f['band']}), nodata {f['nodata']}",
-        f"  model: {f['model']['name']} ({f['model']['codec']}), sha256 {f['model']['sha256'][:16]}..., quality {f['quality']:g}",
-        f"  working representation: dB clipped to [{params['db_lo']:.2f}, {params['db_hi']:.2f}] "
-        f"({params['clip_percentiles'][0]:g}-{params['clip_percentiles'][1]:g} percentiles, per {params['clip_scope']})",
+        *(_bound_lines(f) if f.get("bound") else [
+            f"  model: {f['model']['name']} ({f['model']['codec']}), sha256 {f['model']['sha256'][:16]}..., quality {f['quality']:g}",
+            f"  working representation: dB clipped to [{params['db_lo']:.2f}, {params['db_hi']:.2f}] "
+            f"({params['clip_percentiles'][0]:g}-{params['clip_percentiles'][1]:g} percentiles, per {params['clip_scope']})"]),
         f"  tiles: {f['n_tiles']} of {f['tile']['size']} px, overlap {f['tile']['overlap']} px",
         f"  format {f['format_version']}: " + (
             f"targets and pixels beyond the clip kept to {f['side']['step_hi'] / 2:g} dB (dark ones to "
             f"{f['side']['step_lo'] / 2:g} dB), mean intensity kept per {f['side']['bias_block']} px block"
-            if "side" in f else "pixels beyond the clip range are not kept, no radiometric correction"),
+            if "side" in f else "bounded tiles (no network)" if f.get("bound") else
+            "pixels beyond the clip range are not kept, no radiometric correction"),
         f"  georeferencing: {'CRS ' + _crs_name(f['crs']) if f['crs'] else 'no CRS'}, "
         f"{'transform ' + str(f['transform']) if f['transform'] else 'no transform'}",
         f"  written by {f.get('created_by', '?')}" + (f", entropy coder {f['coder']}" if f.get("coder") else ""),
     ]
     print("\n".join(lines))
     return 0
+
+
+def _bound_lines(f: dict[str, Any]) -> list[str]:
+    bound = f["bound"]
+    if bound["units"] == "input" and bound["max_error"] == 0:
+        return ["  mode: lossless (every valid pixel exactly as in the original)"]
+    unit = "dB (a relative error on intensity)" if bound["units"] == "db" else f"{f['units']} (the raster's units)"
+    return [f"  mode: near-lossless, every valid pixel within {bound['max_error']:g} {unit} of the original "
+            "(checked by the encoder)"]
 
 
 def _shipped_codecs() -> list[str]:
@@ -242,7 +253,7 @@ def _crs_name(wkt: str) -> str:
     try:
         from rasterio.crs import CRS
 
-        crs = CRS.from_wkt(wkt)
+        crs = CRS.from_user_input(wkt)
         return crs.to_string() or "(custom)"
     except Exception:  # a CRS GDAL cannot parse is still shown, shortened
         return wkt[:60]
@@ -259,6 +270,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text}")
+    return value
+
+
 def _add_compress(sub: Any) -> None:
     p = sub.add_parser(
         "compress",
@@ -272,6 +293,12 @@ def _add_compress(sub: Any) -> None:
     rate.add_argument("-q", "--quality", type=float, default=None,
                       help="quality level 1 (smallest) .. 8 (best) of the model; default 4 (about 1 bpp on Sentinel-1)")
     rate.add_argument("--bpp", type=_positive_float, default=None, help="target bits per pixel instead of a quality")
+    rate.add_argument("--max-error", type=_non_negative_float, default=None, metavar="E",
+                      help="near-lossless: every valid pixel decodes within E dB of the original (guaranteed; "
+                      "E in the raster's own units with --max-error-units input)")
+    rate.add_argument("--lossless", action="store_true", help="the exact values back (integer rasters, e.g. uint16 DN)")
+    p.add_argument("--max-error-units", choices=("db", "input"), default="db",
+                   help="units of --max-error: db (default; the same as a relative error on intensity) or input")
     p.add_argument("--model", default=None, help="shipped codec name (default hyperprior) or a .safetensors codec file")
     p.add_argument("--units", choices=UNITS, default=None, help="units of the input values (default: inferred, printed)")
     p.add_argument("--band", type=_positive_int, default=None, help="1-based band of a multi-band raster")
@@ -288,15 +315,22 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from sarcodec.codec.registry import DEFAULT_CODEC
 
     output = Path(args.output) if args.output else Path(args.input).with_suffix(".sarc")
-    r = compress(args.input, output, quality=args.quality, bpp=args.bpp, model=args.model or DEFAULT_CODEC,
+    r = compress(args.input, output, quality=args.quality, bpp=args.bpp, max_error=args.max_error,
+                 max_error_units=args.max_error_units, lossless=args.lossless, model=args.model or DEFAULT_CODEC,
                  units=args.units, band=args.band, nodata=args.nodata, tile_size=args.tile_size,
                  overlap=args.overlap, device=args.device, overwrite=args.overwrite, progress=True)
     if args.units is None:
         _log(f"units: {r.units} ({r.units_rule}; override with --units)")
     if r.note:
         _log(f"note: {r.note}")
-    print(f"{output}: {r.bytes} bytes, {r.bpp:.4f} bpp, {r.height} x {r.width} {r.units}, model {r.model} "
-          f"quality {r.quality:g}, {r.seconds:.2f} s ({r.height * r.width / 1e6 / max(r.seconds, 1e-9):.2f} MP/s)")
+    if r.mode == "lossy":
+        mode = f"model {r.model} quality {r.quality:g}"
+    elif r.mode == "lossless":
+        mode = "lossless"
+    else:
+        mode = f"near-lossless, every valid pixel within {r.max_error:g} {'dB' if args.max_error_units == 'db' else r.units}"
+    print(f"{output}: {r.bytes} bytes, {r.bpp:.4f} bpp, {r.height} x {r.width} {r.units}, {mode}, "
+          f"{r.seconds:.2f} s ({r.height * r.width / 1e6 / max(r.seconds, 1e-9):.2f} MP/s)")
     return 0
 
 
@@ -444,10 +478,21 @@ def _add_benchmark(sub: Any) -> None:
     p.add_argument("--units", choices=UNITS, default=None, help="units of the inputs (default: inferred)")
     p.add_argument("--bd-range", type=float, nargs=2, default=(0.25, 2.0), metavar=("LO", "HI"),
                    help="bpp range of the BD metrics (default 0.25 2)")
+    p.add_argument("--near-lossless", action="store_true",
+                   help="instead: file size at a guaranteed error bound against LERC_ZSTD/LERC_DEFLATE, and lossless "
+                   "against ZSTD/DEFLATE with predictor, JPEG XL and JPEG 2000 lossless (near_lossless.md)")
+    p.add_argument("--bounds", type=_positive_float, nargs="+", default=None, metavar="DB",
+                   help="bounds of --near-lossless in dB (default 0.1 0.25 0.5 1)")
     p.set_defaults(func=_cmd_benchmark)
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
+    if args.near_lossless:
+        from sarcodec.benchmark_bounded import DEFAULT_BOUNDS_DB, run_bounded_benchmark
+
+        run_bounded_benchmark(args.inputs, args.output, bounds_db=args.bounds or DEFAULT_BOUNDS_DB, log=_log)
+        print((Path(args.output) / "near_lossless.md").read_text())
+        return 0
     from sarcodec.benchmark import run_benchmark
 
     run_benchmark(args.inputs, args.output, codecs=args.codecs, models=args.models, checkpoints=args.checkpoint,

@@ -332,14 +332,18 @@ def inverse_db(
         values = np.clip(values, -finfo.max, finfo.max)
     out = np.asarray(values).astype(dtype)
     if valid is not None:
-        fill = params.invalid_fill
-        if fill is None:
-            fill = default_invalid_fill(params.units, params.nodata)
-        mask = ~np.asarray(valid, dtype=bool)
-        if np.issubdtype(dtype, np.integer) and math.isnan(fill):
-            fill = 0.0
-        out[mask] = fill
+        out[~np.asarray(valid, dtype=bool)] = fill_value(params)
     return out
+
+
+def fill_value(params: PreprocessingParams) -> float:
+    """What is written where pixels are invalid: the params' ``invalid_fill`` (NaN becomes 0 in integer dtypes)."""
+    fill = params.invalid_fill
+    if fill is None:
+        fill = default_invalid_fill(params.units, params.nodata)
+    if np.issubdtype(np.dtype(params.dtype), np.integer) and math.isnan(fill):
+        fill = 0.0
+    return float(fill)
 
 
 def params_for_array(

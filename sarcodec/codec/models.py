@@ -42,6 +42,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sarcodec.codec.entropy import FactorizedDensity, GaussianConditional, lower_bound
+from sarcodec.codec.pipeline import single_thread
 from sarcodec.errors import CorruptFileError, IncompatibleModelError
 from sarcodec.models.base import pad_to_multiple
 
@@ -98,28 +99,7 @@ def _near(mask: npt.NDArray[np.bool_], block: int, margin: int) -> npt.NDArray[n
     return np.asarray(cells, dtype=bool)
 
 
-_THREADS_LOCK = threading.Lock()
 _PROBABILITY_PATH_LOCK = threading.Lock()
-_threads_state = {"depth": 0, "saved": 1}
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run PyTorch's CPU kernels on one thread inside the block, restored when the last of possibly concurrent
-    blocks ends (``torch.set_num_threads`` is process-wide: a per-thread save/restore would let one thread's exit
-    hand another thread's running tile back to many threads)."""
-    with _THREADS_LOCK:
-        if _threads_state["depth"] == 0:
-            _threads_state["saved"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _threads_state["depth"] -= 1
-            if _threads_state["depth"] == 0:
-                torch.set_num_threads(_threads_state["saved"])
 
 
 def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:

@@ -9,7 +9,9 @@ Layout (all integers little-endian)::
                  sha256, codec}, quality, preprocessing_params, height, width, dtype, units, band, crs (WKT or
                  null), transform (6 floats or null), gcps, nodata, tile {size, overlap}, n_tiles; version 2
                  adds side {step_hi, step_lo, bias_block, bias_step} (dB steps and block size) and coder
-                 (the entropy coder and its version, e.g. 'constriction 0.5.0')
+                 (the entropy coder and its version, e.g. 'constriction 0.5.0'); version 3 (bounded files) has
+                 bound {units: 'db' or 'input', max_error} and model, quality null, no side, and its crs may be
+                 'EPSG:n' instead of WKT
     records      one per tile row band, in order:
                    mask_len u32, mask (zlib of np.packbits of the band's validity mask; empty = all valid;
                    version 1: the band's rows, version 2: its rows with their overlap, which tiles need to know
@@ -18,7 +20,8 @@ Layout (all integers little-endian)::
                    payload_len u32, payload: version 1: constriction ANS words; version 2: empty when the
                    tile core has no valid pixel (nothing coded), else a tag byte: 1 = constant tile (float32
                    x_norm value, side blob), 2 = coded tile (u32 word count, ANS words, side blob); the side
-                   blob holds the outliers and the radiometric correction (``sarcodec.codec.sidelayer``)
+                   blob holds the outliers and the radiometric correction (``sarcodec.codec.sidelayer``);
+                   version 3: tag 3 = bounded tile (``sarcodec.codec.bounded``)
     checksum     u32      CRC-32 of every byte before it
 
 Readers check the magic, the version, every length against the bytes left, and the checksum over the whole
@@ -50,6 +53,7 @@ __all__ = [
     "FORMAT_VERSION",
     "HEADER_DICTIONARIES",
     "HEADER_DICTIONARY",
+    "LOSSY_VERSION",
     "MAGIC",
     "MAX_BAND",
     "MAX_BAND_PIXELS",
@@ -68,11 +72,16 @@ __all__ = [
 ]
 
 MAGIC = b"SARC\x00\r\n\x1a"
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 #: Versions this reader decodes. Version 1 (sarcodec 0.1): tile payloads are bare rANS words, pixels outside the
 #: clip range are lost. Version 2: tagged tile payloads with side information (``sarcodec.codec.sidelayer``),
-#: uncoded tiles where nothing is valid, constant tiles.
-READ_VERSIONS = (1, 2)
+#: uncoded tiles where nothing is valid, constant tiles. Version 3: bounded (near-lossless, lossless) files, whose
+#: header has ``bound`` instead of ``model``/``quality``/``side`` and whose tiles are tag 3 records
+#: (``sarcodec.codec.bounded``).
+READ_VERSIONS = (1, 2, 3)
+#: Lossy files are still written as version 2 (nothing in them changed: sarcodec 0.2 reads them); a writer stamps
+#: the lowest version that can read its file.
+LOSSY_VERSION = 2
 _MAX_HEADER = 64 << 20
 _HEADER_DICTIONARY_V1 = (
     b'"gcps":null,"tile":{"size":1024,"overlap":16},"n_tiles":1}"crs":null,"transform":null,"nodata":null,'
@@ -88,6 +97,9 @@ HEADER_DICTIONARIES = {
     1: _HEADER_DICTIONARY_V1,
     2: b'"side":{"step_hi":0.5,"step_lo":1.0,"bias_block":32,"bias_step":0.01},"coder":"constriction 0.5.0"}'
        + _HEADER_DICTIONARY_V1.replace(b"sarcodec 0.1.0", b"sarcodec 0.2.0"),
+    3: b'"bound":{"units":"input","max_error":0.0},"bound":{"units":"db","max_error":0.5},"coder":"constriction 0.5.0"}'
+       + _HEADER_DICTIONARY_V1.replace(b"sarcodec 0.1.0", b"sarcodec 0.3.0").replace(
+           b'"model":{"name":"hyperprior","sha256":"","codec":"hyperprior"},"quality":4.0,', b'"model":null,"quality":null,'),
 }
 HEADER_DICTIONARY = HEADER_DICTIONARIES[FORMAT_VERSION]
 
@@ -188,14 +200,15 @@ class SarcHeader:
         """Raise CorruptFileError unless every field the decoder and ``info`` rely on is present and sane."""
         f = self.fields
         try:
+            bounded = self.version >= 3 and f.get("bound") is not None
             ok = (
-                isinstance(f["model"], dict)
-                and all(isinstance(f["model"].get(k), str) for k in ("name", "sha256", "codec"))
+                (_valid_bound(f["bound"]) and f.get("model") is None and f.get("quality") is None if bounded else
+                 isinstance(f["model"], dict)
+                 and all(isinstance(f["model"].get(k), str) for k in ("name", "sha256", "codec"))
+                 and isinstance(f["quality"], int | float) and math.isfinite(f["quality"]))
                 and isinstance(f["preprocessing_params"], dict)
                 and _is_int(f["height"]) and _is_int(f["width"]) and _is_int(f["n_tiles"]) and _is_int(f["band"])
                 and isinstance(f["tile"], dict) and _is_int(f["tile"].get("size")) and _is_int(f["tile"].get("overlap"))
-                and isinstance(f["quality"], int | float)
-                and math.isfinite(f["quality"])
                 and within_limits(self.height, self.width, self.tile_size, self.overlap)
                 and 1 <= f["band"] <= MAX_BAND
                 and f["n_tiles"] == len(self.rows()) * len(self.cols())
@@ -212,7 +225,7 @@ class SarcHeader:
             if ok:  # the header's nodata is the one its preprocessing params write back
                 params_nodata = f["preprocessing_params"].get("nodata")
                 ok = _same_float(params_nodata, f["nodata"])
-            if ok and self.version >= 2:
+            if ok and self.version >= 2 and not bounded:
                 side = f["side"]
                 ok = (isinstance(side, dict) and all(_is_finite(side.get(k)) and 0 < side[k] <= 100
                                                      for k in ("step_hi", "step_lo", "bias_step"))
@@ -224,6 +237,12 @@ class SarcHeader:
             raise CorruptFileError("header fields are missing, out of range or inconsistent (shape, tiles, band, "
                                    "quality, model, nodata or georeferencing)")
 
+
+
+def _valid_bound(bound: Any) -> bool:
+    """A bounded file's ``bound``: units 'db' or 'input' and a finite max_error >= 0 (0 only in input units)."""
+    return (isinstance(bound, dict) and bound.get("units") in ("db", "input") and _is_finite(bound.get("max_error"))
+            and bound["max_error"] >= 0 and (bound["max_error"] > 0 or bound["units"] == "input"))
 
 
 def _same_float(a: Any, b: Any) -> bool:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import sarcodec
-from sarcodec.io.sarc import HEADER_DICTIONARY, MAGIC
+from sarcodec.io.sarc import HEADER_DICTIONARIES, MAGIC
 from sarcodec.errors import CorruptFileError, SarcodecError
 from tests.conftest import speckle_intensity
 
@@ -59,10 +59,15 @@ def test_fuzz_decoder_with_1200_damaged_files(valid_file: bytes, tmp_path: Path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.sarc"]
 
 
+def _dictionary(valid: bytes) -> bytes:
+    (version,) = struct.unpack_from("<H", valid, len(MAGIC))
+    return HEADER_DICTIONARIES[version]
+
+
 def _read_header(valid: bytes) -> dict:
     (header_len,) = struct.unpack_from("<I", valid, len(MAGIC) + 2)
     data = valid[len(MAGIC) + 6 : len(MAGIC) + 6 + header_len]
-    return json.loads(zlib.decompressobj(zdict=HEADER_DICTIONARY).decompress(data))
+    return json.loads(zlib.decompressobj(zdict=_dictionary(valid)).decompress(data))
 
 
 def _rewrite_header(valid: bytes, edit: dict) -> bytes:
@@ -75,7 +80,7 @@ def _rewrite_header(valid: bytes, edit: dict) -> bytes:
             del header[key]
         else:
             header[key] = value
-    deflate = zlib.compressobj(9, zdict=HEADER_DICTIONARY)  # json.dumps allows Infinity here: a damaged header
+    deflate = zlib.compressobj(9, zdict=_dictionary(valid))  # json.dumps allows Infinity here: a damaged header
     data = deflate.compress(json.dumps(header).encode()) + deflate.flush()
     body = valid[: len(MAGIC) + 2] + struct.pack("<I", len(data)) + data + valid[start + header_len : -4]
     return body + struct.pack("<I", zlib.crc32(body))

@@ -26,7 +26,7 @@ def _job(value: int, delay: float) -> int:
 def test_bands_come_back_in_order_with_their_tiles_in_order() -> None:
     threads = torch.get_num_threads()
     seen: list[tuple[str, list[int]]] = []
-    with TilePool[str, int](torch.device("cpu"), workers=3) as pool:
+    with TilePool[str, int](3, torch_cpu=True) as pool:
         for b in range(4):
             jobs = [lambda v=v, d=d: _job(v, d) for v, d in zip(range(b * 10, b * 10 + 5), (0.03, 0, 0.02, 0, 0.01))]
             seen += [(band.data, band.results()) for band in pool.submit(f"band{b}", jobs)]
@@ -45,7 +45,7 @@ def test_a_failing_tile_raises_in_the_caller_and_the_pool_stops() -> None:
 
     threads = torch.get_num_threads()
     with pytest.raises(CorruptFileError, match="tile 3"):
-        with TilePool[None, int](torch.device("cpu"), workers=2) as pool:
+        with TilePool[None, int](2, torch_cpu=True) as pool:
             for band in pool.submit(None, [bad]):
                 band.results()
             for band in pool.drain():
@@ -77,3 +77,12 @@ def test_info_does_not_import_pytorch(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(sarc)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "40" in done.stdout and "50" in done.stdout
+
+
+def test_bounded_decompress_does_not_import_pytorch(tmp_path: Path) -> None:
+    sarc = tmp_path / "b.sarc"
+    sarcodec.compress(np.arange(1, 2001, dtype=np.float32).reshape(40, 50), sarc, max_error=0.5, units="intensity")
+    code = ("import sys; from sarcodec.cli import main; rc = main(['decompress', sys.argv[1], '-o', sys.argv[2]]);"
+            "assert 'torch' not in sys.modules, 'a bounded decode imported torch'; raise SystemExit(rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(sarc), str(tmp_path / "b.tif")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
