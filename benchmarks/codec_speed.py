@@ -15,7 +15,8 @@ Prints MP/s of each, the ratios sarcodec/OpenJPEG and sarcodec/HTJ2K, the peak R
 and the issue's targets (CPU: compress >= 1.0x OpenJPEG encode, decompress >= 0.15x OpenJPEG decode, peak RSS
 < 1.5 GB, first tile < 1 s; GPU: >= 100 MP/s each way). ``--device cuda`` runs sarcodec on the GPU.
 
-    python benchmarks/codec_speed.py [--size 10000] [--quality 4] [--device auto] [--workdir DIR] [--keep]
+    python benchmarks/codec_speed.py [--size 10000] [--quality 4 | --max-error DB | --lossless] [--device auto]
+                                     [--workdir DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=10_000)
     parser.add_argument("--quality", type=float, default=4)
+    parser.add_argument("--max-error", type=float, default=None, metavar="DB",
+                        help="measure the near-lossless mode at this bound (dB) instead of quality 4")
+    parser.add_argument("--lossless", action="store_true", help="measure the lossless mode instead")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
@@ -103,14 +107,16 @@ def main() -> int:
             make_scene(scene, args.size)
         mpix = args.size * args.size / 1e6
         sarc, rec = work / "scene.sarc", work / "scene_rec.tif"
-        compress = ["compress", str(scene), "-o", str(sarc), "--quality", str(args.quality), "--device", args.device,
-                    "--overwrite"]
+        mode = (["--lossless"] if args.lossless else ["--max-error", str(args.max_error)] if args.max_error
+                else ["--quality", str(args.quality)])
+        compress = ["compress", str(scene), "-o", str(sarc), *mode, "--device", args.device, "--overwrite"]
         decompress = ["decompress", str(sarc), "-o", str(rec), "--device", args.device, "--overwrite"]
         sarcodec = [sys.executable, "-m", "sarcodec"]
         enc_s, enc_rss = run_measured([*sarcodec, *compress])
         dec_s, dec_rss = run_measured([*sarcodec, *decompress])
-        enc_first = first_tile_seconds("_encode_region", compress)
-        dec_first = first_tile_seconds("_decode_region", decompress)
+        bounded = args.lossless or args.max_error is not None
+        enc_first = first_tile_seconds("_bounded_record" if bounded else "_encode_region", compress)
+        dec_first = first_tile_seconds("_decode_bounded_tile" if bounded else "_decode_region", decompress)
         bpp = sarc.stat().st_size * 8 / (args.size * args.size)
         ref = json.loads(subprocess.run([sys.executable, "-c", REFERENCES, str(scene), str(bpp)], check=True,
                                         capture_output=True, text=True).stdout)
@@ -118,7 +124,7 @@ def main() -> int:
 
         gpu = (args.device == "auto" and torch.cuda.is_available()) or args.device.startswith("cuda")
         oj, ht = ref["openjpeg"], ref["htj2k"]
-        print(f"scene: {args.size} x {args.size} uint16 amplitude ({mpix:.1f} MP), quality {args.quality:g}, sarcodec "
+        print(f"scene: {args.size} x {args.size} uint16 amplitude ({mpix:.1f} MP), {' '.join(mode).lstrip('-')}, sarcodec "
               f"device {'cuda' if gpu else 'cpu'}, torch threads {torch.get_num_threads()}")
         print(f"sarcodec compress   (end to end): {mpix / enc_s:7.2f} MP/s {enc_s:7.1f} s  {bpp:.3f} bpp  "
               f"peak RSS {enc_rss / 2**20:6.0f} MiB  first tile after {enc_first:.2f} s")

@@ -13,5 +13,7 @@ for c in runs/seed_study/baseline_c16/best.pth runs/seed_study/baseline_c64/best
 done
 $PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/benchmark" ${CKPTS[@]:+--checkpoint "${CKPTS[@]}"} > /dev/null
 $PY scripts/roundtrip_check.py ../shared/data/sar/dev ../shared/data/sar/geotiff ../shared/data/sar/extra | tee "$OUT/roundtrip.md"
-$PY benchmarks/codec_speed.py --size 4096 | tee "$OUT/codec_speed_4096.txt"
 $PY benchmarks/codec_speed.py --size 10000 | tee "$OUT/codec_speed_10000.txt"
+$PY benchmarks/codec_speed.py --size 10000 --max-error 0.5 | tee "$OUT/codec_speed_10000_near_lossless.txt"
+$PY benchmarks/runtime_choice.py | tee "$OUT/runtime_choice.txt"
+$PY -m sarcodec benchmark ../shared/data/sar/dev samples ../shared/data/sar/extra/rio_tiler_pds_s1_grd --near-lossless -o "$OUT/near_lossless" > /dev/null
