@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from sarcodec.codec.bounded import db_of
 from sarcodec.errors import BadInputError, OutputError
 from sarcodec.evaluate import image_group
 from sarcodec.io.raster import find_rasters, open_raster
@@ -46,14 +47,6 @@ def _group(path: Path, root: Path) -> str:
         return group
     relative = path.relative_to(root).parts if root.is_dir() else ()
     return relative[0] if len(relative) > 1 else (root.name if root.is_dir() else path.parent.name)
-
-
-def _db(values: npt.NDArray[Any], units: str) -> npt.NDArray[np.float64]:
-    v = values.astype(np.float64)
-    if units == "db":
-        return v
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return (20.0 if units == "amplitude" else 10.0) * np.log10(np.where(v > 0, v, np.nan))
 
 
 def _gdal_bytes(array: npt.NDArray[Any], nodata: float | None, georef: dict[str, Any],
@@ -159,7 +152,7 @@ def run_bounded_benchmark(inputs: Sequence[str | Path], output: str | Path, *,
             pixels = raw.size
             group = _group(path, root)
             log(f"[{i}/{len(files)}] {path.name} ({group}, {raw.shape[0]} x {raw.shape[1]} {raw.dtype}, {units})")
-            original_db = _db(raw, units)
+            original_db = db_of(raw, units)
             has_db = valid & np.isfinite(original_db)
             label = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
             base = {"image": label, "group": group, "looks": "single" if group in SINGLE_LOOK_GROUPS else "multi",
@@ -172,7 +165,7 @@ def run_bounded_benchmark(inputs: Sequence[str | Path], output: str | Path, *,
                 decoded = decompress(sarc, rec, overwrite=True)
                 t2 = time.perf_counter()
                 back = open_raster(rec).read()
-                worst = _check_db(f"sarcodec {path.name}", original_db, _db(back, units), has_db, bound)
+                worst = _check_db(f"sarcodec {path.name}", original_db, db_of(back, units), has_db, bound)
                 if not np.array_equal(back[valid & ~has_db], raw[valid & ~has_db]):
                     raise RuntimeError(f"sarcodec {path.name}: a pixel without dB was not kept exactly")
                 assert decoded.path is not None

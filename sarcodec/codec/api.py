@@ -355,12 +355,12 @@ def _choose_quality(codec: LoadedCodec, pool: TilePool[Any, Any], source: Any, p
         core = (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0))
         jobs.append(functools.partial(_prepare_region, codec, db, valid, core, params, side_cfg))
         sampled += (r1 - r0) * (c1 - c0)
-    prepared = [t for band in (*pool.submit(None, jobs), *pool.drain()) for t in band.results()]
+    prepared = [t for band in pool.run([(None, jobs)]) for t in band.results()]
     pixels = info.height * info.width
 
     def bpp(q: float) -> float:
         coded = [functools.partial(_code_region, codec, t, q, params, side_cfg) for t in prepared]
-        tiles = sum(len(r) for band in (*pool.submit(None, coded), *pool.drain()) for r in band.results())
+        tiles = sum(len(r) for band in pool.run([(None, coded)]) for r in band.results())
         return float((fixed + tiles * pixels / sampled) * 8 / pixels)
 
     lo, hi = 1.0, float(codec.num_levels)
@@ -570,15 +570,18 @@ def _compress_lossy(codec: LoadedCodec, reader: Any, params: PreprocessingParams
             header["quality"], note = _choose_quality(codec, pool, reader, params, bpp, fixed, tile_size, overlap,
                                                       side_cfg)
         q = float(header["quality"])
-        with SarcWriter(out, header, LOSSY_VERSION) as writer:
+
+        def bands() -> Iterator[tuple[bytes, list[Callable[[], bytes]]]]:
             for r0, r1 in tile_grid(info.height, tile_size):
                 e0, db_band, valid_band = _band_rows(reader, params, r0, r1, overlap)
                 # version 2: the mask covers the extended rows (tiles skip latents by it)
-                jobs = [functools.partial(_encode_region, codec, q, db, valid, core, params, side_cfg)
-                        for db, valid, core in _tile_regions(db_band, valid_band, e0, r0, r1, info.width, tile_size,
-                                                             overlap)]
-                _write_bands(writer, pool.submit(encode_mask(valid_band), jobs), bar)  # previous band, this one runs
-            _write_bands(writer, pool.drain(), bar)
+                yield encode_mask(valid_band), [
+                    functools.partial(_encode_region, codec, q, db, valid, core, params, side_cfg)
+                    for db, valid, core in _tile_regions(db_band, valid_band, e0, r0, r1, info.width, tile_size,
+                                                         overlap)]
+
+        with SarcWriter(out, header, LOSSY_VERSION) as writer:
+            _write_bands(writer, pool.run(bands()), bar)
     return q, note
 
 
@@ -602,14 +605,17 @@ def _compress_bounded(reader: Any, params: PreprocessingParams, header: dict[str
     from sarcodec.codec.pipeline import TilePool
 
     info, tile_size = reader.info, header["tile"]["size"]
-    with TilePool[bytes, bytes](_cpu_workers()) as pool, SarcWriter(out, header, FORMAT_VERSION) as writer:
+
+    def bands() -> Iterator[tuple[bytes, list[Callable[[], bytes]]]]:
         for r0, r1 in tile_grid(info.height, tile_size):
             raw = np.asarray(reader.read((r0, 0, r1 - r0, info.width)))
             valid = _valid_values(raw, params.nodata)
-            jobs = [functools.partial(_bounded_record, raw[:, c0:c1], valid[:, c0:c1], bound, params.units)
-                    for c0, c1 in tile_grid(info.width, tile_size)]
-            _write_bands(writer, pool.submit(encode_mask(valid), jobs), bar)
-        _write_bands(writer, pool.drain(), bar)
+            yield encode_mask(valid), [
+                functools.partial(_bounded_record, raw[:, c0:c1], valid[:, c0:c1], bound, params.units)
+                for c0, c1 in tile_grid(info.width, tile_size)]
+
+    with TilePool[bytes, bytes](_cpu_workers()) as pool, SarcWriter(out, header, FORMAT_VERSION) as writer:
+        _write_bands(writer, pool.run(bands()), bar)
 
 
 def _codec_for(header: SarcHeader, model: str | Path | None, device: torch.device) -> LoadedCodec:
@@ -875,7 +881,7 @@ def _decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: 
                 sink.write(a, inverse_db(db, params, b_valid[a - b0 : z - b0]))
         pending = [p for p in pending if p[0] + p[1].shape[0] > done]
 
-    with TilePool[_DecodedBand, npt.NDArray[np.float32] | None](_torch_workers(), codec.device.type == "cpu") as pool:
+    def bands() -> Iterator[tuple[_DecodedBand, list[Callable[[], npt.NDArray[np.float32] | None]]]]:
         for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
             e0, e1 = extended(r0, r1, h, overlap)
             if side_cfg is None:
@@ -895,10 +901,11 @@ def _decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: 
                 else:
                     jobs.append(functools.partial(_decode_region, codec, quality, payload, valid_ext[:, f0:f1],
                                                   core, params, side_cfg, correction[:, c0:c1], outliers, c0))
-            for band in pool.submit((r0, r1, e0, valid, correction, outliers), jobs):
-                finish(band)  # the previous band, while this one decodes
-        for band in pool.drain():
-            finish(band)
+            yield (r0, r1, e0, valid, correction, outliers), jobs
+
+    with TilePool[_DecodedBand, npt.NDArray[np.float32] | None](_torch_workers(), codec.device.type == "cpu") as pool:
+        for band in pool.run(bands()):
+            finish(band)  # the previous band, while the next one decodes
 
 
 def _decode_bounded_tile(payload: bytes, valid: npt.NDArray[np.bool_], bound: Bound, units: str,
@@ -918,16 +925,15 @@ def _decode_bounded_bands(header: SarcHeader, params: PreprocessingParams, bound
     from sarcodec.codec.pipeline import TilePool
 
     dtype, fill = np.dtype(params.dtype), fill_value(params)
-    with TilePool[int, npt.NDArray[Any]](_cpu_workers()) as pool:
-        def write(bands: Iterator[Band[int, npt.NDArray[Any]]]) -> None:
-            for band in bands:
-                tiles = band.results()
-                sink.write(band.data, np.concatenate(tiles, axis=1))
-                bar.update(len(tiles))
 
+    def bands() -> Iterator[tuple[int, list[Callable[[], npt.NDArray[Any]]]]]:
         for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
             valid = decode_mask(mask_bytes, (r1 - r0, header.width))
-            jobs = [functools.partial(_decode_bounded_tile, payload, valid[:, c0:c1], bound, params.units, dtype, fill)
-                    for (c0, c1), payload in zip(header.cols(), payloads)]
-            write(pool.submit(r0, jobs))
-        write(pool.drain())
+            yield r0, [functools.partial(_decode_bounded_tile, payload, valid[:, c0:c1], bound, params.units, dtype,
+                                         fill) for (c0, c1), payload in zip(header.cols(), payloads)]
+
+    with TilePool[int, npt.NDArray[Any]](_cpu_workers()) as pool:
+        for band in pool.run(bands()):
+            tiles = band.results()
+            sink.write(band.data, np.concatenate(tiles, axis=1))
+            bar.update(len(tiles))

@@ -42,7 +42,7 @@ from sarcodec.codec import packing
 from sarcodec.codec.tables import decode_grouped, encode_grouped, quantize_pmf
 from sarcodec.errors import BadInputError, CorruptFileError
 
-__all__ = ["Bound", "decode_tile", "encode_tile"]
+__all__ = ["Bound", "db_of", "decode_tile", "encode_tile", "exp10"]
 
 IntArray = npt.NDArray[np.int64]
 Mask = npt.NDArray[np.bool_]
@@ -105,13 +105,18 @@ class Bound:
 
 
 # ------------------------------------------------------------------------------------------------ quantization
-def _db(values: npt.NDArray[np.float64], units: str) -> npt.NDArray[np.float64]:
-    """dB of values in ``units`` (NaN where there is none: non-positive intensity or amplitude)."""
+def _db_factor(units: str) -> float:
+    """dB per decade of a value in ``units`` (amplitude 20, intensity 10)."""
+    return 20.0 if units == "amplitude" else 10.0
+
+
+def db_of(values: npt.NDArray[Any], units: str) -> npt.NDArray[np.float64]:
+    """dB (float64) of values in ``units`` (NaN where there is none: non-positive intensity or amplitude)."""
+    v = np.asarray(values, np.float64)
     if units == "db":
-        return values
-    factor = 20.0 if units == "amplitude" else 10.0
+        return v
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = factor * np.log10(np.where(values > 0, values, np.nan))
+        out: npt.NDArray[np.float64] = _db_factor(units) * np.log10(np.where(v > 0, v, np.nan))
     return out
 
 
@@ -150,7 +155,7 @@ def _integer_bins(units: str, bound_units: str, max_error: float, dtype_name: st
     operations: every machine builds the same bins."""
     info = np.iinfo(np.dtype(dtype_name))
     relative = bound_units == "db" and units != "db"
-    factor = float(exp10(np.array([max_error / (20.0 if units == "amplitude" else 10.0)]))[0])
+    factor = float(exp10(np.array([max_error / _db_factor(units)]))[0])
     width = math.floor(max_error)
     starts, reps = [], []
     a = int(info.min)
@@ -183,7 +188,7 @@ def _values(k: IntArray, bound: Bound, units: str, dtype: np.dtype[Any]) -> npt.
         return reps[k].astype(dtype)
     x: npt.NDArray[np.float64] = (k * bound.step).astype(np.float64)
     if bound.units == "db" and units != "db":
-        x = exp10(x / (20.0 if units == "amplitude" else 10.0))
+        x = exp10(x / _db_factor(units))
     return _cast(x, dtype)
 
 
@@ -194,7 +199,7 @@ def _quantize(values: npt.NDArray[Any], valid: Mask, bound: Bound, units: str) -
     if bound.lossless:
         k[valid] = values[valid].astype(np.int64)
         return k, np.zeros(values.shape, bool)
-    source = v if bound.units == "input" else _db(v, units)
+    source = v if bound.units == "input" else db_of(v, units)
     if _binned(values.dtype, bound):
         starts, _ = _integer_bins(units, bound.units, bound.max_error, values.dtype.name)
         usable = valid & (np.isfinite(source) | (v <= 0))
@@ -203,15 +208,12 @@ def _quantize(values: npt.NDArray[Any], valid: Mask, bound: Bound, units: str) -
         scaled = source / bound.step
         usable = valid & np.isfinite(scaled) & (np.abs(scaled) < _MAX_INDEX)
         k[usable] = np.rint(scaled[usable]).astype(np.int64)
-    def decoded_raw(indices: IntArray) -> npt.NDArray[np.float64]:
-        return _values(indices, bound, units, values.dtype).astype(np.float64)
 
-    decoded = decoded_raw(k[usable])
-    if bound.units == "db":
-        decoded = _db(decoded, units)
-    ok = np.abs(decoded - source[usable]) <= bound.max_error  # NaN (e.g. rounded to 0) is not ok
+    decoded = _values(k[usable], bound, units, values.dtype).astype(np.float64)
+    decoded_source = db_of(decoded, units) if bound.units == "db" else decoded
+    ok = np.abs(decoded_source - source[usable]) <= bound.max_error  # NaN (e.g. rounded to 0) is not ok
     if _binned(values.dtype, bound) and bound.units == "db":  # bins of one value <= 0 hold it exactly
-        ok |= decoded_raw(k[usable]) == v[usable]
+        ok |= decoded == v[usable]
     exceptions = valid.copy()
     exceptions[usable] = ~ok
     return k, exceptions

@@ -29,9 +29,8 @@ import contextlib
 import copy
 import math
 import threading
-import warnings
 from dataclasses import dataclass
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import constriction
@@ -325,10 +324,8 @@ class RDCodec(nn.Module):
         if y_hat.device.type != "cpu":  # GPUs: same symbols, pixels within float rounding of the CPU's
             return self._synthesize(y_hat, quality)
         assert torch.get_num_threads() == 1, "coding synthesis outside a single-thread section"
-        _, inverse_gain = self.gains(quality)
-        h = (y_hat * inverse_gain).contiguous(memory_format=torch.channels_last)
-        x_hat: Tensor = self.synthesis(h).contiguous()
-        return x_hat
+        # the gain's product keeps the channels-last layout
+        return self._synthesize(y_hat.contiguous(memory_format=torch.channels_last), quality).contiguous()
 
 
 def _ste_round(y: Tensor, means: Tensor | None = None) -> Tensor:

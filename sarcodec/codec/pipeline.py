@@ -4,8 +4,9 @@ PyTorch parallelizes inside each operation, but a tile's work is mostly operatio
 keep several cores busy (entropy coding, the float64 probability path, the side layer, NumPy), and oneDNN's
 results depend on the thread count. So on the CPU every tile runs on one thread (``single_thread``: exact pixels
 for any thread count) and ``workers`` tiles run at once, one per thread PyTorch was given (``torch.set_num_threads``
-or ``OMP_NUM_THREADS``; bounded tiles, which use no network: one per core). The caller submits a band of tiles, reads the next band while the workers run, and
-consumes results in submission order (``TilePool.ordered``), so at most two bands are in memory.
+or ``OMP_NUM_THREADS``; bounded tiles, which use no network: one per core). :meth:`TilePool.run` takes bands of
+tile jobs lazily, submits the next band before handing back the previous one, and hands bands back in order, so
+the caller reads (or writes) one band while the workers code the next and at most two bands are in memory.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import contextlib
 import ctypes
 import threading
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
@@ -43,6 +44,7 @@ def single_thread() -> Iterator[None]:
             _threads_state["depth"] -= 1
             if _threads_state["depth"] == 0:
                 torch.set_num_threads(_threads_state["saved"])
+
 
 T = TypeVar("T")
 B = TypeVar("B")
@@ -126,3 +128,10 @@ class TilePool(Generic[B, T]):
         """The remaining bands, oldest first."""
         while self._bands:
             yield self._bands.popleft()
+
+    def run(self, bands: Iterable[tuple[B, Sequence[Callable[[], T]]]]) -> Iterator[Band[B, T]]:
+        """Submit ``(data, jobs)`` bands as they are produced and hand back every band, in order, each as soon as
+        the next one has been submitted (:meth:`submit`, then :meth:`drain`)."""
+        for data, jobs in bands:
+            yield from self.submit(data, jobs)
+        yield from self.drain()
