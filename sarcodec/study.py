@@ -7,6 +7,11 @@ epochs are 40 batches of 32 patches so even the slowest model validates several 
 is set per model from its measured 2-core throughput so that it anneals within the budget; lr 5e-4 (the configs'
 1e-4 is too slow for runs this short); no early stopping. ``full=True`` trains the configs exactly as written (the
 seed plan: 30 epochs, lr 1e-4, 5 warmup epochs, early stopping; meant for a GPU).
+
+Seed budget (``budget="seed"``, issue 14): the seed plan's own comparison on the CPU: the 20 % patch subset
+(``SEED_FRACTION`` of every scene's patches, still split by scene), the configs as written (30 epochs, lr 1e-4,
+5 warmup epochs, cosine, early stopping after 7 epochs without a lower val_loss), the same for every variant.
+Separate dataset, runs and results folders, so the 8-minute table stays as a second, labelled table.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ RUNS: tuple[str, ...] = VARIANT_RUNS + SWEEP_RUNS
 CPU_EPOCHS: dict[str, int] = {"baseline": 40, "resnet_lite": 16, "residual": 5, "attention": 4}
 CPU_TRAIN_BATCHES_PER_EPOCH = 40
 CPU_LR = 5e-4
+# The seed plan's "same 20% data subset for fair comparison".
+SEED_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -41,9 +48,18 @@ class StudyPaths:
     configs: Path = Path("configs")
     # the seed plan's checkpoint path for Variant B (notebooks/checkpoints/residual_v1_c16/best.pth)
     residual_dir: Path = Path("notebooks/checkpoints/residual_v1_c16")
+    fraction: float = 1.0  # share of each scene's patches kept in the dataset
 
     def run_dir(self, run: str) -> Path:
         return self.residual_dir if run == "residual_v1_c16" else self.runs / run
+
+
+def seed_budget_paths() -> StudyPaths:
+    """Where the seed-budget study (the seed plan's 20 % subset, equal epochs) keeps its data, runs and results;
+    Variant B goes to the seed plan's checkpoint path."""
+    return StudyPaths(dataset=Path("outputs/study_p64_f20"), runs=Path("runs/seed_budget"),
+                      results=Path("results/seed_study/seed_budget"),
+                      residual_dir=Path("notebooks/checkpoints/seed_budget/residual_v1_c16"), fraction=SEED_FRACTION)
 
 
 def notebook_setup(budget: str, scratch: Path | None = None) -> tuple[StudyPaths, list[str]]:
@@ -84,7 +100,7 @@ def ensure_dataset(paths: StudyPaths = StudyPaths(), log: Callable[[str], None] 
     """The study's scene-split dataset (64 px patches, stride 32) of train/ and opera/, made once."""
     if not (paths.dataset / "manifest.json").is_file():
         prepare_dataset(list(paths.train_inputs), paths.dataset,
-                        PrepareConfig(patch_size=64, stride=32), log=log)
+                        PrepareConfig(patch_size=64, stride=32, fraction=paths.fraction), log=log)
     return paths.dataset
 
 
@@ -124,15 +140,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m sarcodec.study", description=__doc__.splitlines()[0])
     parser.add_argument("--budget-minutes", type=float, default=8.0, help="training wall time per run (CPU budget)")
     parser.add_argument("--full", action="store_true", help="train the configs as written (seed plan; for a GPU)")
+    parser.add_argument("--budget", choices=("cpu", "seed"), default="cpu",
+                        help="cpu: equal wall time per run (--budget-minutes); seed: the seed plan's 20%% subset and "
+                             "configs as written (30 epochs, early stopping), results in results/seed_study/seed_budget")
     parser.add_argument("--retrain", action="store_true", help="retrain runs that finished before")
     parser.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS, help="runs to train and evaluate")
     parser.add_argument("--evaluate-only", action="store_true", help="skip training")
     args = parser.parse_args(argv)
-    paths = StudyPaths()
+    seed = args.budget == "seed"
+    paths = seed_budget_paths() if seed else StudyPaths()
     ensure_dataset(paths)
     if not args.evaluate_only:
         for run in args.runs:
-            train_run(run, budget_minutes=args.budget_minutes, full=args.full, retrain=args.retrain, paths=paths)
+            train_run(run, budget_minutes=args.budget_minutes, full=args.full or seed, retrain=args.retrain,
+                      paths=paths)
     evaluate_study(paths, args.runs)
     print((paths.results / "results.md").read_text())
     return 0
