@@ -419,12 +419,14 @@ def run_benchmark(
     rows: list[BenchRow] = []
     gallery_picks: dict[str, ReferenceImage] = {}
     gallery: dict[str, dict[str, tuple[float, FloatImage]]] = defaultdict(dict)
+    sources: dict[str, str] = {}
     with tempfile.TemporaryDirectory(prefix="sarcodec-bench-") as scratch:
         names = [p.name for p in files]
         for i, path in enumerate(files, 1):
             # Images are keyed by file name; same-named files in different folders get their folder too.
             label = path.name if names.count(path.name) == 1 else f"{path.parent.name}/{path.name}"
             image = load_reference(path, units, name=label)
+            sources[image.name] = str(path.resolve())
             gallery_picks.setdefault(image.group, image)
             log(f"[{i}/{len(files)}] {image.name} ({image.group}, {image.x.shape[0]} x {image.x.shape[1]})")
             learned_bpps: list[float] = []
@@ -444,7 +446,7 @@ def run_benchmark(
                 nbytes, x_hat, intensity, enc, dec = jpeg2000_fullrange_roundtrip(image, target)
                 rows.append(_row(image, FULLRANGE, target, nbytes, x_hat, intensity, enc, dec))
     bd = _group_bd(rows, "jpeg2000", bd_range)
-    _write_outputs(out, rows, bd, table, gallery_picks, gallery, bd_range, gallery_bpp)
+    _write_outputs(out, rows, bd, table, gallery_picks, gallery, bd_range, gallery_bpp, sources, units)
     return {"rows": [asdict(r) for r in rows], "bd": bd}
 
 
@@ -452,6 +454,13 @@ def compare_with_jpeg2000(original: str | Path, decoded: npt.NDArray[Any], sarc_
                           units: str | None = None, band: int | None = None) -> list[dict[str, Any]]:
     """Score a decoded image against its original, next to JPEG 2000 at the same bitrate on the same pixels and
     on the full range (SPEC metrics: x_norm and original units)."""
+    return _compare(original, decoded, sarc_bytes, units, band)[1]
+
+
+def _compare(original: str | Path, decoded: npt.NDArray[Any], sarc_bytes: int, units: str | None,
+             band: int | None) -> tuple[ReferenceImage, list[dict[str, Any]], dict[str, Any]]:
+    """compare_with_jpeg2000's rows, with the original and the linear intensity of the sarcodec and full-range
+    JPEG 2000 reconstructions (for the HTML page)."""
     image = load_reference(original, units, band=band)
     if decoded.shape != image.x.shape:
         raise BadInputError(f"{original}: shape {image.x.shape} differs from the decoded image's {decoded.shape}")
@@ -466,15 +475,17 @@ def compare_with_jpeg2000(original: str | Path, decoded: npt.NDArray[Any], sarc_
         score = image.score(rec, rec_intensity)
         rows.append({"codec": name, "bytes": nbytes, "bpp": nbytes * 8 / image.x.size,
                      **{k: v for k, v in score.to_dict().items() if k not in ("image", "group", "pixels")}})
-    return rows
+    return image, rows, {"sarc": intensity, "j2k": i_full}
 
 
 def decompress_and_compare(sarc: str | Path, output: str | Path, original: str | Path, *, band: int | None = None,
                            model: str | Path | None = None, cog: bool = False, device: str | None = "cpu",
-                           overwrite: bool = False, progress: bool = False) -> tuple[Any, list[dict[str, Any]]]:
+                           overwrite: bool = False, progress: bool = False,
+                           html: str | Path | None = None) -> tuple[Any, list[dict[str, Any]]]:
     """``decompress`` to ``output``, then :func:`compare_with_jpeg2000` against ``original`` (its ``band``, by
-    default the band the file was written from). Everything the comparison needs is checked before anything is
-    written: ``original`` must not be the output, must be readable and must have the decoded image's shape."""
+    default the band the file was written from); with ``html``, also the viewer page of the three images there.
+    Everything the comparison needs is checked before anything is written: ``original`` must not be the output,
+    must be readable and must have the decoded image's shape; ``html`` must be writable."""
     from sarcodec.codec.api import decompress
     from sarcodec.codec.info import read_info
     from sarcodec.io.raster import open_raster
@@ -483,6 +494,10 @@ def decompress_and_compare(sarc: str | Path, output: str | Path, original: str |
     with contextlib.suppress(OSError):
         if out.resolve() == orig.resolve():
             raise OutputError(f"{out}: the output would overwrite ORIGINAL, the image it is compared against")
+    if html is not None:
+        from sarcodec.bench.viewer import check_page_output
+
+        check_page_output(html, overwrite, inputs=(sarc, orig, out))
     info = read_info(sarc)
     if band is None:
         band = int(info["band"])
@@ -494,7 +509,16 @@ def decompress_and_compare(sarc: str | Path, output: str | Path, original: str |
     result = decompress(sarc, out, model=model, cog=cog, device=device, overwrite=overwrite, progress=progress)
     with open_raster(out) as reader:
         decoded = reader.read()
-    return result, compare_with_jpeg2000(orig, decoded, info["file_bytes"], units=info["units"], band=band)
+    image, rows, recon = _compare(orig, decoded, info["file_bytes"], info["units"], band)
+    if html is not None:
+        from sarcodec.bench.viewer import ViewImage, ViewPoint, write_page
+
+        sarc_row, j2k_row = rows[0], rows[2]
+        point = ViewPoint(f"this file ({sarc_row['bpp']:.3f} bpp)", recon["sarc"], recon["j2k"], [sarc_row, j2k_row])
+        view = ViewImage(image.name, image.group, image.intensity, image.valid, image.params.db_lo,
+                         image.params.db_hi, [point])
+        write_page(html, [view], title=f"{Path(sarc).name} against {orig.name}", overwrite=overwrite)
+    return result, rows
 
 
 COMPARE_COLUMNS: list[tuple[str, str, int]] = [
@@ -535,7 +559,7 @@ def _interp_at(points: Sequence[tuple[float, float]], bpp: float) -> float:
 def _write_outputs(out: Path, rows: Sequence[BenchRow], bd: Sequence[dict[str, Any]],
                    table: dict[str, tuple[tuple[float, ...], str, Roundtrip]], picks: dict[str, ReferenceImage],
                    gallery: dict[str, dict[str, tuple[float, FloatImage]]], bd_range: tuple[float, float],
-                   gallery_bpp: float) -> None:
+                   gallery_bpp: float, sources: dict[str, str], units: str | None) -> None:
     from sarcodec.report import markdown_table
 
     dicts = [asdict(r) for r in rows]
@@ -543,7 +567,9 @@ def _write_outputs(out: Path, rows: Sequence[BenchRow], bd: Sequence[dict[str, A
         writer = csv.DictWriter(fh, fieldnames=list(dicts[0]))
         writer.writeheader()
         writer.writerows(dicts)
-    (out / "results.json").write_text(json.dumps({"rows": dicts, "bd": bd, "bd_range": bd_range}, indent=1))
+    # sources and units let `sarcodec report` rebuild the reconstructions for the HTML viewer
+    (out / "results.json").write_text(json.dumps({"rows": dicts, "bd": bd, "bd_range": bd_range,
+                                                  "sources": sources, "units": units}, indent=1))
     for key, label in (("psnr", "PSNR (dB)"), ("ssim", "SSIM"), ("enl_ratio", "ENL ratio")):
         _plot(rows, key, label, out / f"rd_{key}.png")
     for image in picks.values():

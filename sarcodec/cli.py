@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 import numpy as np
 
 from sarcodec.version import __version__
-from sarcodec.errors import SarcodecError
+from sarcodec.errors import BadInputError, SarcodecError
 from sarcodec.preprocess import UNITS
 
 
@@ -353,7 +353,10 @@ def _add_decompress(sub: Any) -> None:
     p.add_argument("--device", default="cpu",
                    help="cpu (default: the same pixels on every CPU), or cuda / auto to opt in to a GPU (the same "
                    "symbols, pixels within float rounding)")
-    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
+    p.add_argument("--html", default=None, metavar="PAGE.html",
+                   help="with --compare: also write an offline viewer page (original, sarcodec and JPEG 2000 at the "
+                   "same bpp, zoom, swipe, difference) to PAGE.html and its PAGE_files folder")
+    p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and PAGE.html) if it exists")
     p.set_defaults(func=_cmd_decompress)
 
 
@@ -367,7 +370,10 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
         from sarcodec.benchmark import COMPARE_COLUMNS, decompress_and_compare
         from sarcodec.report import markdown_table
 
-        r, rows = decompress_and_compare(args.input, output, args.compare, band=args.band, **options)
+        r, rows = decompress_and_compare(args.input, output, args.compare, band=args.band, html=args.html,
+                                         **options)
+    elif args.html:
+        raise BadInputError("--html needs --compare ORIGINAL (the page shows the original beside the decoded image)")
     else:
         r, rows = decompress(args.input, output, **options), []
     print(f"{output}: {r.height} x {r.width} {r.dtype}{' (COG)' if args.cog else ''}, {r.seconds:.2f} s "
@@ -483,7 +489,37 @@ def _add_benchmark(sub: Any) -> None:
                    "against ZSTD/DEFLATE with predictor, JPEG XL and JPEG 2000 lossless (near_lossless.md)")
     p.add_argument("--bounds", type=_positive_float, nargs="+", default=None, metavar="DB",
                    help="bounds of --near-lossless in dB (default 0.1 0.25 0.5 1)")
+    p.add_argument("--html", action="store_true",
+                   help="also write report.html, the offline viewer page (see `sarcodec report`)")
     p.set_defaults(func=_cmd_benchmark)
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser(
+        "report",
+        help="offline HTML viewer page of a benchmark run",
+        description="Write RESULTS_DIR/report.html (and report_files/): per image the original, sarcodec and JPEG "
+        "2000 at the same bpp in dB, side by side or with a swipe, synchronized zoom and pan to full resolution, "
+        "adjustable dB limits, the difference image, the benchmark's numbers, the tiles with the largest error "
+        "first, and rate-distortion curves per group. No network needed to view it.",
+    )
+    p.add_argument("results", help="output folder of `sarcodec benchmark` (with results.json)")
+    p.add_argument("--inputs", nargs="+", default=(), metavar="PATH",
+                   help="the benchmark's inputs, if results.json's source paths are not valid here")
+    p.add_argument("-o", "--output", default=None, help="page to write (default: RESULTS/report.html)")
+    p.add_argument("--bpp", type=_positive_float, nargs="+", default=None, metavar="BPP",
+                   help="operating points per image: the sarcodec setting nearest each (default 0.5 1 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing page not written by sarcodec")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from sarcodec.bench.html_report import DEFAULT_TARGETS, report_from_results
+
+    out = report_from_results(args.results, inputs=args.inputs, output=args.output,
+                              targets=args.bpp or DEFAULT_TARGETS, overwrite=args.overwrite, log=_log)
+    print(out)
+    return 0
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
@@ -495,14 +531,22 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
         return 0
     from sarcodec.benchmark import run_benchmark
 
+    if args.html:
+        from sarcodec.bench.viewer import check_page_output
+
+        check_page_output(Path(args.output) / "report.html")
     run_benchmark(args.inputs, args.output, codecs=args.codecs, models=args.models, checkpoints=args.checkpoint,
                   units=args.units, bd_range=tuple(args.bd_range), log=_log)
     print((Path(args.output) / "report.md").read_text())
+    if args.html:
+        from sarcodec.bench.html_report import report_from_results
+
+        print(report_from_results(args.output, log=_log))
     return 0
 
 
 _COMMANDS: tuple[Callable[[Any], None], ...] = (
-    _add_compress, _add_decompress, _add_info, _add_prepare, _add_train, _add_evaluate, _add_benchmark,
+    _add_compress, _add_decompress, _add_info, _add_prepare, _add_train, _add_evaluate, _add_benchmark, _add_report,
 )
 
 
