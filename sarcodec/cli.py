@@ -509,6 +509,8 @@ def _add_report(sub: Any) -> None:
     p.add_argument("-o", "--output", default=None, help="page to write (default: RESULTS/report.html)")
     p.add_argument("--bpp", type=_positive_float, nargs="+", default=None, metavar="BPP",
                    help="operating points per image: the sarcodec setting nearest each (default 0.5 1 2)")
+    p.add_argument("--model", default=None,
+                   help="the learned codec whose images are shown (default: the shipped default model)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing page not written by sarcodec")
     p.set_defaults(func=_cmd_report)
 
@@ -517,7 +519,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from sarcodec.bench.html_report import DEFAULT_TARGETS, report_from_results
 
     out = report_from_results(args.results, inputs=args.inputs, output=args.output,
-                              targets=args.bpp or DEFAULT_TARGETS, overwrite=args.overwrite, log=_log)
+                              targets=args.bpp or DEFAULT_TARGETS, model=args.model, overwrite=args.overwrite,
+                              log=_log)
     print(out)
     return 0
 

@@ -271,6 +271,7 @@ def evaluate_checkpoints(
         baseline_run = next((s.run for s in summaries if s.model_name == "baseline" and s.latent_channels == 16), None)
     base = next((s for s in summaries if s.run == baseline_run), None)
     groups = sorted({g for s in summaries for g in s.scores})
+    paired = _paired_psnr(per_image, baseline_run) if base else {}
     rows = []
     for s in summaries:
         a = s.scores["all"]
@@ -280,17 +281,21 @@ def evaluate_checkpoints(
             "delta": a["psnr"] - base.scores["all"]["psnr"] if base else float("nan"),
             "s1_psnr": s.scores.get("sentinel1", {}).get("psnr", float("nan")),
             "val_psnr": s.val_psnr, "train_minutes": s.train_minutes, "epochs": f"{s.best_epoch}/{s.epochs}",
+            **paired.get(s.run, {}),
         })
     columns = [("run", "Run", 0), ("model", "Model", 0), ("params", "Params", 0), ("latent_ratio", "Latent ratio", 0),
                ("psnr", "PSNR (dB)", 2), ("ssim", "SSIM", 3), ("enl_ratio", "ENL ratio", 2), ("epi", "EPI", 3),
-               ("delta", f"Δ PSNR vs {baseline_run or 'baseline'} (dB)", 2), ("s1_psnr", "PSNR S1 (dB)", 2),
+               ("delta", f"Δ PSNR vs {baseline_run or 'baseline'} (dB)", 2), ("wins", "wins", 0),
+               ("wilcoxon_p", "p (paired)", 4), ("s1_psnr", "PSNR S1 (dB)", 2),
                ("val_psnr", "val PSNR (dB)", 2), ("train_minutes", "train (min)", 1), ("epochs", "best/epochs", 0)]
     group_rows = [{"run": s.run, **{g: s.scores[g]["psnr"] for g in groups if g in s.scores}} for s in summaries]
     hardware = f"{platform.machine()} CPU, {os.cpu_count()} cores" if not torch.cuda.is_available() \
         else torch.cuda.get_device_name(0)
     md = [
         f"Evaluated on {len(files)} images ({', '.join(str(d) for d in data)}), whole images, per-image clip bounds "
-        f"(0.1/99.9 percentiles of dB). Metrics per SPEC; means over images. Evaluation hardware: {hardware}.",
+        f"(0.1/99.9 percentiles of dB). Metrics per SPEC; means over images. Evaluation hardware: {hardware}. "
+        f"`wins`: images where the run's PSNR is above {baseline_run or 'the baseline'}'s; `p`: two-sided Wilcoxon "
+        "signed-rank test of the per-image PSNR differences (paired over the same images).",
         "",
         markdown_table(rows, columns),
         "",
@@ -322,6 +327,29 @@ def evaluate_checkpoints(
               "hardware": hardware, "images": [str(f) for f in files]}
     (out / "results.json").write_text(json.dumps(result, indent=1, default=float))
     return result
+
+
+def _paired_psnr(per_image: Sequence[dict[str, Any]], baseline_run: str | None) -> dict[str, dict[str, Any]]:
+    """Per run: images whose PSNR beats the baseline run's on the same image, and the two-sided Wilcoxon
+    signed-rank p-value of the per-image differences."""
+    import warnings
+
+    from scipy.stats import wilcoxon
+
+    base = {r["image"]: r["psnr"] for r in per_image if r["run"] == baseline_run}
+    out: dict[str, dict[str, Any]] = {}
+    for run in dict.fromkeys(r["run"] for r in per_image):
+        if run == baseline_run:
+            continue
+        d = np.array([r["psnr"] - base[r["image"]] for r in per_image if r["run"] == run and r["image"] in base])
+        d = d[np.isfinite(d)]
+        p = float("nan")
+        if d.size >= 2 and np.any(d != 0):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                p = float(wilcoxon(d).pvalue)
+        out[run] = {"wins": f"{int((d > 0).sum())}/{d.size}", "wilcoxon_p": p}
+    return out
 
 
 def _run_history(ckpt_path: Path, history: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -74,3 +74,15 @@ def test_spec_reference_jpeg2000_psnr(shared_sar: Path) -> None:
     for bpp, expected in ((0.5, 19.5), (1.0, 21.2), (2.0, 25.9)):
         scores = evaluate_images(lambda x, b=bpp: jpeg2000_roundtrip(x, b)[1], files)
         assert summarize(scores)["all"]["psnr"] == pytest.approx(expected, abs=0.1)
+
+
+def test_paired_psnr_counts_wins_and_tests_the_differences() -> None:
+    from sarcodec.evaluate import _paired_psnr
+
+    base = [{"run": "base", "image": f"i{k}", "psnr": 20.0 + k} for k in range(8)]
+    better = [{"run": "b", "image": f"i{k}", "psnr": 21.0 + k + 0.01 * k} for k in range(8)]
+    mixed = [{"run": "m", "image": f"i{k}", "psnr": 20.0 + k + (0.5 if k % 2 else -0.5)} for k in range(8)]
+    out = _paired_psnr(base + better + mixed, "base")
+    assert set(out) == {"b", "m"}
+    assert out["b"]["wins"] == "8/8" and out["b"]["wilcoxon_p"] < 0.01  # exact two-sided p for 8/8: 2/256
+    assert out["m"]["wins"] == "4/8" and out["m"]["wilcoxon_p"] > 0.5

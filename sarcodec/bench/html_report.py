@@ -72,8 +72,10 @@ def _group_svgs(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
 
 def report_from_results(results_dir: str | Path, *, inputs: Sequence[str | Path] = (),
                         output: str | Path | None = None, targets: Sequence[float] = DEFAULT_TARGETS,
-                        overwrite: bool = False, log: Callable[[str], None] = print) -> Path:
-    """Write the viewer page of a benchmark run (default ``RESULTS_DIR/report.html``); returns its path."""
+                        model: str | None = None, overwrite: bool = False,
+                        log: Callable[[str], None] = print) -> Path:
+    """Write the viewer page of a benchmark run (default ``RESULTS_DIR/report.html``) for the learned codec
+    ``model`` (default: the shipped default model when the run has it); returns the page's path."""
     from sarcodec.benchmark import FULLRANGE, _sarc_roundtrip, jpeg2000_fullrange_roundtrip
     from sarcodec.evaluate import load_reference
     from sarcodec.io.raster import find_rasters
@@ -85,7 +87,12 @@ def report_from_results(results_dir: str | Path, *, inputs: Sequence[str | Path]
     learned = sorted({r["codec"] for r in rows if str(r["codec"]).startswith("sarcodec-")})
     if not learned:
         raise BadInputError(f"{results_dir}: results.json has no sarcodec rows to show")
-    codec = learned[0]
+    from sarcodec.codec.registry import DEFAULT_CODEC
+
+    wanted = f"sarcodec-{model or DEFAULT_CODEC}"
+    if model is not None and wanted not in learned:
+        raise BadInputError(f"{results_dir}: results.json has no rows of {wanted} (it has {', '.join(learned)})")
+    codec = wanted if wanted in learned else learned[0]
     sources: dict[str, str] = dict(results.get("sources") or {})
     found: dict[str, Path] = {}
     if inputs:
