@@ -63,7 +63,7 @@ from sarcodec.io.sarc import (
     within_limits,
 )
 from sarcodec.codec.info import params_of
-from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec, resolve_codec
+from sarcodec.codec.registry import DEFAULT_CODEC, RUNTIMES, LoadedCodec, load_codec, resolve_codec
 from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
 from sarcodec.io.raster import RasterInfo, open_raster
@@ -173,12 +173,14 @@ def _device(device: str | None) -> torch.device:
         raise BadInputError(f"unknown device {device!r}") from None
 
 
-def _load_codec_async(model: str | Path, device: str | None) -> Future[LoadedCodec]:
+def _load_codec_async(model: str | Path, device: str | None, runtime: str = "torch") -> Future[LoadedCodec]:
     """Load ``model`` on a thread (importing PyTorch takes ~2 s on a small CPU) while the caller reads the scene;
-    an unknown model name fails here, at once."""
+    an unknown model name or runtime fails here, at once."""
     resolve_codec(model)
+    if runtime not in RUNTIMES:
+        raise BadInputError(f"unknown runtime {runtime!r}: give one of {', '.join(RUNTIMES)}")
     loader = ThreadPoolExecutor(1, thread_name_prefix="sarcodec-load")
-    future = loader.submit(lambda: load_codec(model, _device(device)))
+    future = loader.submit(lambda: load_codec(model, _device(device), runtime))
     loader.shutdown(wait=False)
     return future
 
@@ -395,6 +397,7 @@ def compress(
     tile_size: int = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     device: str | None = "auto",
+    runtime: str = "torch",
     overwrite: bool = False,
     progress: bool = False,
 ) -> CompressResult:
@@ -415,8 +418,12 @@ def compress(
         units, band, nodata, clip_percentiles: input interpretation (see ``sarcodec.preprocess``).
         tile_size, overlap: tiling (core size and overlap in pixels; bounded modes do not overlap tiles).
         device: ``"auto"`` (GPU when present), ``"cpu"``, ``"cuda"``...
+        runtime: ``"torch"``, or ``"onnx"``: the analysis transform under ONNX Runtime on the CPU (faster; the
+            file decodes exactly as any other, see ``sarcodec.codec.onnx``).
     """
     start = time.monotonic()
+    if runtime == "onnx" and device in (None, "auto"):
+        device = "cpu"
     if quality is not None and bpp is not None:
         raise BadInputError("give either a quality or a target bpp, not both")
     if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
@@ -429,7 +436,7 @@ def compress(
     out = Path(output)
     inputs: tuple[Path, ...] = () if isinstance(source, np.ndarray) else (Path(source),)
     _check_output(out, overwrite, inputs)
-    loading = _load_codec_async(model, device) if bound is None else None
+    loading = _load_codec_async(model, device, runtime) if bound is None else None
     reader: Any = _ArraySource(source, nodata) if isinstance(source, np.ndarray) else open_raster(source, band)
     try:
         info = reader.info
