@@ -10,6 +10,7 @@ Every failure sarcodec expects becomes one line on stderr and one exit code, the
 3    a damaged, truncated or foreign file (.sarc, dataset, checkpoint), or a header value out of range
 4    incompatible model: the file needs a model this installation does not have
 5    the output cannot be written (exists without --overwrite, unwritable, would overwrite an input)
+6    ``batch``: some scenes failed (the others were written; OUTDIR/manifest.csv says which and why)
 130  interrupted
 ==== ==========================================================================================
 
@@ -306,6 +307,9 @@ def _add_compress(sub: Any) -> None:
     p.add_argument("--tile-size", type=_positive_int, default=1024, help="tile core size in pixels (default 1024)")
     p.add_argument("--overlap", type=int, default=16, help="tile overlap in pixels on each side (default 16)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="runtime of the analysis transform: torch (default) or onnx (ONNX Runtime on the CPU; "
+                   "needs onnxruntime; the file decodes exactly as any other)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=_cmd_compress)
 
@@ -318,7 +322,8 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     r = compress(args.input, output, quality=args.quality, bpp=args.bpp, max_error=args.max_error,
                  max_error_units=args.max_error_units, lossless=args.lossless, model=args.model or DEFAULT_CODEC,
                  units=args.units, band=args.band, nodata=args.nodata, tile_size=args.tile_size,
-                 overlap=args.overlap, device=args.device, overwrite=args.overwrite, progress=True)
+                 overlap=args.overlap, device=args.device, runtime=args.runtime, overwrite=args.overwrite,
+                 progress=True)
     if args.units is None:
         _log(f"units: {r.units} ({r.units_rule}; override with --units)")
     if r.note:
@@ -494,6 +499,63 @@ def _add_benchmark(sub: Any) -> None:
     p.set_defaults(func=_cmd_benchmark)
 
 
+def _add_serve(sub: Any) -> None:
+    p = sub.add_parser(
+        "serve",
+        help="run the codec as an HTTP service (FastAPI + uvicorn)",
+        description="POST /compress (GeoTIFF upload in the multipart field 'file', query parameters as compress's "
+        "options) returns the .sarc; POST /decompress returns the GeoTIFF; POST /info a file's header; GET /info, "
+        "/healthz, /metrics (Prometheus). Limits and the token come from SARCODEC_MAX_UPLOAD_MB, SARCODEC_MAX_PIXELS, "
+        "SARCODEC_JOBS, SARCODEC_QUEUE, SARCODEC_API_TOKEN, SARCODEC_TMPDIR (the options below win).",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
+    p.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
+    p.add_argument("--jobs", type=_positive_int, default=None, help="requests coding at once (default 1)")
+    p.add_argument("--queue", type=int, default=None, help="requests waiting beyond --jobs before 503 (default 8)")
+    p.add_argument("--max-upload-mb", type=_positive_float, default=None, help="upload limit in MiB (default 4096)")
+    p.add_argument("--max-pixels", type=_positive_int, default=None, help="pixel limit per image (default 1e9)")
+    p.set_defaults(func=_cmd_serve)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from sarcodec.deploy.serve import ServeConfig, serve
+
+    config = ServeConfig.from_env(
+        jobs=args.jobs, queue=args.queue, max_pixels=args.max_pixels,
+        max_upload_bytes=int(args.max_upload_mb * 2**20) if args.max_upload_mb else None)
+    _log(f"sarcodec serve on http://{args.host}:{args.port} (jobs {config.jobs}, queue {config.queue}, "
+         f"token {'required' if config.token else 'not required'})")
+    serve(args.host, args.port, config)
+    return 0
+
+
+def _add_export(sub: Any) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a codec's networks to ONNX",
+        description="Write the codec's transforms (analysis, synthesis; hyper_analysis and hyper_synthesis for the "
+        "hyperprior) as ONNX graphs (opset 17, dynamic batch/height/width) and manifest.json (gains per quality, "
+        "padding, SHA-256s, how the pieces fit) to DIR. Entropy coding stays in Python.",
+    )
+    p.add_argument("model", nargs="?", default=None,
+                   help="shipped codec name (default hyperprior) or a .safetensors codec file")
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--overwrite", action="store_true", help="write into DIR even if it is not empty")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from sarcodec.codec.onnx import export_codec
+    from sarcodec.codec.registry import DEFAULT_CODEC
+
+    manifest = export_codec(args.model or DEFAULT_CODEC, args.output, overwrite=args.overwrite)
+    for name, graph in manifest["graphs"].items():
+        print(f"{Path(args.output) / graph['file']}: {name}")
+    print(f"{Path(args.output) / 'manifest.json'}: model {manifest['model']} ({manifest['model_sha256'][:12]}), "
+          f"{manifest['num_levels']} quality levels, opset {manifest['opset']}")
+    return 0
+
+
 def _add_report(sub: Any) -> None:
     p = sub.add_parser(
         "report",
@@ -548,8 +610,63 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------------ batch
+def _add_batch(sub: Any) -> None:
+    p = sub.add_parser(
+        "batch",
+        help="compress (or decompress) many scenes on Dask distributed: resumable, with a manifest",
+        description="Compress every raster of INPUTS on a local Dask cluster or an existing scheduler, one task per "
+        "scene and per band of multi-band rasters (OUTDIR/NAME.sarc, NAME_bK.sarc); with --decompress, decode every "
+        ".sarc to OUTDIR/NAME.tif. Outputs that exist and verify are skipped, damaged ones redone; OUTDIR/manifest.csv "
+        "lists every scene (status done/skipped/failed, bytes, bpp, seconds, error). Exit code 6 when a scene failed.",
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUTS",
+                   help="rasters (.sarc files with --decompress) or directories of them (searched recursively)")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output directory (created if missing)")
+    p.add_argument("--decompress", action="store_true", help="decode .sarc files to GeoTIFFs instead")
+    p.add_argument("--workers", type=_positive_int, default=2,
+                   help="worker processes of the local cluster, one core each (default 2; unused with --scheduler)")
+    p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                   help="use the Dask scheduler at ADDRESS (e.g. tcp://host:8786) instead of a local cluster; its "
+                   "workers must import sarcodec and see the same paths")
+    p.add_argument("--connect-timeout", type=_positive_float, default=10.0, metavar="S",
+                   help="seconds to wait for --scheduler (default 10)")
+    p.add_argument("--progress", action="store_true",
+                   help="show Dask's progress bar on stderr (default: only when stderr is a terminal)")
+    rate = p.add_mutually_exclusive_group()
+    rate.add_argument("-q", "--quality", type=float, default=None, help="as for compress (default 4)")
+    rate.add_argument("--bpp", type=_positive_float, default=None, help="as for compress: target bits per pixel")
+    rate.add_argument("--max-error", type=_non_negative_float, default=None, metavar="E",
+                      help="as for compress: near-lossless within E dB (E in input units with --max-error-units input)")
+    rate.add_argument("--lossless", action="store_true", help="as for compress: the exact values back")
+    p.add_argument("--max-error-units", choices=("db", "input"), default=None, help="units of --max-error (default db)")
+    p.add_argument("--model", default=None,
+                   help="shipped codec name (default hyperprior) or a .safetensors codec file (with --decompress: "
+                   "for files written with a model that is not shipped)")
+    p.add_argument("--units", choices=UNITS, default=None, help="units of the input values (default: inferred per scene)")
+    p.add_argument("--band", type=_positive_int, default=None,
+                   help="compress only this 1-based band (default: every band of a multi-band raster)")
+    p.add_argument("--cog", action="store_true", help="with --decompress: write Cloud-Optimized GeoTIFFs")
+    p.set_defaults(func=_cmd_batch)
+
+
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from sarcodec.deploy.batch import MANIFEST_NAME, raise_for_failures, run_batch
+
+    # unset options are None: run_batch passes on those given and rejects the ones of the other mode
+    options = {"quality": args.quality, "bpp": args.bpp, "max_error": args.max_error,
+               "max_error_units": args.max_error_units, "lossless": args.lossless or None, "model": args.model,
+               "units": args.units, "band": args.band, "cog": args.cog or None}
+    rows = run_batch(args.inputs, args.output, decompress=args.decompress, workers=args.workers,
+                     scheduler=args.scheduler, options=options, progress=args.progress or sys.stderr.isatty(),
+                     connect_timeout=args.connect_timeout, log=print)
+    raise_for_failures(rows, Path(args.output) / MANIFEST_NAME)
+    return 0
+
+
 _COMMANDS: tuple[Callable[[Any], None], ...] = (
     _add_compress, _add_decompress, _add_info, _add_prepare, _add_train, _add_evaluate, _add_benchmark, _add_report,
+    _add_export, _add_serve, _add_batch,
 )
 
 

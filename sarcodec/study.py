@@ -49,6 +49,7 @@ class StudyPaths:
     # the seed plan's checkpoint path for Variant B (notebooks/checkpoints/residual_v1_c16/best.pth)
     residual_dir: Path = Path("notebooks/checkpoints/residual_v1_c16")
     fraction: float = 1.0  # share of each scene's patches kept in the dataset
+    full: bool = False  # train the configs as written (the seed budget) instead of the equal-wall-time budget
 
     def run_dir(self, run: str) -> Path:
         return self.residual_dir if run == "residual_v1_c16" else self.runs / run
@@ -59,17 +60,21 @@ def seed_budget_paths() -> StudyPaths:
     Variant B goes to the seed plan's checkpoint path."""
     return StudyPaths(dataset=Path("outputs/study_p64_f20"), runs=Path("runs/seed_budget"),
                       results=Path("results/seed_study/seed_budget"),
-                      residual_dir=Path("notebooks/checkpoints/seed_budget/residual_v1_c16"), fraction=SEED_FRACTION)
+                      residual_dir=Path("notebooks/checkpoints/seed_budget/residual_v1_c16"), fraction=SEED_FRACTION,
+                      full=True)
 
 
 def notebook_setup(budget: str, scratch: Path | None = None) -> tuple[StudyPaths, list[str]]:
-    """Paths and extra overrides for the notebooks: ``"study"`` reuses the study's data and checkpoints (training
-    what is missing under the CPU budget); ``"tiny"`` is a seconds-long smoke run on the bundled sample in
-    ``scratch`` (what the tests execute so the notebooks cannot rot)."""
+    """Paths and extra overrides for the notebooks: ``"seed"`` reuses the seed-budget study's data and checkpoints
+    (training what is missing at that budget: 30 epochs each, hours on a CPU); ``"study"`` the 8-minute CPU
+    study's; ``"tiny"`` is a seconds-long smoke run on the bundled sample in ``scratch`` (what the tests execute so
+    the notebooks cannot rot)."""
+    if budget == "seed":
+        return seed_budget_paths(), []
     if budget == "study":
         return StudyPaths(), []
     if budget != "tiny":
-        raise ValueError(f"budget must be 'study' or 'tiny', got {budget!r}")
+        raise ValueError(f"budget must be 'seed', 'study' or 'tiny', got {budget!r}")
     if scratch is None:
         raise ValueError("the tiny budget needs a scratch directory")
     paths = StudyPaths(train_inputs=(Path("samples"),), eval_inputs=(Path("samples/opera"),),
@@ -115,7 +120,7 @@ def train_run(run: str, *, budget_minutes: float = 8.0, full: bool = False, retr
         log(f"{run}: trained before ({out}); pass retrain=True to redo it")
         return out
     overrides = [f"data.root={paths.dataset}", f"output_dir={out}"]
-    if not full:
+    if not (full or paths.full):
         overrides += cpu_budget_overrides(run, budget_minutes)
     config = load_config(paths.configs / f"{run}.yaml", [*overrides, *extra])
     train(config, resume=None if retrain else "auto", overwrite=retrain, log=log)
@@ -132,6 +137,16 @@ def evaluate_study(paths: StudyPaths = StudyPaths(), runs: Sequence[str] = RUNS,
     checkpoints = [paths.run_dir(r) / "best.pth" for r in runs if (paths.run_dir(r) / "best.pth").is_file()]
     return evaluate_checkpoints(checkpoints, list(paths.eval_inputs), results or paths.results,
                                 baseline_run="baseline_c16", log=log)
+
+
+def rate_view(paths: StudyPaths, runs: Sequence[str], log: Callable[[str], None] = print) -> dict[str, Any]:
+    """The real-bitrate view: each trained run's latents quantized and entropy coded (the latent coder), beside the
+    shipped hyperprior and JPEG 2000, by the benchmark on the evaluation images (``paths.results / "rate"``)."""
+    from sarcodec.benchmark import run_benchmark
+
+    checkpoints = [str(paths.run_dir(r) / "best.pth") for r in runs if (paths.run_dir(r) / "best.pth").is_file()]
+    return run_benchmark(list(paths.eval_inputs), paths.results / "rate", codecs=["jpeg2000"],
+                         models=["hyperprior"], checkpoints=checkpoints, log=log)
 
 
 def validation_images(paths: StudyPaths) -> list[Path]:
@@ -160,14 +175,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ensure_dataset(paths)
     if not args.evaluate_only:
         for run in args.runs:
-            train_run(run, budget_minutes=args.budget_minutes, full=args.full or seed, retrain=args.retrain,
-                      paths=paths)
+            train_run(run, budget_minutes=args.budget_minutes, full=args.full, retrain=args.retrain, paths=paths)
     evaluate_study(paths, args.runs)
     print((paths.results / "results.md").read_text())
     if seed:  # the seed budget also reports the validation scenes' whole images
         evaluate_study(replace(paths, eval_inputs=tuple(validation_images(paths))), args.runs,
                        results=paths.results / "val")
         print((paths.results / "val" / "results.md").read_text())
+        rate_view(paths, args.runs)
+        print((paths.results / "rate" / "report.md").read_text())
     return 0
 
 

@@ -1,0 +1,364 @@
+"""Archive batches on Dask distributed: compress (or decompress) many scenes, one task per scene and band.
+
+:func:`run_batch` plans the jobs on the client: one per single-band raster (``NAME.sarc``), one per band of a
+multi-band raster (``NAME_bK.sarc``) or, with ``decompress=True``, one per ``.sarc`` file (``NAME.tif``). It then
+submits them to Dask, to a ``LocalCluster`` of worker processes (one thread and one PyTorch thread each, so N workers
+use N cores) or to an existing scheduler, whose workers may run on other machines that mount the same paths (jobs
+carry absolute paths for that reason). Dask, not a home-made pool, so the same batch scales from a laptop to a
+cluster and brings its scheduler, its retries of tasks whose worker died, its dashboard and its progress bar.
+
+- Resumable: a job whose output exists and verifies is skipped. A ``.sarc`` verifies when it opens (which checks
+  the whole-file checksum) and records the source's height, width and band; a decoded GeoTIFF when rasterio opens
+  it and it has the ``.sarc``'s height and width. An output that does not verify is written again.
+- Atomic: ``sarcodec.compress``/``decompress`` write a temporary file and rename it into place, so an interrupted
+  batch leaves no partial output under a final name; ``OUTDIR/manifest.csv`` is written the same way, at the end.
+- Isolated: each task catches every ``Exception`` and returns a failed row, so one bad scene never stops the others;
+  :func:`raise_for_failures` then turns failed rows into :class:`BatchError` (exit code 6 on the command line).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sarcodec.errors import BadInputError, OutputError, SarcodecError
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = [
+    "BatchError",
+    "COMPRESS_OPTIONS",
+    "DECOMPRESS_OPTIONS",
+    "Job",
+    "MANIFEST_COLUMNS",
+    "MANIFEST_NAME",
+    "find_sarcs",
+    "plan_jobs",
+    "raise_for_failures",
+    "run_batch",
+    "run_job",
+    "summary_line",
+    "write_manifest",
+]
+
+MANIFEST_NAME = "manifest.csv"
+MANIFEST_COLUMNS = ("input", "band", "output", "status", "bytes", "bpp", "seconds", "error")
+#: Keyword arguments of ``sarcodec.compress`` a batch passes through (``band`` also chooses the jobs).
+COMPRESS_OPTIONS = frozenset({"quality", "bpp", "max_error", "max_error_units", "lossless", "model", "units", "band"})
+#: Keyword arguments of ``sarcodec.decompress`` a batch passes through.
+DECOMPRESS_OPTIONS = frozenset({"cog", "model"})
+#: Seconds to wait for an existing scheduler before giving up.
+CONNECT_TIMEOUT_S = 10.0
+
+
+class BatchError(SarcodecError):
+    """Some scenes of a batch failed; the others were written (the manifest says which failed and why)."""
+
+    exit_code = 6
+
+
+@dataclass(frozen=True)
+class Job:
+    """One task: code ``source`` to ``output``. ``band`` is the raster band compressed (None when decompressing,
+    or when the raster could not be opened while planning: its task then fails and says why)."""
+
+    source: Path
+    band: int | None
+    output: Path
+
+
+def find_sarcs(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand files and directories (recursively, sorted) into ``.sarc`` files; a missing path or a directory
+    without any is an error. Files named explicitly are taken as they are (a foreign one fails in its task)."""
+    found: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            raise BadInputError(f"{p}: no such file or directory")
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*.sarc") if f.is_file())
+            if not files:
+                raise BadInputError(f"{p}: no .sarc files found")
+            found.extend(files)
+        else:
+            found.append(p)
+    return found
+
+
+def _bands(raster: Path, band: int | None) -> list[tuple[int | None, str]]:
+    """(band, output stem) of each job of ``raster``: every band of a multi-band raster unless ``band`` is given."""
+    from sarcodec.io.raster import open_raster
+
+    try:
+        with open_raster(raster, 1) as reader:
+            count = reader.info.band_count
+    except Exception:  # unreadable: one job, whose task reports why in the manifest instead of ending the batch
+        return [(band, raster.stem)]
+    if count == 1:
+        return [(1 if band is None else band, raster.stem)]
+    return [(b, f"{raster.stem}_b{b}") for b in ([band] if band is not None else range(1, count + 1))]
+
+
+def plan_jobs(inputs: Sequence[str | Path], outdir: str | Path, *, decompress: bool = False,
+              band: int | None = None) -> list[Job]:
+    """The jobs of a batch, in input order, with absolute paths (an input listed twice is one job). Two inputs
+    that would write the same output (the same file name in two folders) are an error, raised before any work."""
+    out = Path(outdir).absolute()
+    jobs: list[Job] = []
+    if decompress:
+        for sarc in dict.fromkeys(p.absolute() for p in find_sarcs(inputs)):
+            jobs.append(Job(sarc, None, out / f"{sarc.stem}.tif"))
+    else:
+        from sarcodec.io.raster import find_rasters
+
+        for raster in dict.fromkeys(p.absolute() for p in find_rasters(list(inputs))):
+            jobs.extend(Job(raster, b, out / f"{stem}.sarc") for b, stem in _bands(raster, band))
+    owners: dict[Path, Job] = {}
+    for job in jobs:
+        first = owners.setdefault(job.output, job)
+        if first is not job:
+            raise BadInputError(f"{first.source} and {job.source} would both write {job.output}: rename one or "
+                                "run them as separate batches")
+    return jobs
+
+
+# ------------------------------------------------------------------------------ the task
+def _one_line(exc: BaseException) -> str:
+    """An error as one line: sarcodec's own messages as they are, anything else prefixed with its type."""
+    text = str(exc) if isinstance(exc, SarcodecError) else f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())
+
+
+def _row(job: Job, status: str, size: int | None = None, pixels: int | None = None, seconds: float | None = None,
+         error: str = "") -> dict[str, Any]:
+    return {"input": str(job.source), "band": job.band, "output": str(job.output), "status": status,
+            "bytes": size, "bpp": None if size is None or not pixels else size * 8 / pixels,
+            "seconds": seconds, "error": error}
+
+
+def _verified_sarc(job: Job) -> int | None:
+    """The source's pixel count if ``job.output`` is a complete ``.sarc`` of it (checksum, height, width, band)."""
+    from sarcodec.codec.info import read_info
+    from sarcodec.io.raster import open_raster
+
+    try:
+        info = read_info(job.output)
+        with open_raster(job.source, job.band) as reader:
+            src = reader.info
+    except Exception:  # damaged or foreign output (or unreadable source): redone, and a real problem fails then
+        return None
+    if (info["height"], info["width"], info["band"]) != (src.height, src.width, src.band):
+        return None
+    return src.height * src.width
+
+
+def _verified_tif(job: Job) -> int | None:
+    """The pixel count if ``job.output`` is a GeoTIFF that opens and has the ``.sarc``'s height and width."""
+    import rasterio
+    from rasterio.errors import NotGeoreferencedWarning
+
+    from sarcodec.codec.info import read_info
+
+    try:
+        info = read_info(job.source)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            with rasterio.open(job.output) as ds:
+                shape = (ds.height, ds.width)
+    except Exception:  # damaged or not a raster (or a damaged source): redone, and a real problem fails then
+        return None
+    return shape[0] * shape[1] if shape == (info["height"], info["width"]) else None
+
+
+def run_job(job: Job, decompress: bool, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The task a worker runs: skip a verified output, else write it (replacing a damaged one). Never raises: a
+    failure becomes a ``failed`` row, so that one scene cannot stop the batch."""
+    start = time.monotonic()
+    try:
+        exists = job.output.exists()
+        if exists:  # verified without PyTorch: skipping costs a header read, not an import
+            pixels = _verified_tif(job) if decompress else _verified_sarc(job)
+            if pixels is not None:
+                return _row(job, "skipped", job.output.stat().st_size, pixels, time.monotonic() - start)
+        import torch
+
+        torch.set_num_threads(1)  # one core per worker process: N workers use N cores, not N x cores
+        if decompress:
+            from sarcodec.codec.api import decompress as decode
+
+            d = decode(job.source, job.output, device="cpu", overwrite=exists, **options)
+            size, pixels = job.output.stat().st_size, d.height * d.width
+        else:
+            from sarcodec.codec.api import compress
+
+            c = compress(job.source, job.output, band=job.band, device="cpu", overwrite=exists, **options)
+            size, pixels = c.bytes, c.height * c.width
+        return _row(job, "done", size, pixels, time.monotonic() - start)
+    except Exception as exc:  # isolation: a failed scene is a row of the manifest, never the end of the batch
+        return _row(job, "failed", seconds=time.monotonic() - start, error=_one_line(exc))
+
+
+# ------------------------------------------------------------------------------ the batch
+def _checked_options(options: Mapping[str, Any], decompress: bool) -> dict[str, Any]:
+    """The options that were given (None dropped), those of the mode only, a model path made absolute for workers
+    elsewhere; an unknown model is an error here, before a cluster starts, rather than once per scene."""
+    given = {k: v for k, v in options.items() if v is not None}
+    allowed = DECOMPRESS_OPTIONS if decompress else COMPRESS_OPTIONS
+    foreign = sorted(set(given) - allowed)
+    if foreign:
+        raise BadInputError(f"{', '.join(foreign)}: not an option of {'decompress' if decompress else 'compress'} "
+                            f"(those are {', '.join(sorted(allowed))})")
+    if "model" in given:
+        from sarcodec.codec.registry import resolve_codec, shipped_codecs
+
+        resolve_codec(given["model"])
+        if str(given["model"]) not in shipped_codecs():
+            given["model"] = str(Path(given["model"]).absolute())
+    return given
+
+
+@contextlib.contextmanager
+def _client(scheduler: str | None, workers: int, timeout: float) -> Iterator[Client]:
+    """A client of the scheduler at ``scheduler``, or of a local cluster of ``workers`` single-threaded processes
+    (its HTTP server on a free port: a batch must not warn because another cluster holds Dask's default 8787)."""
+    from distributed import Client, LocalCluster
+
+    if scheduler is None:
+        if workers < 1:
+            raise BadInputError(f"workers must be a positive integer, got {workers}")
+        cluster = LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+            yield client
+        return
+    try:
+        client = Client(scheduler, timeout=timeout)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise BadInputError(f"invalid Dask scheduler address {scheduler!r} ({exc})") from None
+    except OSError as exc:  # TimeoutError included
+        raise BadInputError(f"cannot reach the Dask scheduler {scheduler} within {timeout:g} s ({exc})") from None
+    with client:
+        yield client
+
+
+def _collect(client: Client, jobs: list[Job], decompress: bool, options: dict[str, Any], progress: bool,
+             manifest: Path) -> list[dict[str, Any]]:
+    """Run one task per job and return their rows in job order; the manifest is written even when interrupted
+    (with the rows collected so far)."""
+    from distributed import as_completed
+    from distributed import progress as progress_bar
+
+    futures = client.map(run_job, jobs, decompress=decompress, options=options, pure=False)
+    index = {future.key: i for i, future in enumerate(futures)}
+    rows: list[dict[str, Any] | None] = [None] * len(jobs)
+    try:
+        if progress:
+            with contextlib.redirect_stdout(sys.stderr):  # Dask's text bar writes to stdout, the summary's stream
+                progress_bar(futures)  # type: ignore[no-untyped-call]
+        finished = as_completed(futures, with_results=True, raise_errors=False)  # type: ignore[no-untyped-call]
+        for future, result in finished:
+            i = index[future.key]
+            if future.status == "finished":
+                rows[i] = result
+            else:  # the task itself raised (its worker died repeatedly: KilledWorker) or was cancelled
+                error = _one_line(result[1]) if future.status == "error" else f"task {future.status}"
+                rows[i] = _row(jobs[i], "failed", error=error)
+    finally:
+        write_manifest([row for row in rows if row is not None], manifest)
+    return [row for row in rows if row is not None]
+
+
+def run_batch(
+    inputs: Sequence[str | Path],
+    outdir: str | Path,
+    *,
+    decompress: bool = False,
+    workers: int = 2,
+    scheduler: str | None = None,
+    options: Mapping[str, Any] | None = None,
+    progress: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+    log: Callable[[str], None] = print,
+) -> list[dict[str, Any]]:
+    """Compress the rasters in ``inputs`` (files or directories) into ``outdir`` on Dask, or with
+    ``decompress=True`` decode the ``.sarc`` files in them to GeoTIFFs; returns one row per job (the columns of
+    :data:`MANIFEST_COLUMNS`, ``status`` one of done, skipped, failed) and writes them to ``outdir/manifest.csv``.
+
+    ``options`` are passed to ``sarcodec.compress`` (:data:`COMPRESS_OPTIONS`) or ``sarcodec.decompress``
+    (:data:`DECOMPRESS_OPTIONS`); the codec runs on the CPU. ``scheduler`` is the address of an existing Dask
+    scheduler (``workers`` is then unused); without it a local cluster of ``workers`` processes is started and
+    closed. ``progress`` shows Dask's progress bar on stderr. ``log`` receives the one-line summary.
+
+    Bad input (no inputs, an ``outdir`` that is a file, a scheduler not reachable within ``connect_timeout``
+    seconds, an option of the other mode) raises BadInputError before anything is written. A failed scene does
+    not raise: see :func:`raise_for_failures`.
+    """
+    opts = _checked_options(options or {}, decompress)
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"{out}: exists and is not a directory")
+    jobs = plan_jobs(inputs, out, decompress=decompress, band=opts.pop("band", None))
+    if not jobs:
+        raise BadInputError("no inputs")
+    with _client(scheduler, workers, connect_timeout) as client:
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"{out}: cannot be created ({exc.strerror or exc})") from None
+        start = time.monotonic()
+        rows = _collect(client, jobs, decompress, opts, progress, out / MANIFEST_NAME)
+        seconds = time.monotonic() - start
+    log(summary_line(rows, seconds, out / MANIFEST_NAME))
+    return rows
+
+
+# ------------------------------------------------------------------------------ manifest and summary
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return ""
+    if column == "bpp":
+        return f"{value:.6f}"
+    if column == "seconds":
+        return f"{value:.3f}"
+    return str(value)
+
+
+def write_manifest(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    """Write ``rows`` as CSV (:data:`MANIFEST_COLUMNS`) to ``path`` through a temporary file renamed into place, so
+    a reader never sees half a manifest."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(MANIFEST_COLUMNS)
+            writer.writerows([_cell(c, row[c]) for c in MANIFEST_COLUMNS] for row in rows)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+
+
+def summary_line(rows: Sequence[Mapping[str, Any]], seconds: float, manifest: Path) -> str:
+    """One line: done/skipped/failed counts, wall time and scenes per minute (every row counts as a scene)."""
+    counts = {status: sum(row["status"] == status for row in rows) for status in ("done", "skipped", "failed")}
+    rate = len(rows) * 60 / max(seconds, 1e-9)
+    return (f"batch: {counts['done']} done, {counts['skipped']} skipped, {counts['failed']} failed of {len(rows)} "
+            f"scene(s) in {seconds:.1f} s ({rate:.1f} scenes/min); manifest {manifest}")
+
+
+def raise_for_failures(rows: Sequence[Mapping[str, Any]], manifest: Path) -> None:
+    """Raise BatchError, naming the first failure, if any row failed."""
+    failed = [row for row in rows if row["status"] == "failed"]
+    if failed:
+        first = failed[0]
+        reason = first["error"] if first["input"] in first["error"] else f"{first['input']}: {first['error']}"
+        raise BatchError(f"{len(failed)} of {len(rows)} scene(s) failed (first: {reason}); see {manifest}")

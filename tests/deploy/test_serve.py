@@ -1,0 +1,171 @@
+"""`sarcodec serve`: a real server process on 127.0.0.1 and a real HTTP client (httpx)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+httpx = pytest.importorskip("httpx", reason="httpx is a dev dependency (pip install -e .[dev])")
+
+from sarcodec.codec.api import compress, decompress  # noqa: E402
+from tests.conftest import speckle_intensity, write_geotiff  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+OPERA = sorted((ROOT / "samples" / "opera").glob("*.tif"))[0]
+TOKEN = "s3cret-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, tmp: Path, **env: str) -> None:
+        self.port = _free_port()
+        self.tmp = tmp
+        self.url = f"http://127.0.0.1:{self.port}"
+        full_env = {**os.environ, "SARCODEC_TMPDIR": str(tmp), **env}
+        self.proc = subprocess.Popen([sys.executable, "-m", "sarcodec", "serve", "--port", str(self.port)],
+                                     env=full_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(300):
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.1)
+        self.stop()
+        raise AssertionError(f"server did not start: {self.proc.stderr.read().decode() if self.proc.stderr else ''}")
+
+    def leftovers(self, wait: float = 5.0) -> list[Path]:
+        """Anything inside the service's folder, after waiting up to ``wait`` s: a request's folder is removed
+        just after its response is sent, so the client can be a moment ahead."""
+        deadline = time.monotonic() + wait
+        while True:
+            left = [p for p in self.tmp.rglob("*") if p.parent != self.tmp]
+            if not left or time.monotonic() > deadline:
+                return left
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    tmp = tmp_path_factory.mktemp("serve")
+    srv = Server(tmp, SARCODEC_API_TOKEN=TOKEN, SARCODEC_MAX_UPLOAD_MB="2", SARCODEC_MAX_PIXELS="300000")
+    yield srv
+    srv.stop()
+    assert not list(tmp.iterdir()), "the service's folder was not removed at shutdown"
+
+
+def _auth() -> dict[str, str]:
+    return {"Authorization": f"Bearer {TOKEN}"}
+
+
+def test_compress_and_decompress_over_http_match_the_library(server: Server, tmp_path: Path) -> None:
+    with open(OPERA, "rb") as fh:
+        r = httpx.post(f"{server.url}/compress", params={"quality": 3}, files={"file": (OPERA.name, fh)},
+                       headers=_auth(), timeout=120)
+    assert r.status_code == 200, r.text
+    local = tmp_path / "local.sarc"
+    compress(OPERA, local, quality=3, device="cpu")
+    assert r.content == local.read_bytes()  # the same file as the API writes
+    assert r.headers["x-sarcodec-bytes"] == str(len(r.content)) and r.headers["x-sarcodec-mode"] == "lossy"
+    sarc = tmp_path / "a.sarc"
+    sarc.write_bytes(r.content)
+    info = httpx.post(f"{server.url}/info", files={"file": ("a.sarc", sarc.read_bytes())}, headers=_auth()).json()
+    assert info["quality"] == 3 and info["file_bytes"] == len(r.content)
+    d = httpx.post(f"{server.url}/decompress", files={"file": ("a.sarc", sarc.read_bytes())}, headers=_auth(),
+                   timeout=120)
+    assert d.status_code == 200 and d.headers["content-type"] == "image/tiff"
+    tif = tmp_path / "a.tif"
+    tif.write_bytes(d.content)
+    from sarcodec.io.raster import open_raster
+
+    with open_raster(tif) as reader:
+        got = reader.read()
+    np.testing.assert_array_equal(got, decompress(local).array)
+    assert server.leftovers() == []
+
+
+def test_near_lossless_over_http_keeps_the_bound(server: Server) -> None:
+    r = httpx.post(f"{server.url}/compress", params={"max_error": 0.5}, files={"file": (OPERA.name, OPERA.read_bytes())},
+                   headers=_auth(), timeout=120)
+    assert r.status_code == 200 and r.headers["x-sarcodec-mode"] == "near-lossless"
+
+
+def test_bad_input_gets_the_cli_message_as_json(server: Server, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.tif"
+    bad.write_text("not a raster")
+    cli = subprocess.run([sys.executable, "-m", "sarcodec", "compress", "bad.tif"], cwd=tmp_path,
+                         capture_output=True, text=True)
+    message = cli.stderr.strip().removeprefix("sarcodec compress: error: ")
+    r = httpx.post(f"{server.url}/compress", files={"file": ("bad.tif", b"not a raster")}, headers=_auth())
+    assert r.status_code == 400 and r.json() == {"error": message}
+    for params, files, status in (({"quality": "abc"}, {"file": ("a.tif", OPERA.read_bytes())}, 400),
+                                  ({"quality": 99}, {"file": ("a.tif", OPERA.read_bytes())}, 400),
+                                  ({}, {"other": ("a.tif", b"x")}, 400)):
+        r = httpx.post(f"{server.url}/compress", params=params, files=files, headers=_auth())
+        assert r.status_code == status and set(r.json()) == {"error"}, r.text
+    r = httpx.post(f"{server.url}/decompress", files={"file": ("x.sarc", b"SARC" + b"\0" * 40)}, headers=_auth())
+    assert r.status_code == 400 and "x.sarc" in r.json()["error"] and "Traceback" not in r.text
+    assert server.leftovers() == []
+
+
+def test_limits_and_token(server: Server, tmp_path: Path) -> None:
+    assert httpx.get(f"{server.url}/healthz").status_code == 200  # open for probes
+    for method, path in (("GET", "/info"), ("GET", "/metrics"), ("POST", "/compress")):
+        r = httpx.request(method, f"{server.url}{path}")
+        assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+        assert httpx.request(method, f"{server.url}{path}", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    big = write_geotiff(tmp_path / "big.tif", speckle_intensity((600, 600)))  # 360 000 px > 300 000, 1.4 MB
+    r = httpx.post(f"{server.url}/compress", files={"file": ("big.tif", big.read_bytes())}, headers=_auth())
+    assert r.status_code == 413 and "pixels" in r.json()["error"]
+    huge = b"\0" * (3 << 20)  # 3 MiB > 2 MiB upload limit: refused on its Content-Length
+    r = httpx.post(f"{server.url}/compress", files={"file": ("huge.tif", huge)}, headers=_auth())
+    assert r.status_code == 413
+    head = (b'--b\r\nContent-Disposition: form-data; name="file"; filename="c.tif"\r\n'
+            b"Content-Type: application/octet-stream\r\n\r\n")
+    chunks = iter([head, *[b"\0" * (1 << 20)] * 3, b"\r\n--b--\r\n"])  # chunked, no length: cut off on arrival
+    r = httpx.post(f"{server.url}/compress", content=chunks, headers={**_auth(), "Content-Type": "multipart/form-data; boundary=b"})
+    assert r.status_code == 413
+    metrics = httpx.get(f"{server.url}/metrics", headers=_auth()).text
+    assert 'sarcodec_rejected_total{reason="too_large"}' in metrics
+    assert 'sarcodec_requests_total{endpoint="compress",status="413"}' in metrics
+    assert server.leftovers() == []
+
+
+@pytest.mark.slow
+def test_a_full_queue_answers_503_and_nothing_is_left(tmp_path: Path) -> None:
+    scene = write_geotiff(tmp_path / "scene.tif", speckle_intensity((1024, 1024), seed=2))
+    srv = Server(tmp_path / "srv", SARCODEC_JOBS="1", SARCODEC_QUEUE="1")
+    try:
+        data = scene.read_bytes()
+
+        def post(_: int) -> int:
+            return httpx.post(f"{srv.url}/compress", files={"file": ("scene.tif", data)}, timeout=300).status_code
+
+        with ThreadPoolExecutor(4) as pool:
+            codes = sorted(pool.map(post, range(4)))
+        assert codes.count(200) >= 2 and 503 in codes and set(codes) <= {200, 503}, codes
+        assert srv.leftovers() == []
+    finally:
+        srv.stop()
+    assert not list((tmp_path / "srv").iterdir())
