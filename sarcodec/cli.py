@@ -372,7 +372,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     options = {"model": args.model, "cog": args.cog, "device": args.device, "overwrite": args.overwrite,
                "progress": True}
     if args.compare:
-        from sarcodec.benchmark import COMPARE_COLUMNS, decompress_and_compare
+        from sarcodec.bench.compare import COMPARE_COLUMNS, decompress_and_compare
         from sarcodec.report import markdown_table
 
         r, rows = decompress_and_compare(args.input, output, args.compare, band=args.band, html=args.html,
@@ -589,12 +589,12 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     if args.near_lossless:
-        from sarcodec.benchmark_bounded import DEFAULT_BOUNDS_DB, run_bounded_benchmark
+        from sarcodec.bench.bounded import DEFAULT_BOUNDS_DB, run_bounded_benchmark
 
         run_bounded_benchmark(args.inputs, args.output, bounds_db=args.bounds or DEFAULT_BOUNDS_DB, log=_log)
         print((Path(args.output) / "near_lossless.md").read_text())
         return 0
-    from sarcodec.benchmark import run_benchmark
+    from sarcodec.bench.sweep import run_benchmark
 
     if args.html:
         from sarcodec.bench.viewer import check_page_output

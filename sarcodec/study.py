@@ -142,7 +142,7 @@ def evaluate_study(paths: StudyPaths = StudyPaths(), runs: Sequence[str] = RUNS,
 def rate_view(paths: StudyPaths, runs: Sequence[str], log: Callable[[str], None] = print) -> dict[str, Any]:
     """The real-bitrate view: each trained run's latents quantized and entropy coded (the latent coder), beside the
     shipped hyperprior and JPEG 2000, by the benchmark on the evaluation images (``paths.results / "rate"``)."""
-    from sarcodec.benchmark import run_benchmark
+    from sarcodec.bench.sweep import run_benchmark
 
     checkpoints = [str(paths.run_dir(r) / "best.pth") for r in runs if (paths.run_dir(r) / "best.pth").is_file()]
     return run_benchmark(list(paths.eval_inputs), paths.results / "rate", codecs=["jpeg2000"],

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from sarcodec import metrics
-from sarcodec.benchmark import jpeg2000_roundtrip
+from sarcodec.bench.classical import jpeg2000_roundtrip
 from sarcodec.io.raster import open_raster
 from sarcodec.preprocess import db_to_intensity, denormalize_db, forward, params_for_array
 

@@ -13,7 +13,7 @@ import argparse
 
 import torch
 
-from sarcodec.benchmark import bd_metrics
+from sarcodec.bench.bd import bd_metrics
 from sarcodec.codec.registry import load_codec
 from sarcodec.train.rd import add_speckle, evaluate_levels, load_patches, patch_db_ranges
 

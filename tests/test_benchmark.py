@@ -12,7 +12,8 @@ import pytest
 import rasterio
 from PIL import Image
 
-from sarcodec.benchmark import bd_metrics, run_benchmark
+from sarcodec.bench.bd import bd_metrics
+from sarcodec.bench.sweep import run_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 OPERA = sorted((REPO / "samples" / "opera").glob("*.tif"))[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sarcodec.benchmark import jpeg2000_roundtrip
+from sarcodec.bench.classical import jpeg2000_roundtrip
 from sarcodec.data.prepare import PrepareConfig, prepare_dataset
 from sarcodec.evaluate import evaluate_images, image_group, score_reconstruction, summarize
 from sarcodec.preprocess import forward, params_for_array

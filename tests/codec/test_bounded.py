@@ -242,7 +242,7 @@ def test_damaged_bounded_files_behind_a_valid_checksum(tmp_path: Path) -> None:
 
 
 def test_near_lossless_benchmark_checks_every_file_and_summarizes_the_rows(tmp_path: Path) -> None:
-    from sarcodec.benchmark_bounded import run_bounded_benchmark
+    from sarcodec.bench.bounded import run_bounded_benchmark
 
     data = tmp_path / "scenes"
     data.mkdir()
