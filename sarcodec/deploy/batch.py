@@ -79,19 +79,9 @@ class Job:
 def find_sarcs(paths: Sequence[str | Path]) -> list[Path]:
     """Expand files and directories (recursively, sorted) into ``.sarc`` files; a missing path or a directory
     without any is an error. Files named explicitly are taken as they are (a foreign one fails in its task)."""
-    found: list[Path] = []
-    for raw in paths:
-        p = Path(raw)
-        if not p.exists():
-            raise BadInputError(f"{p}: no such file or directory")
-        if p.is_dir():
-            files = sorted(f for f in p.rglob("*.sarc") if f.is_file())
-            if not files:
-                raise BadInputError(f"{p}: no .sarc files found")
-            found.extend(files)
-        else:
-            found.append(p)
-    return found
+    from sarcodec.io.raster import expand_paths
+
+    return expand_paths(paths, lambda f, _: f.suffix == ".sarc", ".sarc files")
 
 
 def _bands(raster: Path, band: int | None) -> list[tuple[int | None, str]]:

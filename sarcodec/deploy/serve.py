@@ -252,25 +252,26 @@ def create_app(config: ServeConfig | None = None) -> Any:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/metrics")
-    async def metrics(request: Request) -> Any:
+    def refused(request: Request) -> JSONResponse | None:
+        """The 401 answer for a request without the token, else None (for the light GET endpoints)."""
         try:
             check_token(request)
         except _Rejected as exc:
             return JSONResponse({"error": str(exc)}, exc.status, headers=exc.headers)
-        return PlainTextResponse(generate_latest(registry).decode(), media_type="text/plain; version=0.0.4")
+        return None
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Any:
+        return refused(request) or PlainTextResponse(generate_latest(registry).decode(),
+                                                     media_type="text/plain; version=0.0.4")
 
     @app.get("/info")
     async def service_info(request: Request) -> Any:
         from sarcodec.codec.registry import DEFAULT_CODEC, shipped_codecs
 
-        try:
-            check_token(request)
-        except _Rejected as exc:
-            return JSONResponse({"error": str(exc)}, exc.status, headers=exc.headers)
         limits = {k: v for k, v in asdict(cfg).items() if k not in ("token", "tmpdir")}
-        return {"service": "sarcodec", "version": __version__, "models": shipped_codecs(),
-                "default_model": DEFAULT_CODEC, "limits": limits, "auth": cfg.token is not None}
+        return refused(request) or {"service": "sarcodec", "version": __version__, "models": shipped_codecs(),
+                                    "default_model": DEFAULT_CODEC, "limits": limits, "auth": cfg.token is not None}
 
     @app.post("/info")
     async def file_info(request: Request) -> Any:

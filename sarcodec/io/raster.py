@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import TracebackType
@@ -195,23 +195,29 @@ def open_raster(path: str | Path, band: int | None = None) -> RasterReader:
     return RasterReader(path, band)
 
 
-def find_rasters(paths: list[str | Path]) -> list[Path]:
+def find_rasters(paths: Sequence[str | Path]) -> list[Path]:
     """Expand files and directories (recursively, sorted) into raster files.
 
     A path that does not exist is an error; a directory with no raster files is an error. Inside directories,
     hidden folders and folders holding a ``manifest.json`` (sarcodec outputs, e.g. a dataset written into an input
     folder) are skipped.
     """
+    return expand_paths(paths, lambda f, root: f.suffix.lower() in RASTER_SUFFIXES and not _skipped(f, root),
+                        f"raster files ({', '.join(RASTER_SUFFIXES)})")
+
+
+def expand_paths(paths: Sequence[str | Path], accept: Callable[[Path, Path], bool], what: str) -> list[Path]:
+    """Files as given, and directories expanded (recursively, sorted) into their files ``accept(file, directory)``
+    takes; a missing path, or a directory with none of them (``what`` names them in the error), is bad input."""
     found: list[Path] = []
     for raw in paths:
         p = Path(raw)
         if not p.exists():
             raise BadInputError(f"{p}: no such file or directory")
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*")
-                           if f.is_file() and f.suffix.lower() in RASTER_SUFFIXES and not _skipped(f, p))
+            files = sorted(f for f in p.rglob("*") if f.is_file() and accept(f, p))
             if not files:
-                raise BadInputError(f"{p}: no raster files ({', '.join(RASTER_SUFFIXES)}) found")
+                raise BadInputError(f"{p}: no {what} found")
             found.extend(files)
         else:
             found.append(p)
