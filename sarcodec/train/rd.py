@@ -203,7 +203,7 @@ def train_codec(config: RDTrainConfig) -> Path:
             n = config.log_every
             print(
                 f"step {step}/{total} loss {running['loss'] / n:.4f} mse {running['mse'] / n:.5f} "
-                f"bpp {running['bpp'] / n:.3f} aux {float(aux):.1f} {(time.monotonic() - start) / 60:.1f} min",
+                f"bpp {running['bpp'] / n:.3f} aux {float(aux.detach()):.1f} {(time.monotonic() - start) / 60:.1f} min",
                 flush=True,
             )
             running = dict.fromkeys(running, 0.0)
