@@ -60,7 +60,7 @@ def test_compress_resume_redo_and_decompress(tmp_path: Path, scheduler: str) -> 
     folder, out = _inputs(tmp_path), tmp_path / "out"
     good = [p.name for p in SAMPLES[:2]]
     logged: list[str] = []
-    rows = run_batch([folder], out, scheduler=scheduler, options={"quality": 3}, log=logged.append)
+    rows = run_batch([folder], out, scheduler=scheduler, connect_timeout=60, options={"quality": 3}, log=logged.append)
 
     assert sorted((Path(r["input"]).name, r["status"]) for r in rows) == sorted(
         [(good[0], "done"), (good[1], "done"), ("bad.tif", "failed")])
@@ -92,7 +92,7 @@ def test_compress_resume_redo_and_decompress(tmp_path: Path, scheduler: str) -> 
     # rerun: the verified outputs are skipped (not rewritten), the bad scene fails again
     first, second = (out / Path(g).with_suffix(".sarc").name for g in good)
     before = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (first, second)}
-    rows = run_batch([folder], out, scheduler=scheduler, options={"quality": 3}, log=logged.append)
+    rows = run_batch([folder], out, scheduler=scheduler, connect_timeout=60, options={"quality": 3}, log=logged.append)
     assert {Path(r["input"]).name: r["status"] for r in rows} == {good[0]: "skipped", good[1]: "skipped",
                                                                  "bad.tif": "failed"}
     assert {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (first, second)} == before
@@ -105,7 +105,7 @@ def test_compress_resume_redo_and_decompress(tmp_path: Path, scheduler: str) -> 
     _flip_byte(first)
     with pytest.raises(sarcodec.CorruptFileError):
         sarcodec.read_info(first)
-    rows = run_batch([folder], out, scheduler=scheduler, options={"quality": 3}, log=logged.append)
+    rows = run_batch([folder], out, scheduler=scheduler, connect_timeout=60, options={"quality": 3}, log=logged.append)
     assert {Path(r["input"]).name: r["status"] for r in rows} == {good[0]: "done", good[1]: "skipped",
                                                                  "bad.tif": "failed"}
     assert first.read_bytes() == before[first][1]  # the same scene and options code to the same bytes
@@ -113,7 +113,7 @@ def test_compress_resume_redo_and_decompress(tmp_path: Path, scheduler: str) -> 
 
     # --decompress of the outputs (the manifest beside them is not an input): GeoTIFFs of the samples' shape
     dec = tmp_path / "dec"
-    rows = run_batch([out], dec, decompress=True, scheduler=scheduler, options={}, log=logged.append)
+    rows = run_batch([out], dec, decompress=True, scheduler=scheduler, connect_timeout=60, options={}, log=logged.append)
     assert [r["status"] for r in rows] == ["done", "done"]
     manifest = _manifest(dec)
     for name in good:
@@ -123,7 +123,7 @@ def test_compress_resume_redo_and_decompress(tmp_path: Path, scheduler: str) -> 
         with rasterio.open(tif) as ds, rasterio.open(folder / name) as original:
             assert ds.shape == SAMPLE_SHAPE and ds.crs == original.crs and ds.transform == original.transform
     # and again: both skipped
-    rows = run_batch([out], dec, decompress=True, scheduler=scheduler, options={}, log=logged.append)
+    rows = run_batch([out], dec, decompress=True, scheduler=scheduler, connect_timeout=60, options={}, log=logged.append)
     assert [r["status"] for r in rows] == ["skipped", "skipped"]
 
 
@@ -134,14 +134,14 @@ def test_one_task_per_band_of_multiband_rasters(tmp_path: Path, scheduler: str) 
     folder.mkdir()
     write_geotiff(folder / "pair.tif", bands)
     out = tmp_path / "out"
-    rows = run_batch([folder], out, scheduler=scheduler, options={"quality": 2}, log=lambda line: None)
+    rows = run_batch([folder], out, scheduler=scheduler, connect_timeout=60, options={"quality": 2}, log=lambda line: None)
     assert [(Path(r["output"]).name, r["band"], r["status"]) for r in rows] == [
         ("pair_b1.sarc", 1, "done"), ("pair_b2.sarc", 2, "done")]
     for k in (1, 2):
         info = sarcodec.read_info(out / f"pair_b{k}.sarc")
         assert (info["band"], info["height"], info["width"]) == (k, 48, 64)
     only = tmp_path / "only"
-    rows = run_batch([folder], only, scheduler=scheduler, options={"quality": 2, "band": 2}, log=lambda line: None)
+    rows = run_batch([folder], only, scheduler=scheduler, connect_timeout=60, options={"quality": 2, "band": 2}, log=lambda line: None)
     assert [(Path(r["output"]).name, r["status"]) for r in rows] == [("pair_b2.sarc", "done")]
     assert (only / "pair_b2.sarc").read_bytes() == (out / "pair_b2.sarc").read_bytes()
 

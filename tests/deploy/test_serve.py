@@ -39,7 +39,7 @@ class Server:
         full_env = {**os.environ, "SARCODEC_TMPDIR": str(tmp), **env}
         self.proc = subprocess.Popen([sys.executable, "-m", "sarcodec", "serve", "--port", str(self.port)],
                                      env=full_env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(300):
+        for _ in range(1200):  # up to ~2 minutes: importing PyTorch on a busy 2-core machine is slow
             try:
                 if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
                     return
