@@ -303,7 +303,8 @@ def create_app(config: ServeConfig | None = None) -> Any:
                     raise _Rejected(413, f"{path.name}: {pixels} pixels, more than the limit ({cfg.max_pixels})")
 
             await anyio.to_thread.run_sync(check_size)
-            out = workdir / f"{Path(path.name).stem}.sarc"
+            out = workdir / "out" / f"{Path(path.name).stem}.sarc"  # a folder of its own: never the upload's name
+            out.parent.mkdir()
             r = await coded(compress, path, out, quality=quality, bpp=bpp, max_error=max_error,
                             max_error_units=max_error_units, lossless=lossless, model=model or DEFAULT_CODEC,
                             units=units, band=band, nodata=nodata, device="cpu")
@@ -324,7 +325,8 @@ def create_app(config: ServeConfig | None = None) -> Any:
             pixels = int(info["height"]) * int(info["width"])
             if pixels > cfg.max_pixels:
                 raise _Rejected(413, f"{path.name}: {pixels} pixels, more than the limit ({cfg.max_pixels})")
-            out = workdir / f"{Path(path.name).stem}.tif"
+            out = workdir / "out" / f"{Path(path.name).stem}.tif"
+            out.parent.mkdir()
             await coded(decompress, path, out, cog=cog, device="cpu")
             return FileResponse(out, media_type="image/tiff", filename=out.name)
 

@@ -105,10 +105,16 @@ def test_compress_and_decompress_over_http_match_the_library(server: Server, tmp
     assert server.leftovers() == []
 
 
-def test_near_lossless_over_http_keeps_the_bound(server: Server) -> None:
+def test_near_lossless_over_http_and_odd_upload_names(server: Server) -> None:
     r = httpx.post(f"{server.url}/compress", params={"max_error": 0.5}, files={"file": (OPERA.name, OPERA.read_bytes())},
                    headers=_auth(), timeout=120)
     assert r.status_code == 200 and r.headers["x-sarcodec-mode"] == "near-lossless"
+    # an upload already named like the output, or with a path in its name: the output never overwrites it
+    for name in ("scene.sarc", "../../etc/x.tif"):
+        r = httpx.post(f"{server.url}/compress", files={"file": (name, OPERA.read_bytes())}, headers=_auth(),
+                       timeout=120)
+        assert r.status_code == 200, r.text
+    assert server.leftovers() == []
 
 
 def test_bad_input_gets_the_cli_message_as_json(server: Server, tmp_path: Path) -> None:
