@@ -53,7 +53,8 @@ class Server:
         just after its response is sent, so the client can be a moment ahead."""
         deadline = time.monotonic() + wait
         while True:
-            left = [p for p in self.tmp.rglob("*") if p.parent != self.tmp]
+            # os.walk skips folders that vanish while it walks (the server removes them concurrently)
+            left = [Path(d) / n for d, dirs, files in os.walk(self.tmp) if Path(d) != self.tmp for n in dirs + files]
             if not left or time.monotonic() > deadline:
                 return left
             time.sleep(0.05)
