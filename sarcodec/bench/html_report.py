@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import tempfile
-from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,25 +48,15 @@ def _pick(rows: Sequence[Mapping[str, Any]], targets: Sequence[float]) -> list[M
 
 
 def _group_svgs(rows: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
-    acc: dict[tuple[str, str, float], list[Mapping[str, Any]]] = defaultdict(list)
-    for r in rows:
-        acc[(r["group"], r["codec"], float(r["setting"]))].append(r)
-    out = []
-    for group in sorted({r["group"] for r in rows}, key=lambda g: (g != "sentinel1", g)):
-        curves: dict[str, dict[str, list[tuple[float, float]]]] = {"psnr": defaultdict(list),
-                                                                   "rmse_db": defaultdict(list)}
-        for (g, codec, _), rs in sorted(acc.items()):
-            if g != group:
-                continue
-            bpp = sum(r["bpp"] for r in rs) / len(rs)
-            for metric in curves:
-                values = [float(r.get(metric, math.nan)) for r in rs]
-                finite = [v for v in values if math.isfinite(v)]
-                if finite:
-                    curves[metric][codec].append((bpp, sum(finite) / len(finite)))
-        out.append((group, rd_figure_svg(group, {m: {c: sorted(p) for c, p in per.items()}
-                                                 for m, per in curves.items()})))
-    return out
+    """Per group, the RD figure of the group means (the benchmark's own :func:`mean_curves`)."""
+    from sarcodec.bench.plots import mean_curves
+    from sarcodec.bench.sweep import BenchRow
+
+    bench_rows = [BenchRow(**r) for r in rows]
+    curves = {metric: mean_curves(bench_rows, metric) for metric in ("psnr", "rmse_db")}
+    return [(group, rd_figure_svg(group, {metric: {codec: points for (g, codec), points in per.items() if g == group}
+                                          for metric, per in curves.items()}))
+            for group in sorted({r["group"] for r in rows}, key=lambda g: (g != "sentinel1", g))]
 
 
 def report_from_results(results_dir: str | Path, *, inputs: Sequence[str | Path] = (),
