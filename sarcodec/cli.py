@@ -118,9 +118,11 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 def _add_train(sub: Any) -> None:
     p = sub.add_parser(
         "train",
-        help="train an autoencoder from a YAML config",
-        description="Train the model a YAML config describes (see configs/) on a dataset made by 'sarcodec prepare'. "
-        "Writes best.pth, last.pth, history.json, config.yaml and TensorBoard events to the output directory. "
+        help="train an autoencoder or a codec from a YAML config",
+        description="Train the model a YAML config describes (see configs/; configs/codec/ for the rate-distortion "
+        "codecs) on a dataset made by 'sarcodec prepare'. Writes best.pth, last.pth, history.json, config.yaml and "
+        "TensorBoard events to the output directory; a codec run also writes RUN_NAME.safetensors (for "
+        "'sarcodec compress --model'). "
         "Runs distributed (DDP) under torchrun: 'torchrun --nproc_per_node=N -m sarcodec train CONFIG ...'.",
     )
     p.add_argument("config", metavar="CONFIG", help="YAML config file (e.g. configs/residual_v1_c16.yaml)")

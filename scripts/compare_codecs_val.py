@@ -1,7 +1,7 @@
 """Model selection on validation patches (never on the dev/test images): BD-rate of codec B against codec A.
 
 Estimated rates (from the likelihoods) and PSNR of every quality level on the validation split of a prepared
-dataset, as is and with extra 1..3-look speckle (``sarcodec.train.rd.add_speckle``, fixed seed); prints both
+dataset, as is and with extra 1..3-look speckle (``sarcodec.train.objectives.add_speckle``, fixed seed); prints both
 curves and B's BD-rate against A on each set.
 
     python scripts/compare_codecs_val.py A.safetensors B.safetensors [--data outputs/codec_p64]
@@ -15,7 +15,7 @@ import torch
 
 from sarcodec.bench.bd import bd_metrics
 from sarcodec.codec.registry import load_codec
-from sarcodec.train.rd import add_speckle, evaluate_levels, load_patches, patch_db_ranges
+from sarcodec.train.objectives import add_speckle, evaluate_levels, load_patches, patch_db_ranges
 
 
 def main() -> None:

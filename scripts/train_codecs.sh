@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Train the shipped codecs (CPU: about 55 minutes on 2 cores; a GPU is used when present) and copy the
-# weights into sarcodec/weights/. Usage: bash scripts/train_codecs.sh [extra --set key=value ...]
+# Train the shipped codecs (CPU: about an hour on 2 cores; a GPU is used when present) and copy the weights into
+# sarcodec/weights/. Usage: bash scripts/train_codecs.sh [extra 'sarcodec train' options, e.g. --set key=value]
+# Each run lives in outputs/codec/<name>/ (checkpoints, history, TensorBoard) and resumes after an interruption.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -9,6 +10,7 @@ if [ ! -f outputs/codec_p64/manifest.json ]; then
       --patch-size 64 --stride 32
 fi
 for name in hyperprior factorized; do
-  $PY -m sarcodec.train.rd --config "configs/codec/${name}.yaml" "$@" 2>&1 | tee "outputs/codec_${name}.log"
-  $PY -m sarcodec.codec.registry export "outputs/codec/${name}.safetensors" "sarcodec/weights/${name}.safetensors"
+  $PY -m sarcodec train "configs/codec/${name}.yaml" --data outputs/codec_p64 --output-dir "outputs/codec/${name}" \
+      --resume auto "$@" 2>&1 | tee "outputs/codec_${name}.log"
+  $PY -m sarcodec.codec.registry export "outputs/codec/${name}/${name}.safetensors" "sarcodec/weights/${name}.safetensors"
 done

@@ -1,7 +1,8 @@
 """Rate-distortion codecs: a factorized prior and a mean-scale hyperprior, both variable-rate.
 
 Both take ``(N, 1, H, W)`` images in the working representation ([0, 1], normalized dB, see
-``sarcodec.preprocess``) and are trained on ``lambda * MSE + bits per pixel`` (``sarcodec.train.rd``).
+``sarcodec.preprocess``) and are trained on ``lambda * MSE + bits per pixel`` (``sarcodec train
+configs/codec/hyperprior.yaml``: ``sarcodec.train.objectives``, objective ``rd``).
 
 Transforms. The seed study's lesson (SPEC, "What we know") is that fidelity on speckle at high rates needs many
 latent values per pixel. The analysis transform here downsamples only twice (stride 4) into ``latent_channels``

@@ -8,8 +8,13 @@ Typical use::
     result = train(config)                      # writes runs/residual_v1_c16/{best,last}.pth, history.json, events
     model = load_model_from_checkpoint(result.output_dir / "best.pth")   # eval mode
 
-Layout: ``config.py`` (dataclasses, YAML, overrides), ``trainer.py`` (the loop), ``checkpoint.py`` (atomic save,
-``weights_only`` load, RNG state), ``schedule.py`` (LR as a function of the step), ``distributed.py`` (torchrun).
+The codecs train in the same loop with ``objective: rd`` (``configs/codec/hyperprior.yaml``), which also writes
+the codec's ``.safetensors``.
+
+Layout: ``config.py`` (dataclasses, YAML, overrides), ``trainer.py`` (the loop), ``objectives.py`` (what differs
+between autoencoders and codecs: network, loss, validation metrics, the exported product), ``checkpoint.py``
+(atomic save, ``weights_only`` load, RNG state), ``schedule.py`` (LR as a function of the step),
+``distributed.py`` (torchrun).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sarcodec.train.config import (
     LossConfig,
     ModelConfig,
     OptimConfig,
+    RDConfig,
     TrainConfig,
     config_from_dict,
     load_config,
@@ -37,6 +43,7 @@ __all__ = [
     "NonFiniteLossError",
     "OptimConfig",
     "PlateauTracker",
+    "RDConfig",
     "TrainConfig",
     "TrainResult",
     "config_from_dict",

@@ -4,9 +4,11 @@ A checkpoint is a ``torch.save`` of a dict holding only tensors and plain Python
 float, bool, None), so ``torch.load(path, weights_only=True)`` reads it without unpickling any code. Keys:
 
 - ``format`` (``"sarcodec-checkpoint"``), ``format_version``, ``sarcodec_version``, ``torch_version``;
-- ``model_name``, ``model_config`` (``create_model(model_name, **model_config)`` rebuilds the model),
+- ``objective`` (``autoencoder`` or ``rd``; absent in older checkpoints: autoencoder), ``model_name``,
+  ``model_config`` (``objectives.build_network(objective, model_name, model_config)`` rebuilds the network),
   ``model_state_dict``, ``parameter_counts``;
-- ``optimizer_state_dict``, ``scheduler_state_dict``, ``scaler_state_dict``;
+- ``optimizer_state_dict``, ``scheduler_state_dict``, ``scaler_state_dict`` (and ``aux_optimizer_state_dict``
+  for rate-distortion runs);
 - ``epoch`` (epochs completed, 1-based), ``step`` (optimizer steps taken), ``best_val_loss``, ``best_epoch``,
   ``epochs_without_improvement``, ``history`` (one dict per completed epoch: ``history[-1]['epoch'] == epoch``);
 - ``config`` (the run's TrainConfig as a plain dict), ``preprocessing_params`` (the dataset's, as in its
@@ -151,9 +153,9 @@ def load_model_from_checkpoint(path: str | Path, map_location: str | torch.devic
 
 def model_from_checkpoint(ckpt: dict[str, Any], source: str = "checkpoint") -> torch.nn.Module:
     """Rebuild the model of an already loaded checkpoint dict, in eval mode (``source`` names it in errors)."""
-    from sarcodec.models import create_model
+    from sarcodec.train.objectives import build_network
 
-    model = create_model(ckpt["model_name"], **ckpt["model_config"])
+    model = build_network(ckpt.get("objective", "autoencoder"), ckpt["model_name"], ckpt["model_config"])
     try:
         model.load_state_dict(ckpt["model_state_dict"])
     except RuntimeError as exc:

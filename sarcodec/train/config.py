@@ -38,6 +38,7 @@ __all__ = [
     "EarlyStoppingConfig",
     "LossConfig",
     "ModelConfig",
+    "RDConfig",
     "OptimConfig",
     "TrainConfig",
     "config_from_dict",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 SCHEDULES = ("cosine", "plateau", "constant")
+OBJECTIVES = ("autoencoder", "rd")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 
 Override = str | tuple[str, Any]
@@ -57,7 +59,9 @@ class ModelConfig:
     """Which autoencoder to build: ``create_model(name, latent_channels=..., base_channels=..., **options)``.
 
     In YAML the section is flat: keys other than ``name``, ``latent_channels`` and ``base_channels`` (e.g.
-    ``blocks_per_stage``) are collected into ``options`` and checked against the model's constructor.
+    ``blocks_per_stage``) are collected into ``options`` and checked against the model's constructor. With
+    ``objective: rd`` the name is a codec architecture (``sarcodec.codec.models``: hyperprior, factorized) and
+    ``base_channels`` is its transforms' ``channels``.
     """
 
     name: str = "residual"
@@ -108,6 +112,16 @@ class LossConfig:
 
 
 @dataclass(frozen=True)
+class RDConfig:
+    """Rate-distortion training of the codecs (``objective: rd``; see ``objectives.py``)."""
+
+    aux_lr: float = 1e-3  # Adam on the factorized densities' tail quantiles (constant rate)
+    speckle_prob: float = 0.0  # share of training patches given extra 1..3-look speckle (objectives.add_speckle)
+    init: str | None = None  # a codec .safetensors to start from (fine-tuning): same architecture and config
+    val_patches: int = 512  # validation patches of the per-level bpp/PSNR table stored with the exported weights
+
+
+@dataclass(frozen=True)
 class EarlyStoppingConfig:
     """Stop after ``patience`` epochs whose val_loss is not below the best by more than ``min_delta``."""
 
@@ -120,11 +134,13 @@ class TrainConfig:
     """One training experiment. See the module docstring for the YAML layout and override rules."""
 
     run_name: str = "run"
+    objective: str = "autoencoder"  # autoencoder (sarcodec.models, CombinedLoss) | rd (sarcodec.codec, lambda*MSE+bpp)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     early_stopping: EarlyStoppingConfig = field(default_factory=EarlyStoppingConfig)
+    rd: RDConfig = field(default_factory=RDConfig)
     epochs: int = 30
     seed: int = 0
     device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
@@ -154,6 +170,10 @@ class TrainConfig:
         """Check value ranges and that the model can be built; raises BadInputError naming the key."""
         checks: list[tuple[str, bool, str]] = [
             ("run_name", bool(self.run_name) and "/" not in self.run_name, "a non-empty name without '/'"),
+            ("objective", self.objective in OBJECTIVES, f"one of {', '.join(OBJECTIVES)}"),
+            ("rd.aux_lr", self.rd.aux_lr > 0 and math.isfinite(self.rd.aux_lr), "a positive number"),
+            ("rd.speckle_prob", 0 <= self.rd.speckle_prob <= 1, "between 0 and 1"),
+            ("rd.val_patches", self.rd.val_patches >= 1, "at least 1"),
             ("epochs", self.epochs >= 1, "at least 1"),
             ("data.batch_size", self.data.batch_size >= 1, "at least 1"),
             ("data.val_batch_size", self.data.val_batch_size is None or self.data.val_batch_size >= 1, "at least 1"),
@@ -189,7 +209,7 @@ class TrainConfig:
         weights = (self.loss.mse_weight, self.loss.ssim_weight, self.loss.ms_ssim_weight)
         if any(w < 0 for w in weights) or sum(weights) == 0:
             raise BadInputError("config: loss weights must be >= 0 and not all 0")
-        _check_model(self.model)
+        _check_model(self.objective, self.model)
 
 
 _FIELD_ORDER = [f.name for f in dataclasses.fields(TrainConfig)]
@@ -209,15 +229,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _check_model(model: ModelConfig) -> None:
-    """Build the model on the meta device (no memory, no time) so bad names/arguments fail at load time."""
+def _check_model(objective: str, model: ModelConfig) -> None:
+    """Build the network on the meta device (no memory, no time) so bad names/arguments fail at load time."""
     import torch
 
-    from sarcodec.models import create_model
+    from sarcodec.train.objectives import build_network, codec_kwargs
 
     try:
         with torch.device("meta"):
-            create_model(model.name, **model.kwargs())
+            build_network(objective, model.name, codec_kwargs(model) if objective == "rd" else model.kwargs())
     except SarcodecError as exc:
         raise BadInputError(f"config: model: {exc}") from None
     except (TypeError, ValueError) as exc:

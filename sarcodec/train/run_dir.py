@@ -65,24 +65,28 @@ def open_run_dir(out_dir: Path, config: TrainConfig, fresh: bool, step: int) -> 
     return SummaryWriter(log_dir=str(out_dir), purge_step=None if fresh else step + 1)
 
 
-def log_epoch(writer: Any, entry: dict[str, Any], step: int, model: nn.Module, samples: torch.Tensor | None,
-               autocast: Callable[[], Any], device: torch.device) -> None:
-    for key in ("train_loss", "val_loss", "val_mse", "val_psnr", "val_ssim", "lr"):
-        writer.add_scalar(f"epoch/{key}", entry[key], step)
+def log_epoch(writer: Any, entry: dict[str, Any], step: int, model: nn.Module,
+              reconstruct: Callable[[nn.Module, torch.Tensor], torch.Tensor], samples: torch.Tensor | None,
+              autocast: Callable[[], Any], device: torch.device) -> None:
+    """One epoch's scalars (train loss, every ``val_*`` metric, LR) and the sample reconstructions."""
+    for key, value in entry.items():
+        if key in ("train_loss", "lr") or (key.startswith("val_") and key != "val_patches"):
+            writer.add_scalar(f"epoch/{key}", value, step)
     writer.add_scalar("epoch/epoch", entry["epoch"], step)
     if samples is not None:
-        writer.add_image("val/original_vs_reconstruction", _sample_grid(model, samples, autocast, device), step)
+        grid = _sample_grid(model, reconstruct, samples, autocast, device)
+        writer.add_image("val/original_vs_reconstruction", grid, step)
     writer.flush()
 
 
 @torch.no_grad()
-def _sample_grid(model: nn.Module, images: torch.Tensor, autocast: Callable[[], Any],
-                 device: torch.device) -> torch.Tensor:
+def _sample_grid(model: nn.Module, reconstruct: Callable[[nn.Module, torch.Tensor], torch.Tensor],
+                 images: torch.Tensor, autocast: Callable[[], Any], device: torch.device) -> torch.Tensor:
     """``(1, H, W)`` image in [0, 1]: one row per sample, original | reconstruction, separated by white lines."""
     was_training = model.training
     model.eval()
     with autocast():
-        recon = model(images.to(device))
+        recon = reconstruct(model, images.to(device))
     model.train(was_training)
     recon = recon.float().clamp(0, 1).cpu()
     n, _, h, w = images.shape

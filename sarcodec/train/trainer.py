@@ -1,6 +1,10 @@
 """The training loop: ``train(config)`` runs one experiment and writes ``best.pth``, ``last.pth``, ``history.json``,
 ``config.yaml`` and TensorBoard events into the run's output directory.
 
+One loop for every network: what is optimized (the seed study's autoencoders on MSE + SSIM, or the codecs on
+rate-distortion with an auxiliary optimizer) is the run's objective (``objectives.py``, ``config.objective``);
+a rate-distortion run also writes ``<run_name>.safetensors``, the codec ``sarcodec compress --model`` loads.
+
 How it stays reproducible and exactly resumable (a CPU run killed at any point and resumed from its last.pth,
 which redoes the interrupted epoch from its start, ends with bitwise the same weights as an uninterrupted one):
 
@@ -38,8 +42,7 @@ from sarcodec.version import __version__
 from sarcodec.data.dataset import PatchDataset
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, SarcodecError
 from sarcodec.losses import CombinedLoss
-from sarcodec.metrics import MS_SSIM_MIN_SIZE, batch_psnr, batch_ssim
-from sarcodec.models import AutoencoderBase, create_model
+from sarcodec.metrics import MS_SSIM_MIN_SIZE
 from sarcodec.train.checkpoint import (
     CHECKPOINT_FORMAT,
     CHECKPOINT_VERSION,
@@ -50,6 +53,13 @@ from sarcodec.train.checkpoint import (
 )
 from sarcodec.train.config import TrainConfig
 from sarcodec.train.distributed import DistContext, init_distributed
+from sarcodec.train.objectives import (
+    AutoencoderObjective,
+    Objective,
+    make_objective,
+    network_identity,
+    parameter_counts,
+)
 from sarcodec.train.run_dir import log_epoch, open_run_dir, resume_path, write_json
 from sarcodec.train.schedule import LRSchedule, PlateauTracker
 
@@ -136,33 +146,41 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
     steps_per_epoch = min(len(train_loader), train_cap)
     val_batches = min(len(val_loader), limit) if limit else len(val_loader)
 
-    model = create_model(config.model.name, **config.model.kwargs()).to(device)
-    optimizer = _adamw(model, config)
+    objective = make_objective(config)
+    model = objective.build(config.model).to(device)
+    optimizer = _adamw(objective.main_parameters(model), config)
+    aux_params = objective.aux_parameters(model)
+    aux_optimizer = torch.optim.Adam(aux_params, lr=config.rd.aux_lr) if aux_params else None
     schedule = LRSchedule(
         base_lr=config.optim.lr, warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
         total_steps=config.epochs * steps_per_epoch, kind=config.optim.schedule, min_lr=config.optim.min_lr,
     )
     plateau = PlateauTracker(config.optim.plateau_factor, config.optim.plateau_patience,
                              threshold=config.early_stopping.min_delta)
-    amp_dtype = _amp_dtype(config.precision, device)
+    amp_dtype = _amp_dtype(config.precision, device, config.objective)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    loss_fn = CombinedLoss(config.loss.mse_weight, config.loss.ssim_weight, config.loss.ms_ssim_weight)
 
     def autocast() -> contextlib.AbstractContextManager[None]:
         return torch.autocast(device.type, dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None)
 
     progress = _Progress()
     if resume_from is not None:
-        progress = _restore(resume_from, model, optimizer, scaler, plateau, config, train_set, log)
+        progress = _restore(resume_from, model, optimizer, aux_optimizer, scaler, plateau, config, train_set, log)
+    else:
+        objective.init_weights(model, log)
+    objective.prepare(model, train_set, device)
     train_model: nn.Module = model
     if ctx.distributed:
         device_ids = [device.index] if device.type == "cuda" else None
-        train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        # a codec's tail quantiles take no part in the main loss: DDP must not wait for their gradients
+        train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids,
+                                                          find_unused_parameters=aux_optimizer is not None)
 
-    counts = model.count_parameters()
-    log(f"run {config.run_name}: model {model.model_name}({_kwargs_text(model.config)}): "
-        f"{counts['total']:,} parameters (encoder {counts['encoder']:,}, decoder {counts['decoder']:,}), "
-        f"{model.latent_ratio:g} pixels per latent value")
+    counts = parameter_counts(model)
+    name, kwargs = network_identity(model)
+    log(f"run {config.run_name} ({objective.name}): model {name}({_kwargs_text(kwargs)}): "
+        f"{counts['total']:,} parameters (encoder {counts['encoder']:,}, decoder {counts['decoder']:,})"
+        + objective.describe(model))
     log(f"data {config.data.root}: {len(train_set)} train / {len(val_set)} val patches of {train_set.patch_size} px; "
         f"batch {config.data.batch_size} x {ctx.world_size} process(es), {steps_per_epoch} steps/epoch, "
         f"{val_batches} val batches")
@@ -182,11 +200,10 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
             started = time.perf_counter()
             _seed_epoch(config.seed, epoch, ctx, train_loader, loader_rng)
             train_loss, nonfinite, lr = _train_epoch(
-                train_model, train_loader, steps_per_epoch, optimizer, scaler, loss_fn, autocast, schedule, plateau,
-                progress, config, ctx, writer, epoch,
+                train_model, objective, train_loader, steps_per_epoch, optimizer, aux_optimizer, scaler, autocast,
+                schedule, plateau, progress, config, ctx, writer, epoch,
             )
-            val = evaluate(model, val_loader, loss_fn, ctx=ctx, autocast=autocast,
-                           mask_invalid=config.loss.mask_invalid, limit_batches=limit)
+            val = evaluate_objective(model, objective, val_loader, ctx=ctx, autocast=autocast, limit_batches=limit)
             entry = {"epoch": epoch, "step": progress.step, "train_loss": train_loss, **val, "lr": lr,
                      "seconds": round(time.perf_counter() - started, 3), "nonfinite_steps": nonfinite}
             progress.epoch = epoch
@@ -204,14 +221,17 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
                 assert writer is not None
                 # events first: a run killed before last.pth is written redoes this epoch, and the resumed writer's
                 # purge_step drops these events then, so no epoch is ever missing or shown twice in TensorBoard
-                log_epoch(writer, entry, progress.step, model, samples, autocast, device)
-                ckpt = _checkpoint(model, optimizer, scaler, schedule, plateau, progress, config, train_set, ctx)
+                log_epoch(writer, entry, progress.step, model, objective.reconstruct, samples, autocast, device)
+                ckpt = _checkpoint(model, objective, optimizer, aux_optimizer, scaler, schedule, plateau, progress,
+                                   config, train_set, ctx)
                 if improved:
                     save_checkpoint(ckpt, out_dir / "best.pth")
                 save_checkpoint(ckpt, out_dir / "last.pth")
                 write_json(out_dir / "history.json", progress.history)
             log(f"epoch {epoch}/{config.epochs}  train {train_loss:.5f}  val {val['val_loss']:.5f}  "
-                f"psnr {val['val_psnr']:.2f} dB  ssim {val['val_ssim']:.4f}  lr {lr:.2e}  {entry['seconds']:.1f} s"
+                f"psnr {val['val_psnr']:.2f} dB  ssim {val['val_ssim']:.4f}"
+                + (f"  bpp {val['val_bpp']:.3f}" if "val_bpp" in val else "")
+                + f"  lr {lr:.2e}  {entry['seconds']:.1f} s"
                 + ("  [best]" if improved else "") + (f"  {nonfinite} non-finite steps skipped" if nonfinite else ""))
             ctx.barrier()
             if stopped_early:
@@ -227,8 +247,21 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
         best = progress.history[progress.best_epoch - 1]
         log(f"best epoch {best['epoch']}: val_loss {best['val_loss']:.5f}, psnr {best['val_psnr']:.2f} dB, "
             f"ssim {best['val_ssim']:.4f} -> {out_dir / 'best.pth'}")
+        if ctx.is_main:
+            _finish(model, objective, config, val_set, progress, device, log)
     return TrainResult(out_dir, progress.epoch, progress.best_epoch, progress.best_val_loss, stopped_early,
                        progress.history, ctx.is_main)
+
+
+def _finish(model: nn.Module, objective: Objective, config: TrainConfig, val_set: PatchDataset, progress: _Progress,
+            device: torch.device, log: Log) -> None:
+    """The objective's product (a codec's .safetensors) from the best epoch's weights."""
+    best = load_checkpoint(config.resolved_output_dir / "best.pth", map_location=device)
+    model.load_state_dict(best["model_state_dict"])
+    summary = {"epochs": progress.epoch, "best_epoch": progress.best_epoch, "steps_done": int(best["step"]),
+               "minutes": round(sum(float(h["seconds"]) for h in progress.history) / 60, 2),
+               "device": device.type, "sarcodec_version": __version__}
+    objective.finish(model, config, val_set, summary, log)
 
 
 def _over_budget(history: list[dict[str, Any]], minutes: float | None) -> bool:
@@ -241,9 +274,10 @@ def _over_budget(history: list[dict[str, Any]], minutes: float | None) -> bool:
 
 
 def _train_epoch(
-    model: nn.Module, loader: DataLoader[Any], steps: int, optimizer: torch.optim.Optimizer,
-    scaler: torch.amp.GradScaler, loss_fn: CombinedLoss, autocast: Callable[[], Any], schedule: LRSchedule,
-    plateau: PlateauTracker, progress: _Progress, config: TrainConfig, ctx: DistContext, writer: Any, epoch: int,
+    model: nn.Module, objective: Objective, loader: DataLoader[Any], steps: int, optimizer: torch.optim.Optimizer,
+    aux_optimizer: torch.optim.Optimizer | None, scaler: torch.amp.GradScaler, autocast: Callable[[], Any],
+    schedule: LRSchedule, plateau: PlateauTracker, progress: _Progress, config: TrainConfig, ctx: DistContext,
+    writer: Any, epoch: int,
 ) -> tuple[float, int, float]:
     """One pass over (at most ``steps`` batches of) the training data; returns (mean loss, skipped steps, last LR)."""
     model.train()
@@ -256,23 +290,25 @@ def _train_epoch(
         lr = schedule(progress.step, plateau.scale)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        x = batch["image"].to(device, non_blocking=True)
-        mask = batch["valid"].to(device, non_blocking=True) if config.loss.mask_invalid else None
+        n = int(batch["image"].shape[0])
         with autocast():
-            loss = loss_fn(model(x), x, mask)["loss"]
+            loss = objective.train_loss(model, batch, device)
         progress.step += 1
         optimizer.zero_grad(set_to_none=True)
         ok = _finite_everywhere(loss, ctx)  # agreed by all ranks, so they skip together
         grad_norm = torch.tensor(math.nan)
         if ok:
-            scaler.scale(loss).backward()
+            scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
             scaler.unscale_(optimizer)
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip or math.inf)
+            main_params = [p for group in optimizer.param_groups for p in group["params"]]
+            grad_norm = torch.nn.utils.clip_grad_norm_(main_params, config.optim.grad_clip or math.inf)
             # under fp16 the scaler itself skips steps whose gradients overflowed (and lowers its scale)
             ok = scaler.is_enabled() or bool(torch.isfinite(grad_norm))
             if ok:
                 scaler.step(optimizer)
             scaler.update()
+        if ok and aux_optimizer is not None:
+            _aux_step(objective, model, aux_optimizer, ctx)
         bar.update(1)
         if not ok:
             skipped += 1
@@ -286,8 +322,8 @@ def _train_epoch(
                 )
             continue
         progress.consecutive_nonfinite = 0
-        loss_sum[0] += loss.detach().double() * x.shape[0]
-        loss_sum[1] += x.shape[0]
+        loss_sum[0] += loss.detach().double() * n
+        loss_sum[1] += n
         if progress.step % config.log_every_n_steps == 0 and ctx.is_main:
             loss_value = float(loss.item())
             bar.set_postfix(loss=f"{loss_value:.4f}", lr=f"{lr:.2e}")
@@ -299,38 +335,58 @@ def _train_epoch(
     return (total / count if count else math.nan), skipped, lr
 
 
+def _aux_step(objective: Objective, model: nn.Module, aux_optimizer: torch.optim.Optimizer, ctx: DistContext) -> None:
+    """One step of the auxiliary optimizer (a codec's tail quantiles); gradients averaged over the processes."""
+    aux = objective.aux_loss(model)
+    if aux is None:
+        return
+    aux_optimizer.zero_grad(set_to_none=True)
+    aux.backward()  # type: ignore[no-untyped-call]
+    if ctx.distributed:
+        for group in aux_optimizer.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.grad = ctx.all_reduce(p.grad) / ctx.world_size
+    aux_optimizer.step()
+
+
 @torch.no_grad()
+def evaluate_objective(model: nn.Module, objective: Objective, loader: DataLoader[Any], *,
+                       ctx: DistContext | None = None, autocast: Callable[[], Any] = contextlib.nullcontext,
+                       limit_batches: int | None = None) -> dict[str, float]:
+    """Validation metrics of ``objective`` over a loader of ``PatchDataset`` batches (per-process shards summed):
+    patch-weighted means of each ``val_*`` sum the objective returns, and ``val_patches``."""
+    ctx = ctx or DistContext(device=next(model.parameters()).device)
+    was_training = model.training
+    model.eval()
+    keys: list[str] = []
+    sums: torch.Tensor | None = None
+    for batch in _take(loader, limit_batches or len(loader)):
+        with autocast():
+            parts = objective.val_sums(model, batch, ctx.device)
+        keys = list(parts)
+        row = torch.stack([*(v.double() for v in parts.values()),
+                           torch.tensor(float(batch["image"].shape[0]), dtype=torch.float64, device=ctx.device)])
+        sums = row if sums is None else sums + row
+    model.train(was_training)
+    if sums is None:
+        raise BadInputError("no validation patches")
+    *totals, count = ctx.all_reduce(sums).tolist()
+    return {**{k: v / count for k, v in zip(keys, totals)}, "val_patches": int(count)}
+
+
 def evaluate(model: nn.Module, loader: DataLoader[Any], loss_fn: CombinedLoss, *, ctx: DistContext | None = None,
              autocast: Callable[[], Any] = contextlib.nullcontext, mask_invalid: bool = True,
              limit_batches: int | None = None) -> dict[str, float]:
-    """Validation metrics over a loader of ``PatchDataset`` batches (per-process shards are summed).
+    """Validation metrics of an autoencoder over a loader of ``PatchDataset`` batches (per-process shards summed).
 
     Returns:
         ``val_loss`` and ``val_mse`` (patch-weighted means of the loss and its MSE term), ``val_psnr`` (mean
         per-patch PSNR in dB, data range 1) and ``val_ssim`` (mean per-patch SSIM), on the [0, 1] working
         representation over all pixels, and ``val_patches``.
     """
-    ctx = ctx or DistContext(device=next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    sums = torch.zeros(5, dtype=torch.float64, device=ctx.device)
-    for batch in _take(loader, limit_batches or len(loader)):
-        x = batch["image"].to(ctx.device, non_blocking=True)
-        mask = batch["valid"].to(ctx.device, non_blocking=True) if mask_invalid else None
-        with autocast():
-            x_hat = model(x)
-        x_hat = x_hat.float()
-        parts = loss_fn(x_hat, x, mask)
-        n = x.shape[0]
-        sums += torch.stack([parts["loss"].double() * n, parts["mse"].double() * n,
-                             batch_psnr(x_hat, x).double().sum(), batch_ssim(x_hat, x).double().sum(),
-                             torch.tensor(float(n), dtype=torch.float64, device=ctx.device)])
-    model.train(was_training)
-    loss, mse, psnr, ssim, count = ctx.all_reduce(sums).tolist()
-    if count == 0:
-        raise BadInputError("no validation patches")
-    return {"val_loss": loss / count, "val_mse": mse / count, "val_psnr": psnr / count, "val_ssim": ssim / count,
-            "val_patches": int(count)}
+    objective = AutoencoderObjective(loss_fn, mask_invalid)
+    return evaluate_objective(model, objective, loader, ctx=ctx, autocast=autocast, limit_batches=limit_batches)
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -402,17 +458,17 @@ def _sample_images(dataset: PatchDataset, n: int) -> torch.Tensor | None:
 
 
 # ---------------------------------------------------------------------------------------------- optimisation
-def _adamw(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
+def _adamw(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
     # weight decay on conv/linear weights only: decaying biases and norm scales only hurts (nanoGPT, timm)
-    decay = [p for p in model.parameters() if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.dim() < 2]
+    decay = [p for p in params if p.requires_grad and p.dim() >= 2]
+    no_decay = [p for p in params if p.requires_grad and p.dim() < 2]
     groups = [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas, eps=config.optim.eps)
 
 
-def _amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "auto":
-        return torch.float16 if device.type == "cuda" else None
+def _amp_dtype(precision: str, device: torch.device, objective: str = "autoencoder") -> torch.dtype | None:
+    if precision == "auto":  # rate terms (log-likelihoods of tiny probabilities) stay in fp32
+        return torch.float16 if device.type == "cuda" and objective == "autoencoder" else None
     if precision == "fp16" and device.type != "cuda":
         raise BadInputError("precision fp16 needs CUDA; use bf16 or fp32 on the CPU")
     return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[precision]
@@ -430,21 +486,26 @@ def _finite_everywhere(loss: torch.Tensor, ctx: DistContext) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------- state
-def _checkpoint(model: AutoencoderBase, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                schedule: LRSchedule, plateau: PlateauTracker, progress: _Progress, config: TrainConfig,
-                train_set: PatchDataset, ctx: DistContext) -> dict[str, Any]:
+def _checkpoint(model: nn.Module, objective: Objective, optimizer: torch.optim.Optimizer,
+                aux_optimizer: torch.optim.Optimizer | None, scaler: torch.amp.GradScaler, schedule: LRSchedule,
+                plateau: PlateauTracker, progress: _Progress, config: TrainConfig, train_set: PatchDataset,
+                ctx: DistContext) -> dict[str, Any]:
     """The full training state as tensors and plain values (see ``checkpoint.py`` for the keys)."""
     manifest = train_set.manifest
+    name, kwargs = network_identity(model)
+    extra = {"aux_optimizer_state_dict": aux_optimizer.state_dict()} if aux_optimizer is not None else {}
     return {
         "format": CHECKPOINT_FORMAT,
         "format_version": CHECKPOINT_VERSION,
         "sarcodec_version": __version__,
         "torch_version": str(torch.__version__),
-        "model_name": model.model_name,
-        "model_config": model.config,
-        "parameter_counts": model.count_parameters(),
+        "objective": objective.name,
+        "model_name": name,
+        "model_config": kwargs,
+        "parameter_counts": parameter_counts(model),
         "model_state_dict": model.state_dict(),
         "optimizer_state_dict": optimizer.state_dict(),
+        **extra,
         "scheduler_state_dict": {**schedule.state_dict(), "plateau": plateau.state_dict()},
         "scaler_state_dict": scaler.state_dict(),
         "epoch": progress.epoch,
@@ -467,20 +528,27 @@ _RESUME_KEYS = ("optimizer_state_dict", "scheduler_state_dict", "scaler_state_di
                 "best_val_loss", "epochs_without_improvement", "history", "rng_state")
 
 
-def _restore(path: Path, model: AutoencoderBase, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-             plateau: PlateauTracker, config: TrainConfig, train_set: PatchDataset, log: Log) -> _Progress:
+def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+             aux_optimizer: torch.optim.Optimizer | None, scaler: torch.amp.GradScaler, plateau: PlateauTracker,
+             config: TrainConfig, train_set: PatchDataset, log: Log) -> _Progress:
     """Load every piece of state from ``path`` into the freshly built objects; returns the loop state."""
     ckpt = load_checkpoint(path)  # on the CPU: load_state_dict copies each tensor to where its parameter lives
-    missing = [k for k in _RESUME_KEYS if k not in ckpt]
+    needed = (*_RESUME_KEYS, "aux_optimizer_state_dict") if aux_optimizer is not None else _RESUME_KEYS
+    missing = [k for k in needed if k not in ckpt]
     if missing:
         raise CorruptFileError(f"{path}: cannot resume from it (missing {', '.join(missing)})")
-    if ckpt["model_name"] != model.model_name or ckpt["model_config"] != model.config:
+    name, kwargs = network_identity(model)
+    if (ckpt.get("objective", "autoencoder") != config.objective or ckpt["model_name"] != name
+            or ckpt["model_config"] != kwargs):
         raise IncompatibleModelError(
-            f"{path} holds model {ckpt['model_name']}({_kwargs_text(ckpt['model_config'])}), the config asks for "
-            f"{model.model_name}({_kwargs_text(model.config)})"
+            f"{path} holds a {ckpt.get('objective', 'autoencoder')} run of {ckpt['model_name']}"
+            f"({_kwargs_text(ckpt['model_config'])}), the config asks for a {config.objective} run of "
+            f"{name}({_kwargs_text(kwargs)})"
         )
     model.load_state_dict(ckpt["model_state_dict"])
     optimizer.load_state_dict(ckpt["optimizer_state_dict"])
+    if aux_optimizer is not None:
+        aux_optimizer.load_state_dict(ckpt["aux_optimizer_state_dict"])
     for group, decay in zip(optimizer.param_groups, (config.optim.weight_decay, 0.0)):
         group.update(weight_decay=decay, betas=config.optim.betas, eps=config.optim.eps)  # the config wins
     if scaler.is_enabled() and ckpt["scaler_state_dict"]:

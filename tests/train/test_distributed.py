@@ -40,7 +40,7 @@ def test_torchrun_two_processes(tiny_config_file: Path, tmp_path: Path) -> None:
 _NAN_ON_ONE_RANK = """
     import math, os, sys
     import torch
-    import sarcodec.train.trainer as trainer
+    import sarcodec.train.objectives as objectives
     from sarcodec.losses import CombinedLoss
     from sarcodec.train import load_config, train
 
@@ -54,7 +54,7 @@ _NAN_ON_ONE_RANK = """
                     out["loss"] = out["loss"] * math.nan
             return out
 
-    trainer.CombinedLoss = NaNOnRank1
+    objectives.CombinedLoss = NaNOnRank1
     config = load_config(sys.argv[1], [("output_dir", sys.argv[2]), ("limit_batches", 3)])
     result = train(config)
     # one write per rank: print() with several arguments writes them separately and two ranks interleave

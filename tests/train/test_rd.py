@@ -1,30 +1,111 @@
-"""Codec training (sarcodec.train.rd): a few steps produce a loadable, working codec; speckle augmentation."""
+"""Codec training in the one training loop (``objective: rd``): a loadable, working codec comes out, runs resume
+bitwise exactly, fine-tuning starts from given weights, the speckle augmentation, and config errors."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 
+from sarcodec.codec.models import HyperpriorCodec
 from sarcodec.codec.registry import load_codec
-from sarcodec.train.rd import RDTrainConfig, add_speckle, load_patches, patch_db_ranges, train_codec
+from sarcodec.errors import BadInputError
+from sarcodec.train import config_from_dict, load_checkpoint, load_config, load_model_from_checkpoint, train
+from sarcodec.train.config import TrainConfig
+from sarcodec.train.objectives import add_speckle, load_patches, patch_db_ranges
+
+TINY_CODEC: dict[str, Any] = {
+    "run_name": "tiny_codec",
+    "objective": "rd",
+    "model": {"name": "hyperprior", "latent_channels": 6, "base_channels": 8, "hyper_channels": 8,
+              "hyper_latent_channels": 4, "lambdas": [20.0, 200.0]},
+    "data": {"batch_size": 4, "num_workers": 0},
+    "optim": {"lr": 1.0e-3, "weight_decay": 0.0, "warmup_epochs": 0.5, "min_lr": 1.0e-5},
+    "rd": {"speckle_prob": 0.5, "val_patches": 8},
+    "epochs": 2,
+    "train_batches_per_epoch": 3,
+    "device": "cpu",
+    "num_sample_images": 1,
+    "log_every_n_steps": 1,
+}
 
 
-def test_a_few_steps_make_a_loadable_codec(tiny_dataset: Path, tmp_path: Path) -> None:
-    config = RDTrainConfig(
-        name="tiny", codec="hyperprior", data=str(tiny_dataset), out=str(tmp_path),
-        codec_config={"channels": 8, "latent_channels": 6, "hyper_channels": 8, "hyper_latent_channels": 4,
-                      "lambdas": [20.0, 200.0]},
-        batch_size=4, steps=3, warmup_steps=1, log_every=1, speckle_prob=0.5,
-    )
-    path = train_codec(config)
+def _config(dataset: Path, out: Path, *pairs: tuple[str, Any]) -> TrainConfig:
+    return config_from_dict(TINY_CODEC, [("data.root", str(dataset)), ("output_dir", str(out)), *pairs])
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def test_a_run_writes_a_loadable_codec(tiny_dataset: Path, tmp_path: Path) -> None:
+    result = train(_config(tiny_dataset, tmp_path / "run"), log=_quiet)
+    entry = result.history[-1]
+    assert result.epochs_completed == 2 and entry["step"] == 6
+    assert entry["val_bpp"] > 0 and entry["val_psnr"] > 0 and entry["val_loss"] > entry["val_bpp"]
+    path = tmp_path / "run" / "tiny_codec.safetensors"
     codec = load_codec(path)
     assert codec.num_levels == 2 and codec.metadata["codec"] == "hyperprior"
+    training = json.loads(codec.metadata["training"])
+    assert training["best_epoch"] == result.best_epoch and training["epochs"] == 2
+    assert [row["quality"] for row in training["val_levels"]] == [1, 2]
+    assert training["val_levels"][0]["bpp"] < training["val_levels"][1]["bpp"]  # the higher level spends more bits
     x = torch.rand(1, 1, 32, 40)
     assert codec.model.decompress_tile(codec.model.compress_tile(x, 2), 32, 40, 2).shape == (1, 1, 32, 40)
-    # fine-tuning starts from those weights
-    again = train_codec(RDTrainConfig(**{**config.__dict__, "name": "tiny2", "init": str(path), "steps": 1}))
-    assert again.is_file()
+    # the exported weights are the best epoch's
+    best = load_checkpoint(tmp_path / "run" / "best.pth")
+    exported = codec.model.state_dict()
+    assert all(torch.equal(best["model_state_dict"][k], exported[k]) for k in best["model_state_dict"]
+               if "table_" not in k)
+    # the checkpoint rebuilds the codec, and says which objective trained it
+    assert best["objective"] == "rd" and "aux_optimizer_state_dict" in best
+    assert isinstance(load_model_from_checkpoint(tmp_path / "run" / "best.pth"), HyperpriorCodec)
+
+
+def test_an_interrupted_run_resumes_bitwise(tiny_dataset: Path, tmp_path: Path) -> None:
+    whole = train(_config(tiny_dataset, tmp_path / "whole"), log=_quiet)
+    train(_config(tiny_dataset, tmp_path / "split", ("epochs", 1)), log=_quiet)
+    resumed = train(_config(tiny_dataset, tmp_path / "split"), resume="auto", log=_quiet)
+    assert resumed.epochs_completed == whole.epochs_completed == 2
+    a = load_checkpoint(tmp_path / "whole" / "last.pth")
+    b = load_checkpoint(tmp_path / "split" / "last.pth")
+    for key, value in a["model_state_dict"].items():
+        assert torch.equal(value, b["model_state_dict"][key]), key
+    assert a["history"][-1]["val_loss"] == b["history"][-1]["val_loss"]
+
+
+def test_fine_tuning_starts_from_given_weights(tiny_dataset: Path, tmp_path: Path) -> None:
+    train(_config(tiny_dataset, tmp_path / "first", ("epochs", 1)), log=_quiet)
+    start = tmp_path / "first" / "tiny_codec.safetensors"
+    lines: list[str] = []
+    train(_config(tiny_dataset, tmp_path / "second", ("epochs", 1), ("rd.init", str(start)), ("optim.lr", 1e-12), ("optim.min_lr", 0.0),
+                  ("rd.aux_lr", 1e-12)), log=lines.append)
+    assert any(line.startswith("initialised from") for line in lines)
+    before = load_codec(start).model.state_dict()
+    after = load_checkpoint(tmp_path / "second" / "last.pth")["model_state_dict"]
+    assert torch.allclose(before["analysis.0.weight"], after["analysis.0.weight"], atol=1e-6)
+    # another architecture's weights are refused
+    with pytest.raises(Exception, match="rd.init"):
+        train(_config(tiny_dataset, tmp_path / "third", ("model.latent_channels", 5), ("rd.init", str(start))),
+              log=_quiet)
+
+
+def test_config_errors_name_the_key(tiny_dataset: Path, tmp_path: Path) -> None:
+    with pytest.raises(BadInputError, match="objective must be one of autoencoder, rd"):
+        _config(tiny_dataset, tmp_path, ("objective", "gan"))
+    with pytest.raises(BadInputError, match="unknown codec architecture 'residual'"):
+        _config(tiny_dataset, tmp_path, ("model.name", "residual"))
+    with pytest.raises(BadInputError, match="rd.speckle_prob must be between 0 and 1"):
+        _config(tiny_dataset, tmp_path, ("rd.speckle_prob", 1.5))
+
+
+@pytest.mark.parametrize("name", ["hyperprior", "factorized", "hyperprior_finetune"])
+def test_shipped_codec_configs_load(name: str) -> None:
+    config = load_config(Path(__file__).parents[2] / "configs" / "codec" / f"{name}.yaml")
+    assert config.objective == "rd" and config.model.name in ("hyperprior", "factorized")
 
 
 def test_add_speckle_keeps_range_and_adds_variance(tiny_dataset: Path) -> None:

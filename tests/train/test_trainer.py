@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 
+import sarcodec.train.objectives as objectives_module
 import sarcodec.train.trainer as trainer_module
 from sarcodec.errors import BadInputError, IncompatibleModelError
 from sarcodec.losses import CombinedLoss
@@ -181,7 +182,7 @@ class _NaNLoss(CombinedLoss):
 
 
 def test_nan_guard_skips_steps(make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trainer_module, "CombinedLoss", _NaNLoss)
+    monkeypatch.setattr(objectives_module, "CombinedLoss", _NaNLoss)
     monkeypatch.setattr(_NaNLoss, "bad", {2, 3, 5})
     result = train(make_config("run", max_nonfinite_steps=3), log=_quiet)
     entry = result.history[0]
@@ -192,7 +193,7 @@ def test_nan_guard_skips_steps(make_config: MakeConfig, monkeypatch: pytest.Monk
 
 
 def test_nan_guard_aborts_with_a_clear_error(make_config: MakeConfig, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trainer_module, "CombinedLoss", _NaNLoss)
+    monkeypatch.setattr(objectives_module, "CombinedLoss", _NaNLoss)
     monkeypatch.setattr(_NaNLoss, "bad", {-1})
     with pytest.raises(NonFiniteLossError, match="training diverged: 4 consecutive non-finite losses") as info:
         train(make_config("run", max_nonfinite_steps=4), log=_quiet)

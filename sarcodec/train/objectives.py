@@ -1,0 +1,366 @@
+"""What a training run optimizes: the part of the loop that differs between the seed study's autoencoders and
+the rate-distortion codecs. The trainer (``trainer.py``) owns everything else: data, schedule, AMP, the NaN guard,
+checkpoints and resume, TensorBoard, DDP, early stopping.
+
+- ``autoencoder`` (``sarcodec.models``): ``CombinedLoss`` (MSE + SSIM terms) of ``model(x)`` against ``x``.
+- ``rd`` (``sarcodec.codec.models``): ``lambda(level) * MSE + bits per pixel`` with a random quality level per
+  patch (noisy latents for the rate, straight-through rounding for the decoder input), optional extra 1..3-look
+  speckle on a share of the patches, and a second optimizer (Adam) for the factorized densities' tail quantiles.
+  At the end the best epoch's weights get their integer coding tables and are written as ``<run_name>.safetensors``
+  in the run directory, the file ``sarcodec compress --model PATH`` and ``sarcodec.codec.registry`` load.
+
+Every random draw of an objective comes from torch's global generator, which the trainer seeds per epoch, so
+rate-distortion runs resume exactly like the autoencoders.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sarcodec.data.prepare import UINT16_SCALE, load_manifest
+from sarcodec.errors import BadInputError, IncompatibleModelError
+from sarcodec.losses import CombinedLoss
+from sarcodec.metrics import batch_psnr, batch_ssim
+from sarcodec.train.config import OBJECTIVES, ModelConfig, TrainConfig
+
+if TYPE_CHECKING:
+    from sarcodec.codec.models import RDCodec
+    from sarcodec.data.dataset import PatchDataset
+
+__all__ = [
+    "OBJECTIVES",
+    "AutoencoderObjective",
+    "Objective",
+    "RDObjective",
+    "add_speckle",
+    "build_network",
+    "evaluate_levels",
+    "load_patches",
+    "make_objective",
+    "network_identity",
+    "patch_db_ranges",
+    "rd_loss",
+]
+
+
+def build_network(objective: str, name: str, config: dict[str, Any]) -> nn.Module:
+    """The network a run of ``objective`` trains: ``create_model`` (autoencoder) or ``create_codec`` (rd)."""
+    if objective == "rd":
+        from sarcodec.codec.models import create_codec
+
+        return create_codec(name, **config)
+    from sarcodec.models import create_model
+
+    return create_model(name, **config)
+
+
+def network_identity(model: nn.Module) -> tuple[str, dict[str, Any]]:
+    """(registry name, constructor arguments) of an autoencoder or a codec: what a checkpoint records."""
+    name = getattr(model, "model_name", "") or getattr(model, "codec_name", "")
+    return str(name), dict(model.config)  # type: ignore[arg-type]
+
+
+def parameter_counts(model: nn.Module) -> dict[str, int]:
+    """``{"total", "encoder", "decoder", "trainable"}`` for either kind of network (a codec's encoder is its
+    analysis and hyper-analysis transforms; the rest, entropy models included, is its decoder)."""
+    counter = getattr(model, "count_parameters", None)
+    if counter is not None:
+        return dict(counter())
+    encoder = sum(p.numel() for n, p in model.named_parameters() if n.split(".")[0] in ("analysis", "hyper_analysis"))
+    total = sum(p.numel() for p in model.parameters())
+    return {"total": total, "encoder": encoder, "decoder": total - encoder,
+            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+
+
+class Objective:
+    """The objective-specific steps of the training loop (see the module docstring)."""
+
+    name = ""
+
+    def build(self, config: ModelConfig) -> nn.Module:
+        """The freshly initialised network of the run."""
+        raise NotImplementedError
+
+    def describe(self, model: nn.Module) -> str:
+        """What the run's first log line says about the network besides its name and size."""
+        return ""
+
+    def main_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """Parameters of the main optimizer (AdamW on the LR schedule)."""
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def aux_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """Parameters of the auxiliary optimizer (none for autoencoders)."""
+        return []
+
+    def init_weights(self, model: nn.Module, log: Any) -> None:
+        """Called on a fresh start only (not on resume): load initial weights if the config names some."""
+
+    def prepare(self, model: nn.Module, train_set: PatchDataset, device: torch.device) -> None:
+        """Called once before training (fresh or resumed): lookup tables the losses need."""
+
+    def train_loss(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:
+        """The scalar loss of one training batch (``model`` may be DDP-wrapped)."""
+        raise NotImplementedError
+
+    def aux_loss(self, model: nn.Module) -> torch.Tensor | None:
+        """The auxiliary optimizer's loss after each main step, or None."""
+        return None
+
+    def val_sums(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+        """Per-batch sums of the validation metrics (``val_loss`` first; divided by the patch count later)."""
+        raise NotImplementedError
+
+    def reconstruct(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+        """What the network makes of ``images`` in eval mode (TensorBoard's sample grid)."""
+        raise NotImplementedError
+
+    def finish(self, model: nn.Module, config: TrainConfig, val_set: PatchDataset, summary: dict[str, Any],
+               log: Any) -> Path | None:
+        """After the last epoch, on rank 0, with the best epoch's weights loaded: write the run's product."""
+        return None
+
+
+class AutoencoderObjective(Objective):
+    """The seed study's autoencoders on ``CombinedLoss``."""
+
+    name = "autoencoder"
+
+    def __init__(self, loss_fn: CombinedLoss, mask_invalid: bool = True) -> None:
+        self.loss_fn = loss_fn
+        self.mask_invalid = mask_invalid
+
+    @classmethod
+    def from_config(cls, config: TrainConfig) -> AutoencoderObjective:
+        """The objective of ``config.loss``."""
+        loss = config.loss
+        return cls(CombinedLoss(loss.mse_weight, loss.ssim_weight, loss.ms_ssim_weight), loss.mask_invalid)
+
+    def build(self, config: ModelConfig) -> nn.Module:  # noqa: D102
+        return build_network(self.name, config.name, config.kwargs())
+
+    def describe(self, model: nn.Module) -> str:  # noqa: D102
+        return f", {getattr(model, 'latent_ratio', 0):g} pixels per latent value"
+
+    def _mask(self, batch: dict[str, Any], device: torch.device) -> torch.Tensor | None:
+        return batch["valid"].to(device, non_blocking=True) if self.mask_invalid else None
+
+    def train_loss(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:  # noqa: D102
+        x = batch["image"].to(device, non_blocking=True)
+        loss: torch.Tensor = self.loss_fn(model(x), x, self._mask(batch, device))["loss"]
+        return loss
+
+    def val_sums(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:  # noqa: D102
+        x = batch["image"].to(device, non_blocking=True)
+        x_hat = model(x).float()
+        parts = self.loss_fn(x_hat, x, self._mask(batch, device))
+        n = x.shape[0]
+        return {"val_loss": parts["loss"].double() * n, "val_mse": parts["mse"].double() * n,
+                "val_psnr": batch_psnr(x_hat, x).double().sum(), "val_ssim": batch_ssim(x_hat, x).double().sum()}
+
+    def reconstruct(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        out: torch.Tensor = model(images)
+        return out
+
+
+class RDObjective(Objective):
+    """Rate-distortion training of the codecs: ``lambda(level) * MSE + bpp`` over all quality levels at once."""
+
+    name = "rd"
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.config = config.rd
+        self.root = config.data.root
+        self.spans: torch.Tensor | None = None  # dB span of each source image (speckle augmentation)
+        self.lambdas: torch.Tensor | None = None
+
+    def build(self, config: ModelConfig) -> nn.Module:  # noqa: D102
+        return build_network(self.name, config.name, codec_kwargs(config))
+
+    def describe(self, model: nn.Module) -> str:  # noqa: D102
+        codec = self._module(model)
+        return f", {codec.num_levels} quality levels, lambdas {list(codec.lambdas)}"
+
+    def main_parameters(self, model: nn.Module) -> list[nn.Parameter]:  # noqa: D102
+        return [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+
+    def aux_parameters(self, model: nn.Module) -> list[nn.Parameter]:  # noqa: D102
+        return [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+
+    def prepare(self, model: nn.Module, train_set: PatchDataset, device: torch.device) -> None:  # noqa: D102
+        codec: RDCodec = model  # type: ignore[assignment]
+        self.lambdas = torch.tensor(codec.lambdas, device=device)
+        images = train_set.manifest["images"]
+        self.spans = torch.tensor([im["preprocessing_params"]["db_hi"] - im["preprocessing_params"]["db_lo"]
+                                   for im in images], dtype=torch.float32)
+
+    def init_weights(self, model: nn.Module, log: Any) -> None:
+        """Start from ``rd.init``'s weights (fine-tuning; a fresh run only): same architecture and config."""
+        if not self.config.init:
+            return
+        from sarcodec.codec.registry import load_codec
+
+        start_from = load_codec(self.config.init).model
+        if start_from.config != model.config:
+            raise IncompatibleModelError(f"rd.init {self.config.init} has config {start_from.config}, "
+                                         f"the run wants {model.config}")
+        weights = {k: v for k, v in start_from.state_dict().items() if "table_" not in k}
+        model.load_state_dict(weights, strict=False)
+        log(f"initialised from {self.config.init}")
+
+    def _module(self, model: nn.Module) -> RDCodec:
+        """The codec itself (``model`` may be wrapped by DistributedDataParallel)."""
+        inner = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        return inner  # type: ignore[return-value]
+
+    def train_loss(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:  # noqa: D102
+        assert self.lambdas is not None and self.spans is not None
+        x = batch["image"]
+        n = x.shape[0]
+        if self.config.speckle_prob > 0:
+            chosen = torch.rand(n) < self.config.speckle_prob
+            if bool(chosen.any()):
+                x = x.clone()
+                spans = self.spans[batch["image_index"][chosen]]
+                x[chosen] = add_speckle(x[chosen], spans, torch.default_generator)
+        x = x.to(device, non_blocking=True)
+        levels = torch.randint(self._module(model).num_levels, (n,)).to(device)
+        out = model(x, levels.float() + 1)
+        loss, _, _ = rd_loss(out, x, self.lambdas[levels])
+        return loss
+
+    def aux_loss(self, model: nn.Module) -> torch.Tensor | None:  # noqa: D102
+        return self._module(model).aux_loss()
+
+    def val_sums(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:  # noqa: D102
+        assert self.lambdas is not None
+        x = batch["image"].to(device, non_blocking=True)
+        codec = self._module(model)
+        # every quality level in turn, by patch position: the same levels whatever the batching or process count
+        key = batch["image_index"] * 7919 + batch["row"] * 31 + batch["col"]
+        levels = (key % codec.num_levels).to(device)
+        out = model(x, levels.float() + 1)
+        pixels = x.shape[-1] * x.shape[-2]
+        bpp = torch.stack([-torch.log2(lik).flatten(1).sum(1) for lik in out["likelihoods"]]).sum(0) / pixels
+        x_hat = out["x_hat"].float().clamp(0, 1)
+        mse = ((out["x_hat"].float() - x) ** 2).flatten(1).mean(1)
+        return {"val_loss": (self.lambdas[levels] * mse + bpp).double().sum(), "val_mse": mse.double().sum(),
+                "val_psnr": batch_psnr(x_hat, x).double().sum(), "val_ssim": batch_ssim(x_hat, x).double().sum(),
+                "val_bpp": bpp.double().sum()}
+
+    def reconstruct(self, model: nn.Module, images: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        codec = self._module(model)
+        quality = torch.full((len(images),), float(codec.num_levels + 1) / 2, device=images.device)
+        out: torch.Tensor = model(images, quality)["x_hat"]
+        return out
+
+    def finish(self, model: nn.Module, config: TrainConfig, val_set: PatchDataset, summary: dict[str, Any],
+               log: Any) -> Path | None:  # noqa: D102
+        from safetensors.torch import save_file
+
+        codec = self._module(model)
+        codec.eval()
+        codec.update_tables()
+        patches = torch.stack([val_set[i]["image"] for i in range(min(len(val_set), self.config.val_patches))])
+        rows = evaluate_levels(codec, patches)
+        for row in rows:
+            log(f"val quality {row['quality']}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB")
+        metadata = {
+            "format": "sarcodec-codec",
+            "version": "1",
+            "codec": codec.codec_name,
+            "config": json.dumps(codec.config),
+            "training": json.dumps({**summary, "config": config.to_dict(), "data": config.data.root,
+                                    "val_levels": rows}),
+        }
+        state = {k: v.detach().cpu().contiguous() for k, v in codec.state_dict().items()}
+        state = {k: (v.to(torch.int32) if v.dtype == torch.int64 else v) for k, v in state.items()}
+        path = config.resolved_output_dir / f"{config.run_name}.safetensors"
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(state, str(tmp), metadata=metadata)
+        tmp.replace(path)
+        log(f"codec weights -> {path}")
+        return path
+
+
+def codec_kwargs(config: ModelConfig) -> dict[str, Any]:
+    """A codec's constructor arguments from the model section (``base_channels`` is the codec's ``channels``)."""
+    return {"channels": config.base_channels, "latent_channels": config.latent_channels, **config.options}
+
+
+def make_objective(config: TrainConfig) -> Objective:
+    """The objective ``config.objective`` names."""
+    if config.objective == "rd":
+        return RDObjective(config)
+    if config.objective == "autoencoder":
+        return AutoencoderObjective.from_config(config)
+    raise BadInputError(f"config: objective must be one of {', '.join(OBJECTIVES)}, got {config.objective!r}")
+
+
+# ------------------------------------------------------------------------------------- rate-distortion helpers
+def load_patches(root: str | Path, split: str) -> torch.Tensor:
+    """All patches of one split as a float32 tensor (N, 1, P, P) in [0, 1]."""
+    manifest = load_manifest(root)
+    patches = np.load(Path(root) / manifest["files"][split]["patches"])
+    return torch.from_numpy(patches.astype(np.float32) / UINT16_SCALE).unsqueeze(1)
+
+
+def patch_db_ranges(root: str | Path, split: str) -> torch.Tensor:
+    """dB span (db_hi - db_lo) of each patch's source image, (N,) float32."""
+    manifest = load_manifest(root)
+    index = np.load(Path(root) / manifest["files"][split]["index"])
+    p = [im["preprocessing_params"] for im in manifest["images"]]
+    spans = np.array([q["db_hi"] - q["db_lo"] for q in p], dtype=np.float32)
+    return torch.from_numpy(spans[index[:, 0]])
+
+
+def add_speckle(x: torch.Tensor, spans: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Patches as if from fewer looks: multiply the intensity by L-look gamma speckle (L in 1..3), then re-map the
+    patch to [0, 1] with its clip range widened to the new 0.1/99.9 percentiles.
+
+    The training scenes are mostly multi-looked GRD/RTC products; single-look data (SLC-derived Sentinel-1, MSTAR)
+    has much stronger speckle. ``x``: (N, 1, P, P) in [0, 1]; ``spans``: (N,) dB span of each patch's image.
+    """
+    n = x.shape[0]
+    looks = torch.randint(1, 4, (n, 1, 1, 1), generator=generator).float()
+    gamma = torch._standard_gamma(looks.expand_as(x).contiguous()) / looks  # noqa: SLF001 (seedable via manual_seed)
+    db = x * spans.view(-1, 1, 1, 1) + 10 * torch.log10(gamma.clamp_min(1e-12))
+    flat = db.flatten(1)
+    lo = torch.minimum(torch.quantile(flat, 0.001, dim=1), torch.zeros(n)).view(-1, 1, 1, 1)
+    hi = torch.maximum(torch.quantile(flat, 0.999, dim=1), spans).view(-1, 1, 1, 1)
+    return ((db - lo) / (hi - lo)).clamp(0, 1)
+
+
+def rd_loss(out: dict[str, Any], x: torch.Tensor, lambdas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample ``lambda * MSE + bpp`` averaged over the batch; also returns the mean MSE and mean bpp."""
+    pixels = x.shape[-1] * x.shape[-2]
+    bits = torch.stack([-torch.log2(lik).flatten(1).sum(1) for lik in out["likelihoods"]]).sum(0)
+    bpp = bits / pixels
+    mse = ((out["x_hat"] - x) ** 2).flatten(1).mean(1)
+    return (lambdas * mse + bpp).mean(), mse.mean(), bpp.mean()
+
+
+@torch.no_grad()
+def evaluate_levels(model: RDCodec, patches: torch.Tensor, batch_size: int = 64) -> list[dict[str, float]]:
+    """Estimated bpp (from likelihoods) and PSNR of every quality level on ``patches`` (eval mode)."""
+    model.eval()
+    device = next(model.parameters()).device
+    rows = []
+    for level in range(1, model.num_levels + 1):
+        bits = 0.0
+        sq = 0.0
+        for start in range(0, len(patches), batch_size):
+            x = patches[start : start + batch_size].to(device)
+            out = model(x, torch.full((len(x),), float(level), device=device))
+            bits += float(sum(-torch.log2(lik).sum() for lik in out["likelihoods"]))
+            sq += float(((out["x_hat"].clamp(0, 1) - x) ** 2).sum())
+        n = patches.numel()
+        rows.append({"quality": level, "bpp": bits / n, "psnr": 10 * math.log10(1 / max(sq / n, 1e-12))})
+    return rows
