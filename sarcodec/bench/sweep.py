@@ -99,10 +99,16 @@ def _learned_codecs(models: Sequence[str]) -> dict[str, tuple[tuple[float, ...],
 
 def _seed_codecs(checkpoints: Sequence[str]) -> dict[str, tuple[tuple[float, ...], str, Roundtrip]]:
     from sarcodec.codec.latent import LatentCoder
+    from sarcodec.models import AutoencoderBase
+    from sarcodec.train.checkpoint import load_model_from_checkpoint
 
     out: dict[str, tuple[tuple[float, ...], str, Roundtrip]] = {}
     for ckpt in checkpoints:
-        coder = LatentCoder.from_checkpoint(ckpt)
+        path = Path(ckpt) / "best.pth" if Path(ckpt).is_dir() else Path(ckpt)  # a checkpoint or its run directory
+        model = load_model_from_checkpoint(path)
+        if not isinstance(model, AutoencoderBase):
+            raise BadInputError(f"{path}: not a seed-study autoencoder checkpoint (the latent coder codes those)")
+        coder = LatentCoder(model, path.parent.name or path.stem)
         out[f"seed-{coder.name}"] = (coder.settings, "latent step / latent std", coder.roundtrip)
     return out
 

@@ -19,7 +19,7 @@ pixels are filled smoothly before analysis (``sarcodec.codec.tiling.fill_invalid
 all have one value is stored as that value.
 
 Determinism. The bitstream decodes to the same symbols everywhere (integer tables, CPU probability path, see
-``sarcodec.codec.models``); the synthesis transform runs in float32 with a fixed order of operations for a
+``sarcodec.models.codecs``); the synthesis transform runs in float32 with a fixed order of operations for a
 given device, so the pixels are identical across CPU thread counts (tested).
 """
 
@@ -88,7 +88,7 @@ from sarcodec.preprocess import (
 if TYPE_CHECKING:  # PyTorch loads in the background while compress reads the scene (see _load_codec_async)
     import torch
 
-    from sarcodec.codec.models import Analysis
+    from sarcodec.models.codecs import Analysis
     from sarcodec.codec.pipeline import Band, TilePool
 
 __all__ = [

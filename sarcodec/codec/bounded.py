@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sarcodec.codec import packing
-from sarcodec.codec.tables import decode_grouped, encode_grouped, quantize_pmf
+from sarcodec.entropy.tables import decode_grouped, encode_grouped, quantize_pmf
 from sarcodec.errors import BadInputError, CorruptFileError
 
 __all__ = ["Bound", "db_of", "decode_tile", "encode_tile", "exp10"]

@@ -19,7 +19,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from sarcodec.codec.tables import decode_grouped, encode_grouped, quantize_pmf
+from sarcodec.entropy.tables import decode_grouped, encode_grouped, quantize_pmf
 from sarcodec.errors import CorruptFileError
 from sarcodec.models.base import AutoencoderBase
 
@@ -44,18 +44,6 @@ class LatentCoder:
     def __init__(self, model: AutoencoderBase, name: str) -> None:
         self.model = model.eval()
         self.name = name
-
-    @classmethod
-    def from_checkpoint(cls, path: str | Path) -> LatentCoder:
-        """Load a seed-study checkpoint (``best.pth`` or its run directory)."""
-        from sarcodec.train.checkpoint import load_model_from_checkpoint
-
-        p = Path(path)
-        if p.is_dir():
-            p = p / "best.pth"
-        model = load_model_from_checkpoint(p)
-        assert isinstance(model, AutoencoderBase)
-        return cls(model, p.parent.name or p.stem)
 
     @torch.no_grad()
     def encode(self, x: npt.NDArray[np.float32], setting: float) -> bytes:

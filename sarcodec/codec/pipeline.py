@@ -13,38 +13,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Generic, TypeVar
 
+from sarcodec.threads import single_thread
+
 __all__ = ["Band", "TilePool", "single_thread"]
-
-_THREADS_LOCK = threading.Lock()
-_threads_state = {"depth": 0, "saved": 1}
-
-
-@contextlib.contextmanager
-def single_thread() -> Iterator[None]:
-    """Run PyTorch's CPU kernels on one thread inside the block, restored when the last of possibly concurrent
-    blocks ends (``torch.set_num_threads`` is process-wide: a per-thread save/restore would let one thread's exit
-    hand another thread's running tile back to many threads)."""
-    import torch
-
-    with _THREADS_LOCK:
-        if _threads_state["depth"] == 0:
-            _threads_state["saved"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _threads_state["depth"] -= 1
-            if _threads_state["depth"] == 0:
-                torch.set_num_threads(_threads_state["saved"])
-
 
 T = TypeVar("T")
 B = TypeVar("B")

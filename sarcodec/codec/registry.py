@@ -23,7 +23,7 @@ from sarcodec.errors import BadInputError, IncompatibleModelError
 if TYPE_CHECKING:  # PyTorch is imported when a model is loaded, not with this module (its names are light)
     import torch
 
-    from sarcodec.codec.models import RDCodec
+    from sarcodec.models.codecs import RDCodec
 
 __all__ = ["DEFAULT_CODEC", "WEIGHTS_DIR", "LoadedCodec", "load_codec", "resolve_codec", "shipped_codecs"]
 
@@ -91,7 +91,7 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
     from safetensors import safe_open
     from safetensors.torch import load_file
 
-    from sarcodec.codec.models import create_codec
+    from sarcodec.models.codecs import create_codec
 
     name, path = resolve_codec(name_or_path)
     if runtime not in RUNTIMES:

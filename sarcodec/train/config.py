@@ -60,7 +60,7 @@ class ModelConfig:
 
     In YAML the section is flat: keys other than ``name``, ``latent_channels`` and ``base_channels`` (e.g.
     ``blocks_per_stage``) are collected into ``options`` and checked against the model's constructor. With
-    ``objective: rd`` the name is a codec architecture (``sarcodec.codec.models``: hyperprior, factorized) and
+    ``objective: rd`` the name is a codec architecture (``sarcodec.models.codecs``: hyperprior, factorized) and
     ``base_channels`` is its transforms' ``channels``.
     """
 

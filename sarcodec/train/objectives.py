@@ -3,7 +3,7 @@ the rate-distortion codecs. The trainer (``trainer.py``) owns everything else: d
 checkpoints and resume, TensorBoard, DDP, early stopping.
 
 - ``autoencoder`` (``sarcodec.models``): ``CombinedLoss`` (MSE + SSIM terms) of ``model(x)`` against ``x``.
-- ``rd`` (``sarcodec.codec.models``): ``lambda(level) * MSE + bits per pixel`` with a random quality level per
+- ``rd`` (``sarcodec.models.codecs``): ``lambda(level) * MSE + bits per pixel`` with a random quality level per
   patch (noisy latents for the rate, straight-through rounding for the decoder input), optional extra 1..3-look
   speckle on a share of the patches, and a second optimizer (Adam) for the factorized densities' tail quantiles.
   At the end the best epoch's weights get their integer coding tables and are written as ``<run_name>.safetensors``
@@ -31,7 +31,7 @@ from sarcodec.metrics import batch_psnr, batch_ssim
 from sarcodec.train.config import OBJECTIVES, ModelConfig, TrainConfig
 
 if TYPE_CHECKING:
-    from sarcodec.codec.models import RDCodec
+    from sarcodec.models.codecs import RDCodec
     from sarcodec.data.dataset import PatchDataset
 
 __all__ = [
@@ -53,7 +53,7 @@ __all__ = [
 def build_network(objective: str, name: str, config: dict[str, Any]) -> nn.Module:
     """The network a run of ``objective`` trains: ``create_model`` (autoencoder) or ``create_codec`` (rd)."""
     if objective == "rd":
-        from sarcodec.codec.models import create_codec
+        from sarcodec.models.codecs import create_codec
 
         return create_codec(name, **config)
     from sarcodec.models import create_model

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from sarcodec.codec.entropy import FactorizedDensity, GaussianConditional
-from sarcodec.codec.tables import TABLE_PRECISION, decode_grouped, encode_grouped, quantize_pmf
+from sarcodec.entropy.models import FactorizedDensity, GaussianConditional
+from sarcodec.entropy.tables import TABLE_PRECISION, decode_grouped, encode_grouped, quantize_pmf
 from sarcodec.errors import CorruptFileError
 
 

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from sarcodec.codec.latent import LatentCoder
-from sarcodec.codec.models import create_codec, list_codecs
+from sarcodec.models.codecs import create_codec, list_codecs
 from sarcodec.codec.registry import DEFAULT_CODEC, load_codec, shipped_codecs
 from sarcodec.errors import CorruptFileError, IncompatibleModelError
 from sarcodec.models import create_model

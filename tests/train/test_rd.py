@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from sarcodec.codec.models import HyperpriorCodec
+from sarcodec.models.codecs import HyperpriorCodec
 from sarcodec.codec.registry import load_codec
 from sarcodec.errors import BadInputError
 from sarcodec.train import config_from_dict, load_checkpoint, load_config, load_model_from_checkpoint, train
@@ -63,6 +63,10 @@ def test_a_run_writes_a_loadable_codec(tiny_dataset: Path, tmp_path: Path) -> No
     # the checkpoint rebuilds the codec, and says which objective trained it
     assert best["objective"] == "rd" and "aux_optimizer_state_dict" in best
     assert isinstance(load_model_from_checkpoint(tmp_path / "run" / "best.pth"), HyperpriorCodec)
+    from sarcodec.bench.sweep import _seed_codecs
+
+    with pytest.raises(BadInputError, match="not a seed-study autoencoder checkpoint"):
+        _seed_codecs([str(tmp_path / "run")])
 
 
 def test_an_interrupted_run_resumes_bitwise(tiny_dataset: Path, tmp_path: Path) -> None:

@@ -55,6 +55,10 @@ def test_one_epoch_writes_complete_checkpoints(make_config: MakeConfig, tiny_dat
     assert 0 < entry["val_ssim"] < 1 and 5 < entry["val_psnr"] < 60 and entry["val_patches"] == 18
     model = load_model_from_checkpoint(out / "best.pth")
     assert not model.training and model(torch.rand(1, 1, 32, 32)).shape == (1, 1, 32, 32)
+    # the benchmark's latent coder takes the run directory as well as the checkpoint
+    from sarcodec.bench.sweep import _seed_codecs
+
+    assert list(_seed_codecs([str(out)])) == ["seed-run"] and list(_seed_codecs([str(out / "best.pth")])) == ["seed-run"]
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

@@ -1,4 +1,5 @@
-"""Rate-distortion codecs: a factorized prior and a mean-scale hyperprior, both variable-rate.
+"""Rate-distortion codecs: the ``RDCodec`` contract (transforms, gains per quality level, tile coding entry
+points); the architectures are ``factorized.py`` and ``hyperprior.py`` beside this file.
 
 Both take ``(N, 1, H, W)`` images in the working representation ([0, 1], normalized dB, see
 ``sarcodec.preprocess``) and are trained on ``lambda * MSE + bits per pixel`` (``sarcodec train
@@ -16,7 +17,7 @@ geometrically, which is how ``--bpp`` hits a target rate.
 
 Determinism. ``compress_tile``/``decompress_tile`` run the probability path (hyper-decoder -> means and scale
 indices) on CPU in float64 whatever device the transforms use, and the entropy tables are stored integers
-(``sarcodec.codec.entropy``), so every machine decodes the same symbols. On the CPU every tile is coded on one
+(``sarcodec.entropy``), so every machine decodes the same symbols. On the CPU every tile is coded on one
 thread (callers run tiles in parallel instead): oneDNN changes its order of summation with the thread count, not
 on one thread, so the pixels are identical whatever the process's thread count (tested with 1, 2 and 16), and the
 transforms can use oneDNN in channels-last (about 1.5-2x faster than PyTorch's native kernels). On a GPU the
@@ -27,9 +28,7 @@ decode with ``device="cpu"`` for bit-exact pixels.
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-import threading
 from dataclasses import dataclass
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -38,46 +37,23 @@ import constriction
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sarcodec.codec.entropy import FactorizedDensity, GaussianConditional, lower_bound
-from sarcodec.codec.pipeline import single_thread
+from sarcodec.entropy.models import FactorizedDensity, GaussianConditional
 from sarcodec.errors import CorruptFileError, IncompatibleModelError
 from sarcodec.models.base import pad_to_multiple
+from sarcodec.models.layers import GDN, conv, deconv
+from sarcodec.threads import single_thread
 
 __all__ = [
     "DEFAULT_LAMBDAS",
-    "FactorizedPriorCodec",
-    "GDN",
-    "HyperpriorCodec",
+    "Analysis",
     "RDCodec",
-    "create_codec",
-    "list_codecs",
+    "ste_round",
 ]
 
 #: Lambdas of the quality levels 1..8 (distortion = MSE on [0, 1], rate in bits per pixel).
 DEFAULT_LAMBDAS: tuple[float, ...] = (24.0, 40.0, 65.0, 105.0, 170.0, 280.0, 600.0, 1600.0)
-
-
-class GDN(nn.Module):
-    """Generalized divisive normalization (Ballé et al. 2016); ``inverse=True`` gives IGDN."""
-
-    def __init__(self, channels: int, inverse: bool = False, gamma_init: float = 0.1) -> None:
-        super().__init__()
-        self.inverse = inverse
-        self.beta = nn.Parameter(torch.ones(channels))
-        self.gamma = nn.Parameter(gamma_init * torch.eye(channels))
-
-    def forward(self, x: Tensor) -> Tensor:  # noqa: D102
-        beta = lower_bound(self.beta, 1e-6)
-        gamma = lower_bound(self.gamma, 0.0)
-        norm = F.conv2d(x * x, gamma[:, :, None, None], beta)
-        if not torch.is_grad_enabled():  # inference: the same operations in place (two tile-sized buffers fewer)
-            norm.sqrt_()
-            return norm.mul_(x) if self.inverse else torch.div(x, norm, out=norm)
-        norm = torch.sqrt(norm)
-        return x * norm if self.inverse else x / norm
 
 
 #: Pixels: latents farther than this from every valid pixel are not coded. The synthesis reaches ~10 px, but its
@@ -99,17 +75,6 @@ def _near(mask: npt.NDArray[np.bool_], block: int, margin: int) -> npt.NDArray[n
     return np.asarray(cells, dtype=bool)
 
 
-_PROBABILITY_PATH_LOCK = threading.Lock()
-
-
-def _conv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, kernel, stride=stride, padding=kernel // 2)
-
-
-def _deconv(cin: int, cout: int, kernel: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
-    return nn.ConvTranspose2d(cin, cout, kernel, stride=stride, padding=kernel // 2, output_padding=stride - 1)
-
-
 @dataclass
 class Analysis:
     """What :meth:`RDCodec.analyze` computed for one tile: the analysis output ``y`` (before any quality's gain),
@@ -122,27 +87,10 @@ class Analysis:
     keep_z: Keep
 
 
-_CODECS: dict[str, type[RDCodec]] = {}
-
-
-def list_codecs() -> list[str]:
-    """Registered codec architecture names."""
-    return sorted(_CODECS)
-
-
-def create_codec(name: str, /, **cfg: Any) -> RDCodec:
-    """Build the codec architecture ``name`` with keyword arguments ``cfg``."""
-    if name not in _CODECS:
-        raise IncompatibleModelError(f"unknown codec architecture {name!r}; valid names: {', '.join(list_codecs())}")
-    try:
-        return _CODECS[name](**cfg)
-    except TypeError as exc:
-        raise IncompatibleModelError(f"codec {name!r} cannot be built from this config: {exc}") from None
-
-
 class RDCodec(nn.Module):
     """Shared machinery: transforms, gains per quality level, padding, and the tile coding entry points."""
 
+    #: Registry name, set by ``register_model(name, kind="codec")``; recorded in weights files and .sarc headers.
     codec_name: ClassVar[str] = ""
     #: Inputs are padded (replicate, bottom/right) to a multiple of this.
     downsampling_factor: ClassVar[int] = 4
@@ -159,23 +107,18 @@ class RDCodec(nn.Module):
         #: sarcodec/codec/onnx.py); None: PyTorch. Not a submodule: stays out of state_dict.
         self.analysis_runner: Callable[[Tensor], Tensor] | None = None
         self.analysis = nn.Sequential(
-            _conv(1, channels), GDN(channels), _conv(channels, channels), GDN(channels),
-            _conv(channels, latent_channels, kernel=3, stride=1),
+            conv(1, channels), GDN(channels), conv(channels, channels), GDN(channels),
+            conv(channels, latent_channels, kernel=3, stride=1),
         )  # fmt: skip
         self.synthesis = nn.Sequential(
-            _conv(latent_channels, channels, kernel=3, stride=1), GDN(channels, inverse=True),
-            _deconv(channels, channels), GDN(channels, inverse=True), _deconv(channels, 1),
+            conv(latent_channels, channels, kernel=3, stride=1), GDN(channels, inverse=True),
+            deconv(channels, channels), GDN(channels, inverse=True), deconv(channels, 1),
         )  # fmt: skip
         # Gains per level, initialised to the high-rate rule step ~ 1 / sqrt(lambda).
         ref = math.sqrt(self.lambdas[0] * self.lambdas[-1])
         init = torch.tensor([0.5 * math.log(v / ref) for v in self.lambdas]).view(-1, 1)
         self.log_gain = nn.Parameter(init.repeat(1, latent_channels))
         self.log_inverse_gain = nn.Parameter(-init.repeat(1, latent_channels))
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        if cls.codec_name:
-            _CODECS[cls.codec_name] = cls
 
     @property
     def num_levels(self) -> int:
@@ -335,129 +278,8 @@ class RDCodec(nn.Module):
         return self._synthesize(y_hat.contiguous(memory_format=torch.channels_last), quality).contiguous()
 
 
-def _ste_round(y: Tensor, means: Tensor | None = None) -> Tensor:
+def ste_round(y: Tensor, means: Tensor | None = None) -> Tensor:
     """Quantized value with a straight-through gradient (decoder input in training, Minnen & Singh 2020)."""
     centred = y - means if means is not None else y
     q = centred + (torch.round(centred) - centred).detach()
     return q + means if means is not None else q
-
-
-class FactorizedPriorCodec(RDCodec):
-    """Ballé et al. 2018's factorized prior: one learned density per latent channel, no side information."""
-
-    codec_name = "factorized"
-
-    def __init__(self, channels: int = 64, latent_channels: int = 48, lambdas: Sequence[float] = DEFAULT_LAMBDAS):
-        super().__init__(channels, latent_channels, lambdas)
-        self.density = FactorizedDensity(latent_channels)
-
-    def forward(self, x: Tensor, quality: Tensor) -> dict[str, Any]:  # noqa: D102
-        gain, _ = self.gains(quality.to(x.device))
-        y = self.analysis(x) * gain
-        _, likelihoods = self.density(y)
-        y_hat = _ste_round(y) if self.training else torch.round(y)
-        return {"x_hat": self._synthesize(y_hat, quality), "likelihoods": [likelihoods]}
-
-    def _encode(self, coder: constriction.stream.stack.AnsCoder, y: Tensor, quality: Tensor,
-                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
-        gain, _ = self.gains(quality.to(y.device))
-        return self.density.encode(coder, (y * gain).cpu(), keep_y)
-
-    def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor,
-                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
-        m = self.downsampling_factor
-        return self.density.decode(coder, (shape[0] // m, shape[1] // m), keep_y)
-
-
-class HyperpriorCodec(RDCodec):
-    """Mean-scale hyperprior (Ballé et al. 2018; means as in Minnen et al. 2018): z describes y's local statistics."""
-
-    codec_name = "hyperprior"
-
-    def __init__(
-        self,
-        channels: int = 64,
-        latent_channels: int = 48,
-        hyper_channels: int = 64,
-        hyper_latent_channels: int = 32,
-        lambdas: Sequence[float] = DEFAULT_LAMBDAS,
-    ) -> None:
-        super().__init__(channels, latent_channels, lambdas)
-        self.config.update(hyper_channels=hyper_channels, hyper_latent_channels=hyper_latent_channels)
-        hc, zc = hyper_channels, hyper_latent_channels
-        self.hyper_analysis = nn.Sequential(
-            _conv(latent_channels, hc, kernel=3, stride=1), nn.LeakyReLU(inplace=True),
-            _conv(hc, hc), nn.LeakyReLU(inplace=True), _conv(hc, zc),
-        )  # fmt: skip
-        self.hyper_synthesis = nn.Sequential(
-            _deconv(zc, hc), nn.LeakyReLU(inplace=True), _deconv(hc, hc), nn.LeakyReLU(inplace=True),
-            _conv(hc, 2 * latent_channels, kernel=3, stride=1),
-        )  # fmt: skip
-        self.hyper_density = FactorizedDensity(zc)
-        self.conditional = GaussianConditional()
-
-    def downsampling_factor_total(self) -> int:  # noqa: D102
-        return self.downsampling_factor * 4
-
-    def _hyper_params(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        means, scales = self.hyper_synthesis(z_hat).chunk(2, dim=1)
-        return means, F.softplus(scales)
-
-    def forward(self, x: Tensor, quality: Tensor) -> dict[str, Any]:  # noqa: D102
-        gain, _ = self.gains(quality.to(x.device))
-        y = self.analysis(x) * gain
-        z = self.hyper_analysis(y)
-        z_tilde, z_likelihoods = self.hyper_density(z)
-        means, scales = self._hyper_params(z_tilde)
-        _, y_likelihoods = self.conditional(y, scales, means)
-        y_hat = _ste_round(y, means) if self.training else torch.round(y - means) + means
-        return {"x_hat": self._synthesize(y_hat, quality), "likelihoods": [y_likelihoods, z_likelihoods]}
-
-    def _hyper_synthesis_float64(self) -> nn.Module:
-        """A float64 CPU copy of the hyper-decoder, made once per state of the weights (an optimizer step bumps
-        the parameters' version counters and so makes a new copy): copying it for every tile took ~30 % of coding."""
-        key = tuple(p._version for p in self.hyper_synthesis.parameters()) + (id(self.hyper_synthesis),)
-        cached = getattr(self, "_hyper64", None)
-        if cached is None or cached[0] != key:
-            copy_ = copy.deepcopy(self.hyper_synthesis).to("cpu", torch.float64).requires_grad_(False)
-            object.__setattr__(self, "_hyper64", (key, copy_))  # not a submodule: stays out of state_dict
-            return copy_
-        module: nn.Module = cached[1]
-        return module
-
-    def _probability_path(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """Means and scale indices from z_hat: a float64 copy of the hyper-decoder on CPU (native kernels).
-
-        Encoder and decoder must agree on every scale index; float64 on CPU makes a disagreement (a predicted
-        scale within float64 rounding of a table boundary) practically impossible across machines and devices.
-        """
-        hyper = self._hyper_synthesis_float64()
-        # float64 never reaches oneDNN: these are PyTorch's native kernels (never toggle the global oneDNN flag
-        # here: tiles run concurrently and another tile's synthesis would switch kernels mid-way). One tile at a
-        # time: its float64 convolutions unfold ~0.5 GB per 1024 px tile (the others meanwhile run their synthesis
-        # or entropy coding).
-        with _PROBABILITY_PATH_LOCK:
-            means, scales = hyper(z_hat.detach().to("cpu", torch.float64)).chunk(2, dim=1)
-        return means.float(), self.conditional.scale_indices(F.softplus(scales)).cpu()
-
-    def _encode(self, coder: constriction.stream.stack.AnsCoder, y: Tensor, quality: Tensor,
-                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
-        gain, _ = self.gains(quality.to(y.device))
-        y = y * gain
-        z = self.hyper_analysis(y).cpu()
-        z_hat = self.hyper_density.coded_values(z)
-        if keep_z is not None:
-            z_hat = torch.where(torch.from_numpy(keep_z)[None, None], z_hat, self.hyper_density.default_values(z.shape))
-        means, indices = self._probability_path(z_hat)
-        # Stack coder: push y first, then z, so the decoder pops z (needed to decode y) first.
-        symbols = self.conditional.encode(coder, y.cpu(), indices, means, keep_y)
-        self.hyper_density.encode(coder, z, keep_z)
-        return self.conditional.dequantize(symbols, means)
-
-    def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor,
-                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
-        m = self.downsampling_factor_total()
-        z_hat = self.hyper_density.decode(coder, (shape[0] // m, shape[1] // m), keep_z)
-        means, indices = self._probability_path(z_hat)
-        symbols = self.conditional.decode(coder, indices, keep_y)
-        return self.conditional.dequantize(symbols, means)

@@ -1,5 +1,5 @@
 """Integer probability tables and grouped rANS coding (constriction), without PyTorch: shared by the learned
-entropy models (``sarcodec.codec.entropy``) and the near-lossless coder (``sarcodec.codec.bounded``)."""
+entropy models (``sarcodec.entropy.models``) and the near-lossless coder (``sarcodec.codec.bounded``)."""
 
 from __future__ import annotations
 

@@ -1,0 +1,116 @@
+"""The mean-scale hyperprior codec (Ballé et al. 2018; means as in Minnen et al. 2018), with its deterministic
+probability path (a float64 CPU copy of the hyper-decoder; see ``sarcodec.models.codecs.base``)."""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import constriction
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from sarcodec.entropy.models import FactorizedDensity, GaussianConditional
+from sarcodec.models._registry import register_model
+from sarcodec.models.codecs.base import DEFAULT_LAMBDAS, Keep, RDCodec, ste_round
+from sarcodec.models.layers import conv, deconv
+
+__all__ = ["HyperpriorCodec"]
+
+_PROBABILITY_PATH_LOCK = threading.Lock()
+
+
+@register_model("hyperprior", kind="codec")
+class HyperpriorCodec(RDCodec):
+    """Mean-scale hyperprior (Ballé et al. 2018; means as in Minnen et al. 2018): z describes y's local statistics."""
+
+    def __init__(
+        self,
+        channels: int = 64,
+        latent_channels: int = 48,
+        hyper_channels: int = 64,
+        hyper_latent_channels: int = 32,
+        lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+    ) -> None:
+        super().__init__(channels, latent_channels, lambdas)
+        self.config.update(hyper_channels=hyper_channels, hyper_latent_channels=hyper_latent_channels)
+        hc, zc = hyper_channels, hyper_latent_channels
+        self.hyper_analysis = nn.Sequential(
+            conv(latent_channels, hc, kernel=3, stride=1), nn.LeakyReLU(inplace=True),
+            conv(hc, hc), nn.LeakyReLU(inplace=True), conv(hc, zc),
+        )  # fmt: skip
+        self.hyper_synthesis = nn.Sequential(
+            deconv(zc, hc), nn.LeakyReLU(inplace=True), deconv(hc, hc), nn.LeakyReLU(inplace=True),
+            conv(hc, 2 * latent_channels, kernel=3, stride=1),
+        )  # fmt: skip
+        self.hyper_density = FactorizedDensity(zc)
+        self.conditional = GaussianConditional()
+
+    def downsampling_factor_total(self) -> int:  # noqa: D102
+        return self.downsampling_factor * 4
+
+    def _hyper_params(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        means, scales = self.hyper_synthesis(z_hat).chunk(2, dim=1)
+        return means, F.softplus(scales)
+
+    def forward(self, x: Tensor, quality: Tensor) -> dict[str, Any]:  # noqa: D102
+        gain, _ = self.gains(quality.to(x.device))
+        y = self.analysis(x) * gain
+        z = self.hyper_analysis(y)
+        z_tilde, z_likelihoods = self.hyper_density(z)
+        means, scales = self._hyper_params(z_tilde)
+        _, y_likelihoods = self.conditional(y, scales, means)
+        y_hat = ste_round(y, means) if self.training else torch.round(y - means) + means
+        return {"x_hat": self._synthesize(y_hat, quality), "likelihoods": [y_likelihoods, z_likelihoods]}
+
+    def _hyper_synthesis_float64(self) -> nn.Module:
+        """A float64 CPU copy of the hyper-decoder, made once per state of the weights (an optimizer step bumps
+        the parameters' version counters and so makes a new copy): copying it for every tile took ~30 % of coding."""
+        key = tuple(p._version for p in self.hyper_synthesis.parameters()) + (id(self.hyper_synthesis),)
+        cached = getattr(self, "_hyper64", None)
+        if cached is None or cached[0] != key:
+            copy_ = copy.deepcopy(self.hyper_synthesis).to("cpu", torch.float64).requires_grad_(False)
+            object.__setattr__(self, "_hyper64", (key, copy_))  # not a submodule: stays out of state_dict
+            return copy_
+        module: nn.Module = cached[1]
+        return module
+
+    def _probability_path(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
+        """Means and scale indices from z_hat: a float64 copy of the hyper-decoder on CPU (native kernels).
+
+        Encoder and decoder must agree on every scale index; float64 on CPU makes a disagreement (a predicted
+        scale within float64 rounding of a table boundary) practically impossible across machines and devices.
+        """
+        hyper = self._hyper_synthesis_float64()
+        # float64 never reaches oneDNN: these are PyTorch's native kernels (never toggle the global oneDNN flag
+        # here: tiles run concurrently and another tile's synthesis would switch kernels mid-way). One tile at a
+        # time: its float64 convolutions unfold ~0.5 GB per 1024 px tile (the others meanwhile run their synthesis
+        # or entropy coding).
+        with _PROBABILITY_PATH_LOCK:
+            means, scales = hyper(z_hat.detach().to("cpu", torch.float64)).chunk(2, dim=1)
+        return means.float(), self.conditional.scale_indices(F.softplus(scales)).cpu()
+
+    def _encode(self, coder: constriction.stream.stack.AnsCoder, y: Tensor, quality: Tensor,
+                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
+        gain, _ = self.gains(quality.to(y.device))
+        y = y * gain
+        z = self.hyper_analysis(y).cpu()
+        z_hat = self.hyper_density.coded_values(z)
+        if keep_z is not None:
+            z_hat = torch.where(torch.from_numpy(keep_z)[None, None], z_hat, self.hyper_density.default_values(z.shape))
+        means, indices = self._probability_path(z_hat)
+        # Stack coder: push y first, then z, so the decoder pops z (needed to decode y) first.
+        symbols = self.conditional.encode(coder, y.cpu(), indices, means, keep_y)
+        self.hyper_density.encode(coder, z, keep_z)
+        return self.conditional.dequantize(symbols, means)
+
+    def _decode(self, coder: constriction.stream.stack.AnsCoder, shape: tuple[int, int], quality: Tensor,
+                keep_y: Keep = None, keep_z: Keep = None) -> Tensor:
+        m = self.downsampling_factor_total()
+        z_hat = self.hyper_density.decode(coder, (shape[0] // m, shape[1] // m), keep_z)
+        means, indices = self._probability_path(z_hat)
+        symbols = self.conditional.decode(coder, indices, keep_y)
+        return self.conditional.dequantize(symbols, means)
