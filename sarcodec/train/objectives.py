@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,7 @@ from sarcodec.data.prepare import UINT16_SCALE, load_manifest
 from sarcodec.errors import BadInputError, IncompatibleModelError
 from sarcodec.losses import CombinedLoss
 from sarcodec.metrics import batch_psnr, batch_ssim
+from sarcodec.train.checkpoint import _umask
 from sarcodec.train.config import OBJECTIVES, ModelConfig, TrainConfig
 
 if TYPE_CHECKING:
@@ -285,6 +287,7 @@ class RDObjective(Objective):
         path = config.resolved_output_dir / f"{config.run_name}.safetensors"
         tmp = path.with_name(f".{path.name}.tmp")
         save_file(state, str(tmp), metadata=metadata)
+        os.chmod(tmp, 0o666 & ~_umask())  # the usual permissions (safetensors writes 0600)
         tmp.replace(path)
         log(f"codec weights -> {path}")
         return path
