@@ -69,19 +69,19 @@ print(json.dumps(out))
 FIRST_TILE = """
 import os, sys, time, psutil
 created = psutil.Process().create_time()
-import sarcodec.codec.api as api
-name = sys.argv[1]
+import importlib
+module, name = sys.argv[1].split(":")
 def probe(*args, **kwargs):
     os.write(2, f"FIRST_TILE {time.time() - created:.3f}\\n".encode())  # one write: workers may race here
     os._exit(0)
-setattr(api, name, probe)
+setattr(importlib.import_module(module), name, probe)
 from sarcodec.cli import main
 raise SystemExit(main(sys.argv[2:]))
 """
 
 
 def first_tile_seconds(function: str, args: list[str]) -> float:
-    """Seconds from process creation to the first call of ``sarcodec.codec.api.<function>`` in ``sarcodec ARGS``."""
+    """Seconds from process creation to the first call of ``function`` ("module:name") in ``sarcodec ARGS``."""
     proc = subprocess.run([sys.executable, "-c", FIRST_TILE, function, *args], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"sarcodec {' '.join(args)} failed:\n{proc.stderr}")
@@ -115,8 +115,10 @@ def main() -> int:
         enc_s, enc_rss = run_measured([*sarcodec, *compress])
         dec_s, dec_rss = run_measured([*sarcodec, *decompress])
         bounded = args.lossless or args.max_error is not None
-        enc_first = first_tile_seconds("_bounded_record" if bounded else "_encode_region", compress)
-        dec_first = first_tile_seconds("_decode_bounded_tile" if bounded else "_decode_region", decompress)
+        enc_first = first_tile_seconds("sarcodec.codec.bounded:bounded_record" if bounded
+                                       else "sarcodec.codec.lossy:encode_region", compress)
+        dec_first = first_tile_seconds("sarcodec.codec.bounded:decode_bounded_tile" if bounded
+                                       else "sarcodec.codec.lossy:decode_region", decompress)
         bpp = sarc.stat().st_size * 8 / (args.size * args.size)
         ref = json.loads(subprocess.run([sys.executable, "-c", REFERENCES, str(scene), str(bpp)], check=True,
                                         capture_output=True, text=True).stdout)

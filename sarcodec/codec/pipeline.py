@@ -13,14 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+import numpy.typing as npt
 
 from sarcodec.threads import single_thread
 
-__all__ = ["Band", "TilePool", "single_thread"]
+if TYPE_CHECKING:
+    from sarcodec.io.sarc import SarcWriter
+
+__all__ = ["Band", "RowSink", "TilePool", "cpu_workers", "single_thread", "torch_workers", "write_bands"]
 
 T = TypeVar("T")
 B = TypeVar("B")
@@ -111,3 +117,30 @@ class TilePool(Generic[B, T]):
         for data, jobs in bands:
             yield from self.submit(data, jobs)
         yield from self.drain()
+
+
+def write_bands(writer: SarcWriter, bands: Iterator[Band[bytes, bytes]], bar: Any) -> None:
+    """Write finished bands in order: the mask, then the tile records."""
+    for band in bands:
+        writer.band(band.data)
+        for record in band.results():
+            writer.tile(record)
+            bar.update()
+
+
+def torch_workers() -> int:
+    """Tiles coded at once by the networks: one per thread PyTorch was given (``OMP_NUM_THREADS``)."""
+    import torch
+
+    return torch.get_num_threads()
+
+
+def cpu_workers() -> int:
+    """Tiles coded at once without networks: one per core this process may use."""
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class RowSink(Protocol):
+    """Where a decoder writes finished rows (an array or a GeoTIFF, see ``sarcodec.codec.api``)."""
+
+    def write(self, row: int, values: npt.NDArray[Any]) -> None: ...  # noqa: D102

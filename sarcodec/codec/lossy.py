@@ -1,0 +1,357 @@
+"""Lossy scene coding (format versions 1 and 2): tiles with overlap through the network, their side information,
+and the decoder's blending; ``sarcodec.codec.api`` orchestrates (header, files, the pool of workers).
+
+A version-2 tile record (``sarcodec.io.sarc``) is empty (no valid core pixel), ``TAG_CONSTANT`` + the value, or
+``TAG_CODED`` + the network's words + the side layer (``sarcodec.codec.sidelayer``: pixels beyond the clip range,
+point targets and the radiometric correction fitted against what the decoder will reconstruct).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import numpy.typing as npt
+
+from sarcodec.codec import sidelayer
+from sarcodec.codec.pipeline import Band, RowSink, TilePool, torch_workers, write_bands
+from sarcodec.codec.registry import LoadedCodec
+from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
+from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError
+from sarcodec.io.sarc import LOSSY_VERSION, SarcHeader, SarcReader, SarcWriter, decode_mask, deflate_header, \
+    encode_mask, framing_bytes, tile_grid
+from sarcodec.preprocess import (
+    FloatArray,
+    PreprocessingParams,
+    db_to_intensity,
+    denormalize_db,
+    inverse_db,
+    normalize_db,
+    to_db,
+)
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import torch
+
+    from sarcodec.models.codecs import Analysis
+
+__all__ = ["DEFAULT_QUALITY", "TAG_CODED", "TAG_CONSTANT", "compress_lossy", "decode_lossy_bands", "decode_region",
+           "encode_region"]
+
+DEFAULT_QUALITY = 4
+
+
+SIDE_DEFAULTS = {"step_hi": sidelayer.STEP_HI_DB, "step_lo": sidelayer.STEP_LO_DB,
+                  "bias_block": sidelayer.BIAS_BLOCK, "bias_step": sidelayer.BIAS_STEP_DB}
+
+
+_U32 = struct.Struct("<I")
+
+
+_F32 = struct.Struct("<f")
+
+
+TAG_CONSTANT = 1
+
+
+TAG_CODED = 2
+
+
+def _band_rows(source: Any, params: PreprocessingParams, r0: int, r1: int, overlap: int
+               ) -> tuple[int, FloatArray, npt.NDArray[np.bool_]]:
+    """dB and validity of the extended rows of the band with core rows [r0, r1); returns the first row too."""
+    h, w = source.info.height, source.info.width
+    e0, e1 = extended(r0, r1, h, overlap)
+    db, valid = to_db(source.read((e0, 0, e1 - e0, w)), params.units, params.nodata)
+    return e0, db.astype(np.float32), valid  # float32: two bands of a 10 000 px wide scene in flight, 160 MB less
+
+
+@dataclass
+class _PreparedTile:
+    """The quality-independent part of a tile record: a finished ``record`` (no valid pixel, or constant), or the
+    side information, the network's analysis and what the correction is fitted against."""
+
+    record: bytes | None
+    side: sidelayer.TileSide | None = None
+    analysis: Analysis | None = None
+    core: tuple[slice, slice] = (slice(None), slice(None))
+    inlier: npt.NDArray[np.bool_] | None = None  # core pixels whose decoded value the network gives
+    target: FloatArray | None = None  # original intensity at ``inlier`` (0 elsewhere)
+
+
+def _prepare_region(codec: LoadedCodec, db: FloatArray, valid: npt.NDArray[np.bool_], core: tuple[slice, slice],
+                    params: PreprocessingParams, side_cfg: dict[str, Any]) -> _PreparedTile:
+    """Side layer and analysis of the extended region ``db`` (they do not depend on the quality)."""
+    core_valid = valid[core]
+    if not core_valid.any():
+        return _PreparedTile(b"")  # nothing to code: the mask says so
+    lo, hi = params.db_lo, params.db_hi
+    core_db = db[core]
+    targets = sidelayer.point_targets(db_to_intensity(np.where(valid, db, -np.inf)), valid)
+    side = sidelayer.find_outliers(core_db, core_valid, lo, hi, side_cfg["step_lo"], side_cfg["step_hi"], targets[core])
+    x = normalize_db(db, lo, hi)
+    x_valid = x[valid]
+    if x_valid.min() == x_valid.max():  # e.g. a constant image: no network needed
+        return _PreparedTile(bytes([TAG_CONSTANT]) + _F32.pack(float(x_valid[0])) + sidelayer.encode_side(side))
+    # The side layer restores its pixels: the network codes a smooth fill there instead of spikes.
+    in_side = sidelayer.side_mask(db, valid, lo, hi, side_cfg["step_lo"], side_cfg["step_hi"], targets)
+    analysis = codec.model.analyze(_to_tensor(fill_invalid(x, valid & ~in_side)), valid=valid)
+    inlier = core_valid & ~in_side[core]  # the correction is fitted where the network's pixels are kept
+    return _PreparedTile(None, side, analysis, core, inlier, db_to_intensity(np.where(inlier, core_db, 0.0)))
+
+
+def _code_region(codec: LoadedCodec, tile: _PreparedTile, quality: float, params: PreprocessingParams,
+                 side_cfg: dict[str, Any]) -> bytes:
+    """One tile record of format version 2 (see ``sarcodec.io.sarc``) at ``quality``."""
+    if tile.record is not None:
+        return tile.record
+    assert tile.analysis is not None and tile.side is not None and tile.inlier is not None and tile.target is not None
+    words, x_hat = codec.model.encode_analysis(tile.analysis, quality)
+    assert x_hat is not None
+    decoded_db = denormalize_db(x_hat[0, 0].numpy()[tile.core], params.db_lo, params.db_hi)
+    correction = sidelayer.fit_correction(tile.target, decoded_db, tile.inlier, side_cfg["bias_block"])
+    side = dataclasses.replace(tile.side, correction=correction)
+    return bytes([TAG_CODED]) + _U32.pack(len(words)) + words + sidelayer.encode_side(side)
+
+
+def encode_region(codec: LoadedCodec, quality: float, db: FloatArray, valid: npt.NDArray[np.bool_],
+                   core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any]) -> bytes:
+    """One tile record of format version 2 from the dB of its extended region."""
+    return _code_region(codec, _prepare_region(codec, db, valid, core, params, side_cfg), quality, params, side_cfg)
+
+
+def _tile_regions(db_band: FloatArray, valid_band: npt.NDArray[np.bool_], e0: int, r0: int, r1: int,
+                  width: int, tile: int, overlap: int
+                  ) -> Iterator[tuple[FloatArray, npt.NDArray[np.bool_], tuple[slice, slice]]]:
+    """Per tile of a band (left to right): dB and validity of its extended region, and where its core lies."""
+    rows = slice(r0 - e0, r1 - e0)
+    for c0, c1 in tile_grid(width, tile):
+        f0, f1 = extended(c0, c1, width, overlap)
+        yield db_band[:, f0:f1], valid_band[:, f0:f1], (rows, slice(c0 - f0, c1 - f0))
+
+
+def _to_tensor(x: npt.NDArray[np.float32]) -> torch.Tensor:
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
+
+
+def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any], tile: int, overlap: int) -> int:
+    """Bytes of a file that do not depend on the quality: preamble, deflated header, masks, record lengths,
+    checksum (the validity masks are read and coded for this, band by band)."""
+    info = source.info
+    rows, cols = tile_grid(info.height, tile), tile_grid(info.width, tile)
+    masks = 0
+    for r0, r1 in rows:
+        _, _, valid = _band_rows(source, params, r0, r1, overlap)
+        masks += len(encode_mask(valid))
+    return framing_bytes(len(deflate_header(header)), len(rows), len(cols)) + masks
+
+
+def _choose_quality(codec: LoadedCodec, pool: TilePool[Any, Any], source: Any, params: PreprocessingParams,
+                    target: float, fixed: int, tile: int, overlap: int, side_cfg: dict[str, Any]
+                    ) -> tuple[float, str]:
+    """Highest quality whose file on a sample of up to 6 tiles is <= ``target`` bpp (bisection, 8 steps).
+
+    ``fixed`` bytes (header, masks, record lengths) are counted in full; the tiles' records (payload and side
+    information) are extrapolated from the sample to the whole image. The side layer and the analysis of the
+    sample are computed once; each step only entropy-codes and synthesizes."""
+    info = source.info
+    rows, cols = tile_grid(info.height, tile), tile_grid(info.width, tile)
+    cells = [(r, c) for r in range(len(rows)) for c in range(len(cols))]
+    picked = [cells[i] for i in np.unique(np.linspace(0, len(cells) - 1, min(6, len(cells))).round().astype(int))]
+    jobs = []
+    sampled = 0
+    for r, c in picked:
+        (r0, r1), (c0, c1) = rows[r], cols[c]
+        e0, e1 = extended(r0, r1, info.height, overlap)
+        f0, f1 = extended(c0, c1, info.width, overlap)
+        db, valid = to_db(source.read((e0, f0, e1 - e0, f1 - f0)), params.units, params.nodata)
+        core = (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0))
+        jobs.append(functools.partial(_prepare_region, codec, db, valid, core, params, side_cfg))
+        sampled += (r1 - r0) * (c1 - c0)
+    prepared = [t for band in pool.run([(None, jobs)]) for t in band.results()]
+    pixels = info.height * info.width
+
+    def bpp(q: float) -> float:
+        coded = [functools.partial(_code_region, codec, t, q, params, side_cfg) for t in prepared]
+        tiles = sum(len(r) for band in pool.run([(None, coded)]) for r in band.results())
+        return float((fixed + tiles * pixels / sampled) * 8 / pixels)
+
+    lo, hi = 1.0, float(codec.num_levels)
+    smallest = bpp(lo)
+    if smallest > target:
+        return lo, (f"target {target:g} bpp is below the smallest size this model reaches on this image (about "
+                    f"{smallest:.3f} bpp at quality 1); wrote quality 1")
+    largest = bpp(hi)
+    if largest <= target:
+        return hi, (f"target {target:g} bpp is above the largest size this model reaches on this image (about "
+                    f"{largest:.3f} bpp at quality {codec.num_levels:g}); wrote quality {codec.num_levels:g}")
+    for _ in range(8):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if bpp(mid) <= target else (lo, mid)
+    return math.floor(lo * 1e4) / 1e4, ""
+
+
+def compress_lossy(codec: LoadedCodec, reader: Any, params: PreprocessingParams, header: dict[str, Any], out: Path,
+                    quality: float | None, bpp: float | None, bar: Any) -> tuple[float, str]:
+    """Write a lossy file (format 2); returns the quality used and a note about a ``bpp`` target."""
+    if quality is not None:
+        try:
+            codec.model.check_quality(quality)
+        except IncompatibleModelError as exc:
+            raise BadInputError(str(exc)) from None
+    info = reader.info
+    tile_size, overlap = header["tile"]["size"], header["tile"]["overlap"]
+    header.update(model={"name": codec.name, "sha256": codec.sha256, "codec": codec.model.codec_name},
+                  quality=float(DEFAULT_QUALITY if quality is None else quality), side=dict(SIDE_DEFAULTS))
+    side_cfg: dict[str, Any] = header["side"]
+    note = ""
+    with TilePool[bytes, bytes](torch_workers(), codec.device.type == "cpu") as pool:
+        if bpp is not None:
+            fixed = _fixed_bytes(reader, params, header, tile_size, overlap)
+            header["quality"], note = _choose_quality(codec, pool, reader, params, bpp, fixed, tile_size, overlap,
+                                                      side_cfg)
+        q = float(header["quality"])
+
+        def bands() -> Iterator[tuple[bytes, list[Callable[[], bytes]]]]:
+            for r0, r1 in tile_grid(info.height, tile_size):
+                e0, db_band, valid_band = _band_rows(reader, params, r0, r1, overlap)
+                # version 2: the mask covers the extended rows (tiles skip latents by it)
+                yield encode_mask(valid_band), [
+                    functools.partial(encode_region, codec, q, db, valid, core, params, side_cfg)
+                    for db, valid, core in _tile_regions(db_band, valid_band, e0, r0, r1, info.width, tile_size,
+                                                         overlap)]
+
+        with SarcWriter(out, header, LOSSY_VERSION) as writer:
+            write_bands(writer, pool.run(bands()), bar)
+    return q, note
+
+
+def decode_region(codec: LoadedCodec, quality: float, payload: bytes, valid: npt.NDArray[np.bool_],
+                   core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any],
+                   correction: npt.NDArray[np.float32], outliers: list[tuple[Any, ...]], col: int
+                   ) -> npt.NDArray[np.float32] | None:
+    """Decode one version-2 tile record: x_norm over the extended region whose validity is ``valid`` (None for an
+    uncoded tile); writes the tile core's correction (dB) into ``correction`` and appends its outliers to
+    ``outliers`` as (rows, columns, dB) in the band's coordinates (the core starts at column ``col``)."""
+    shape = valid.shape
+    core_valid = valid[core]
+    if not payload:
+        if core_valid.any():
+            raise CorruptFileError("a tile with valid pixels has no coded data")
+        return None
+    if not core_valid.any():
+        raise CorruptFileError("a tile without valid pixels carries coded data")
+    tag, rest = payload[0], payload[1:]
+    if tag == TAG_CONSTANT:
+        if len(rest) < 4:
+            raise CorruptFileError("a constant tile is truncated")
+        (value,) = _F32.unpack_from(rest)
+        if not 0.0 <= value <= 1.0:
+            raise CorruptFileError("a constant tile's value is out of range")
+        x = np.full(shape, value, np.float32)
+        side_blob, with_correction = rest[4:], False
+    elif tag == TAG_CODED:
+        if len(rest) < 4:
+            raise CorruptFileError("a coded tile is truncated")
+        (n_words,) = _U32.unpack_from(rest)
+        if n_words == 0 or 4 + n_words > len(rest):
+            raise CorruptFileError("a coded tile's word count is inconsistent with its record")
+        x = codec.model.decompress_tile(rest[4 : 4 + n_words], shape[0], shape[1], quality, valid)[0, 0].numpy()
+        side_blob, with_correction = rest[4 + n_words :], True
+    else:
+        raise CorruptFileError(f"unknown tile type {tag}")
+    core_shape = core_valid.shape
+    side = sidelayer.decode_side(side_blob, core_shape, with_correction, side_cfg["bias_block"])
+    if side.correction is not None:
+        correction[:] = sidelayer.interpolate_correction(side.correction * side_cfg["bias_step"], core_shape,
+                                                         side_cfg["bias_block"])
+    index = np.concatenate([side.above_index, side.below_index])
+    if index.size:
+        dbs = np.concatenate([params.db_lo + side.above_q * side_cfg["step_hi"],
+                              params.db_lo - side.below_q * side_cfg["step_lo"]])
+        outliers.append((index // core_shape[1], index % core_shape[1] + col, dbs.astype(np.float32)))
+    return x
+
+
+#: Rows converted to the output's units and written at a time (bounds the decoder's float64 temporaries).
+_WRITE_ROWS = 128
+
+
+_DecodedBand = tuple[int, int, int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]
+
+
+def _decode_v1(codec: LoadedCodec, quality: float, payload: bytes, height: int, width: int
+               ) -> npt.NDArray[np.float32]:
+    """Decode one tile record of format version 1 (the network's payload only)."""
+    x: npt.NDArray[np.float32] = codec.model.decompress_tile(payload, height, width, quality)[0, 0].numpy()
+    return x
+
+
+def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: LoadedCodec, quality: float,
+                        reader: SarcReader, sink: RowSink, bar: Any) -> None:
+    """Decode, blend and write the bands of a lossy file (format 1 or 2), tiles in parallel."""
+    h, w, overlap = header.height, header.width, header.overlap
+    col_grid = header.cols()
+    blender = Blender(w)
+    side_cfg: dict[str, Any] | None = header.fields["side"] if reader.version >= 2 else None
+    pending: list[tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]] = []
+
+    def finish(band: Band[_DecodedBand, npt.NDArray[np.float32] | None]) -> None:
+        """Blend a band's decoded tiles and write the rows no later tile touches."""
+        nonlocal pending
+        r0, r1, e0, valid, correction, outliers = band.data
+        row_weight = ramp(r0, r1, h, overlap)[:, None]
+        for (c0, c1), x in zip(col_grid, band.results()):
+            if x is not None:
+                blender.add(e0, extended(c0, c1, w, overlap)[0], x, row_weight * ramp(c0, c1, w, overlap)[None, :])
+            bar.update()
+        pending.append((r0, valid, correction, outliers))
+        done = h if r1 == h else r1 - overlap
+        first = blender.start
+        x_rows = blender.pop(done)
+        for b0, b_valid, b_correction, b_outliers in pending:  # rows [first, done) lie in one or two bands
+            for a in range(max(first, b0), min(done, b0 + b_valid.shape[0]), _WRITE_ROWS):
+                z = min(a + _WRITE_ROWS, done, b0 + b_valid.shape[0])  # float64 temporaries of a few rows
+                db = denormalize_db(x_rows[a - first : z - first], params.db_lo, params.db_hi)
+                db += b_correction[a - b0 : z - b0]
+                for rows, cols, values in b_outliers:
+                    here = (rows >= a - b0) & (rows < z - b0)
+                    db[rows[here] - (a - b0), cols[here]] = values[here]
+                sink.write(a, inverse_db(db, params, b_valid[a - b0 : z - b0]))
+        pending = [p for p in pending if p[0] + p[1].shape[0] > done]
+
+    def bands() -> Iterator[tuple[_DecodedBand, list[Callable[[], npt.NDArray[np.float32] | None]]]]:
+        for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
+            e0, e1 = extended(r0, r1, h, overlap)
+            if side_cfg is None:
+                valid_ext = None
+                valid = decode_mask(mask_bytes, (r1 - r0, w))
+            else:  # version 2 masks cover the band's extended rows
+                valid_ext = decode_mask(mask_bytes, (e1 - e0, w))
+                valid = valid_ext[r0 - e0 : r1 - e0]
+            correction = np.zeros((r1 - r0, w), np.float32)
+            outliers: list[tuple[Any, ...]] = []  # appended by the tiles (thread-safe)
+            jobs: list[Callable[[], npt.NDArray[np.float32] | None]] = []
+            for (c0, c1), payload in zip(col_grid, payloads):
+                f0, f1 = extended(c0, c1, w, overlap)
+                core = (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0))
+                if side_cfg is None or valid_ext is None:
+                    jobs.append(functools.partial(_decode_v1, codec, quality, payload, e1 - e0, f1 - f0))
+                else:
+                    jobs.append(functools.partial(decode_region, codec, quality, payload, valid_ext[:, f0:f1],
+                                                  core, params, side_cfg, correction[:, c0:c1], outliers, c0))
+            yield (r0, r1, e0, valid, correction, outliers), jobs
+
+    with TilePool[_DecodedBand, npt.NDArray[np.float32] | None](torch_workers(), codec.device.type == "cpu") as pool:
+        for band in pool.run(bands()):
+            finish(band)  # the previous band, while the next one decodes
