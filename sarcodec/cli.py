@@ -648,6 +648,8 @@ def _add_batch(sub: Any) -> None:
     p.add_argument("--units", choices=UNITS, default=None, help="units of the input values (default: inferred per scene)")
     p.add_argument("--band", type=_positive_int, default=None,
                    help="compress only this 1-based band (default: every band of a multi-band raster)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default=None,
+                   help="as for compress: runtime of the analysis transform (default torch)")
     p.add_argument("--cog", action="store_true", help="with --decompress: write Cloud-Optimized GeoTIFFs")
     p.set_defaults(func=_cmd_batch)
 
@@ -658,7 +660,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     # unset options are None: run_batch passes on those given and rejects the ones of the other mode
     options = {"quality": args.quality, "bpp": args.bpp, "max_error": args.max_error,
                "max_error_units": args.max_error_units, "lossless": args.lossless or None, "model": args.model,
-               "units": args.units, "band": args.band, "cog": args.cog or None}
+               "units": args.units, "band": args.band, "runtime": args.runtime, "cog": args.cog or None}
     rows = run_batch(args.inputs, args.output, decompress=args.decompress, workers=args.workers,
                      scheduler=args.scheduler, options=options, progress=args.progress or sys.stderr.isatty(),
                      connect_timeout=args.connect_timeout, log=print)

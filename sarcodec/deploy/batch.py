@@ -53,7 +53,8 @@ __all__ = [
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("input", "band", "output", "status", "bytes", "bpp", "seconds", "error")
 #: Keyword arguments of ``sarcodec.compress`` a batch passes through (``band`` also chooses the jobs).
-COMPRESS_OPTIONS = frozenset({"quality", "bpp", "max_error", "max_error_units", "lossless", "model", "units", "band"})
+COMPRESS_OPTIONS = frozenset({"quality", "bpp", "max_error", "max_error_units", "lossless", "model", "units", "band",
+                              "runtime"})
 #: Keyword arguments of ``sarcodec.decompress`` a batch passes through.
 DECOMPRESS_OPTIONS = frozenset({"cog", "model"})
 #: Seconds to wait for an existing scheduler before giving up.
@@ -213,6 +214,15 @@ def _checked_options(options: Mapping[str, Any], decompress: bool) -> dict[str, 
         resolve_codec(given["model"])
         if str(given["model"]) not in shipped_codecs():
             given["model"] = str(Path(given["model"]).absolute())
+    if "runtime" in given:  # checked here, not once per scene on the workers
+        import importlib.util
+
+        from sarcodec.codec.registry import RUNTIMES
+
+        if given["runtime"] not in RUNTIMES:
+            raise BadInputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {given['runtime']!r}")
+        if given["runtime"] == "onnx" and importlib.util.find_spec("onnxruntime") is None:
+            raise BadInputError("the ONNX runtime needs onnxruntime: pip install 'sarcodec[onnx]'")
     return given
 
 

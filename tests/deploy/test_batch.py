@@ -173,6 +173,7 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path: Path) -> None:
          "cannot reach the Dask scheduler"),
         (["batch", "--decompress", str(empty), "-o", out], "no .sarc files"),
         (["batch", "--decompress", sample, "-o", out, "--quality", "3"], "quality: not an option of decompress"),
+        (["batch", "--decompress", sample, "-o", out, "--runtime", "onnx"], "runtime: not an option of decompress"),
     ]
     for args, needle in cases:
         proc = run_cli(*args)
@@ -180,6 +181,15 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path: Path) -> None:
         assert_one_line_error(proc, needle)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["afile", "empty"]
     assert (tmp_path / "afile").read_text() == "I am a file"
+
+
+def test_runtime_option_is_checked_before_a_cluster_starts() -> None:
+    from sarcodec.deploy.batch import _checked_options
+
+    assert _checked_options({"runtime": "onnx", "quality": 2.0, "band": None}, decompress=False) == {
+        "runtime": "onnx", "quality": 2.0}
+    with pytest.raises(BadInputError, match="runtime must be one of"):
+        _checked_options({"runtime": "tflite"}, decompress=False)
 
 
 def test_plan_refuses_two_inputs_writing_one_output(tmp_path: Path) -> None:
