@@ -26,7 +26,8 @@ from sarcodec.threads import single_thread
 if TYPE_CHECKING:
     from sarcodec.io.sarc import SarcWriter
 
-__all__ = ["Band", "RowSink", "TilePool", "cpu_workers", "single_thread", "torch_workers", "write_bands"]
+__all__ = ["Band", "RowSink", "TilePool", "cpu_workers", "set_cpu_workers", "single_thread", "torch_workers",
+           "write_bands"]
 
 T = TypeVar("T")
 B = TypeVar("B")
@@ -135,9 +136,19 @@ def torch_workers() -> int:
     return torch.get_num_threads()
 
 
+_cpu_workers_limit: list[int] = []  # set_cpu_workers's value, if any
+
+
+def set_cpu_workers(n: int | None) -> None:
+    """Cap :func:`cpu_workers` at ``n`` for this process (None: no cap). A batch worker process that owns one core
+    sets 1, as it sets PyTorch's threads to 1, so N workers on one machine use N cores, not N x cores."""
+    _cpu_workers_limit[:] = [] if n is None else [max(1, int(n))]
+
+
 def cpu_workers() -> int:
-    """Tiles coded at once without networks: one per core this process may use."""
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    """Tiles coded at once without networks: one per core this process may use (see :func:`set_cpu_workers`)."""
+    cores = max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+    return min([cores, *_cpu_workers_limit])
 
 
 class RowSink(Protocol):

@@ -182,7 +182,10 @@ def run_job(job: Job, decompress: bool, options: Mapping[str, Any]) -> dict[str,
                 return _row(job, "skipped", job.output.stat().st_size, pixels, time.monotonic() - start)
         import torch
 
+        from sarcodec.codec.pipeline import set_cpu_workers
+
         torch.set_num_threads(1)  # one core per worker process: N workers use N cores, not N x cores
+        set_cpu_workers(1)  # the same for the near-lossless/lossless tiles, which use no PyTorch
         if decompress:
             from sarcodec.codec.api import decompress as decode
 

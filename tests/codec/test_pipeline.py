@@ -86,3 +86,17 @@ def test_bounded_decompress_does_not_import_pytorch(tmp_path: Path) -> None:
             "assert 'torch' not in sys.modules, 'a bounded decode imported torch'; raise SystemExit(rc)")
     done = subprocess.run([sys.executable, "-c", code, str(sarc), str(tmp_path / "b.tif")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_set_cpu_workers_caps_the_bounded_pool() -> None:
+    from sarcodec.codec.pipeline import cpu_workers, set_cpu_workers
+
+    cores = cpu_workers()
+    try:
+        set_cpu_workers(1)
+        assert cpu_workers() == 1
+        set_cpu_workers(cores + 5)  # a cap above the cores changes nothing
+        assert cpu_workers() == cores
+    finally:
+        set_cpu_workers(None)
+    assert cpu_workers() == cores
