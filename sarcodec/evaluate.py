@@ -234,6 +234,8 @@ def evaluate_checkpoints(
     import platform
 
     from sarcodec.report import markdown_table, save_reconstruction_figure, save_sweep_plot
+    from sarcodec.errors import BadInputError
+    from sarcodec.models import AutoencoderBase
     from sarcodec.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     out = Path(output_dir)
@@ -247,6 +249,9 @@ def evaluate_checkpoints(
         ckpt_path = Path(path) / "best.pth" if Path(path).is_dir() else Path(path)
         ckpt = load_checkpoint(ckpt_path)
         model = model_from_checkpoint(ckpt, str(ckpt_path))
+        if not isinstance(model, AutoencoderBase):
+            raise BadInputError(f"{ckpt_path}: a codec's training checkpoint; evaluate scores autoencoders (use "
+                                "sarcodec benchmark --model RUN/NAME.safetensors for a codec)")
         run = ckpt_path.parent.resolve().name or ckpt_path.stem
         if any(s.run == run for s in summaries):  # two checkpoints of one folder
             run = f"{run}/{ckpt_path.stem}"
@@ -256,11 +261,11 @@ def evaluate_checkpoints(
         for name, x_norm in figure_originals.items():
             reconstructions.setdefault(name, {})[run] = reconstruct(x_norm)
         history = _run_history(ckpt_path, ckpt["history"])
-        counts = model.count_parameters()  # type: ignore[operator]
+        counts = model.count_parameters()
         best = next(h for h in ckpt["history"] if h["epoch"] == ckpt["epoch"])
         summaries.append(ModelSummary(
             run=run, model_name=ckpt["model_name"], latent_channels=int(ckpt["model_config"]["latent_channels"]),
-            latent_ratio=float(model.latent_ratio), params=int(counts["total"]),  # type: ignore[arg-type]
+            latent_ratio=float(model.latent_ratio), params=int(counts["total"]),
             epochs=len(history), best_epoch=int(ckpt["epoch"]),
             train_minutes=sum(float(h["seconds"]) for h in history) / 60.0,
             val_psnr=float(best["val_psnr"]), scores=summarize(scores),

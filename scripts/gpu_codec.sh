@@ -9,7 +9,9 @@
 #   bash scripts/gpu_codec.sh --run CONFIG [sarcodec train options ...]
 #       on the GPU machine, in the repository root, with .gpu carried and OUT set (the device tool's $OUT):
 #       installs the wheels it lacks, unpacks the data, trains CONFIG (default configs/codec/hyperprior.yaml) with
-#       --device cuda, a wall-clock budget (MINUTES, default 8), batch 64 and EPOCHS epochs (default 200), and
+#       --device cuda, a wall-clock budget (MINUTES, default 8), batch 64 (lr as configured) and EPOCHS epochs
+#       (default 200, never measured: the cosine schedule spans EPOCHS, and the budget only stops after an epoch,
+#       so if the log says the budget stopped the schedule early, rerun with EPOCHS that fit), and
 #       leaves in $OUT: train.log, run/<name>.safetensors (the codec, for sarcodec compress --model),
 #       run/history.json, run/config.yaml and the TensorBoard events. Later options win (--device cpu, --epochs,
 #       --set key=value), which is how tests/scripts run it on a CPU.
@@ -58,7 +60,7 @@ case "${1:-}" in
     [ -f "$work/codec_p64/manifest.json" ] || xz -dc "$PACK/codec_p64.tar.xz" | tar -C "$work" -xf -
     $PY -m sarcodec train "$config" --data "$work/codec_p64" --output-dir "$out/run" --device cuda \
         --epochs "${EPOCHS:-200}" --set "time_budget_minutes=${MINUTES:-8}" --set data.batch_size=64 \
-        --set data.num_workers=8 --set num_sample_images=2 "$@" 2>&1 | tee "$out/train.log"
+        --set data.num_workers=0 --set num_sample_images=2 "$@" 2>&1 | tee "$out/train.log"
     rm -f "$out/run/last.pth"  # the device returns at most 8 files; best.pth stays for a resume elsewhere
     ;;
   *)

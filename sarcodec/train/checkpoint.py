@@ -64,7 +64,7 @@ def save_checkpoint(state: Mapping[str, Any], path: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
+        os.fchmod(fd, file_mode())  # mkstemp makes 0600 files; give the usual permissions
         with os.fdopen(fd, "wb") as f:
             torch.save(dict(state), f)
             f.flush()
@@ -100,10 +100,11 @@ def _check_plain(value: Any, where: str) -> None:
                     "(it would need pickle to load)")
 
 
-def _umask() -> int:
+def file_mode() -> int:
+    """The permissions of a new file under the process's umask (``0o666 & ~umask``)."""
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

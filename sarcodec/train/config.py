@@ -56,7 +56,8 @@ Override = str | tuple[str, Any]
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Which autoencoder to build: ``create_model(name, latent_channels=..., base_channels=..., **options)``.
+    """Which network to build: ``create_model(name, latent_channels=..., base_channels=..., **options)`` (an
+    autoencoder), or with ``objective: rd`` ``create_codec(name, channels=base_channels, ...)``.
 
     In YAML the section is flat: keys other than ``name``, ``latent_channels`` and ``base_channels`` (e.g.
     ``blocks_per_stage``) are collected into ``options`` and checked against the model's constructor. With
@@ -134,7 +135,7 @@ class TrainConfig:
     """One training experiment. See the module docstring for the YAML layout and override rules."""
 
     run_name: str = "run"
-    objective: str = "autoencoder"  # autoencoder (sarcodec.models, CombinedLoss) | rd (sarcodec.codec, lambda*MSE+bpp)
+    objective: str = "autoencoder"  # autoencoder (sarcodec.models, CombinedLoss) | rd (sarcodec.models.codecs, lambda*MSE+bpp)
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -144,7 +145,7 @@ class TrainConfig:
     epochs: int = 30
     seed: int = 0
     device: str = "auto"  # auto (cuda if available, else cpu) | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (fp16 autocast + GradScaler on CUDA, fp32 on CPU) | fp32 | fp16 | bf16
+    precision: str = "auto"  # auto (fp16 autocast + GradScaler on CUDA for autoencoders, else fp32) | fp32 | fp16 | bf16
     deterministic: bool = False  # deterministic CUDA kernels (slower); CPU runs are deterministic anyway
     output_dir: str | None = None  # None: runs/<run_name>
     limit_batches: int | None = None  # cap on train and val batches per epoch (smoke tests)
@@ -192,6 +193,8 @@ class TrainConfig:
              "at least 1, or null"),
             ("early_stopping.min_delta", self.early_stopping.min_delta >= 0, "0 or more"),
             ("precision", self.precision in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
+            ("precision", self.objective != "rd" or self.precision in ("auto", "fp32"),
+             "auto or fp32 for objective rd (the rate terms need fp32)"),
             ("device", self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
              "auto, cpu, cuda or cuda:N"),
             ("limit_batches", self.limit_batches is None or self.limit_batches >= 1, "at least 1, or null"),

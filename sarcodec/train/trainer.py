@@ -15,8 +15,9 @@ which redoes the interrupted epoch from its start, ends with bitwise the same we
 - the learning rate is a pure function of the step (``schedule.py``); the plateau tracker, optimizer, AMP
   scaler, early-stopping counter, best loss and history are all in the checkpoint (``checkpoint.py``).
 
-One code path for CPU and GPU: a single ``torch.autocast`` context (fp16 on CUDA by default, off on the CPU) and
-a ``GradScaler(enabled=...)`` that is a no-op unless fp16 is used.
+One code path for CPU and GPU: a single ``torch.autocast`` context (fp16 on CUDA by default for autoencoders;
+off on the CPU and for codecs, whose rate terms stay in fp32) and a ``GradScaler(enabled=...)`` that is a no-op
+unless fp16 is used.
 """
 
 from __future__ import annotations
@@ -148,7 +149,8 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
 
     objective = make_objective(config)
     model = objective.build(config.model).to(device)
-    optimizer = _adamw(objective.main_parameters(model), config)
+    main_params = objective.main_parameters(model)  # in the model's order: the clipping norm's summation order
+    optimizer = _adamw(main_params, objective.decayed(model), config)
     aux_params = objective.aux_parameters(model)
     aux_optimizer = torch.optim.Adam(aux_params, lr=config.rd.aux_lr) if aux_params else None
     schedule = LRSchedule(
@@ -191,17 +193,23 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
     if stopped_early or progress.epoch >= config.epochs:
         state = "stopped early" if stopped_early else "is complete"
         log(f"nothing to do: the run {state} after epoch {progress.epoch} (raise --epochs to train further)")
+        product = objective.product(config)
+        if ctx.is_main and product is not None and not product.is_file():
+            _finish(model, objective, config, val_set, progress, device, log)  # its export was interrupted
         return TrainResult(out_dir, progress.epoch, progress.best_epoch, progress.best_val_loss, stopped_early,
                            progress.history, ctx.is_main)
     writer = open_run_dir(out_dir, config, resume_from is None, progress.step) if ctx.is_main else None
+    product = objective.product(config)
+    if ctx.is_main and resume_from is None and product is not None:
+        product.unlink(missing_ok=True)  # a fresh run never leaves an earlier run's export behind
     samples = _sample_images(val_set, config.num_sample_images) if ctx.is_main else None
     try:
         for epoch in range(progress.epoch + 1, config.epochs + 1):
             started = time.perf_counter()
             _seed_epoch(config.seed, epoch, ctx, train_loader, loader_rng)
             train_loss, nonfinite, lr = _train_epoch(
-                train_model, objective, train_loader, steps_per_epoch, optimizer, aux_optimizer, scaler, autocast,
-                schedule, plateau, progress, config, ctx, writer, epoch,
+                train_model, objective, train_loader, steps_per_epoch, optimizer, main_params, aux_optimizer, scaler,
+                autocast, schedule, plateau, progress, config, ctx, writer, epoch,
             )
             val = evaluate_objective(model, objective, val_loader, ctx=ctx, autocast=autocast, limit_batches=limit)
             entry = {"epoch": epoch, "step": progress.step, "train_loss": train_loss, **val, "lr": lr,
@@ -238,7 +246,9 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
                 log(f"early stopping: val_loss has not improved for {progress.epochs_without_improvement} epochs")
                 break
             if epoch < config.epochs and _over_budget(progress.history, config.time_budget_minutes):
-                log(f"time budget of {config.time_budget_minutes:g} min reached after epoch {epoch}")
+                log(f"time budget of {config.time_budget_minutes:g} min reached after epoch {epoch} of "
+                    f"{config.epochs}: the LR schedule stopped at {lr:.2e}, not at its end (size epochs to the "
+                    "budget for a finished schedule)")
                 break
     finally:
         if writer is not None:
@@ -247,7 +257,7 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
         best = progress.history[progress.best_epoch - 1]
         log(f"best epoch {best['epoch']}: val_loss {best['val_loss']:.5f}, psnr {best['val_psnr']:.2f} dB, "
             f"ssim {best['val_ssim']:.4f} -> {out_dir / 'best.pth'}")
-        if ctx.is_main:
+        if ctx.is_main and objective.product(config) is not None:
             _finish(model, objective, config, val_set, progress, device, log)
     return TrainResult(out_dir, progress.epoch, progress.best_epoch, progress.best_val_loss, stopped_early,
                        progress.history, ctx.is_main)
@@ -258,8 +268,8 @@ def _finish(model: nn.Module, objective: Objective, config: TrainConfig, val_set
     """The objective's product (a codec's .safetensors) from the best epoch's weights."""
     best = load_checkpoint(config.resolved_output_dir / "best.pth", map_location=device)
     model.load_state_dict(best["model_state_dict"])
-    summary = {"epochs": progress.epoch, "best_epoch": progress.best_epoch, "steps_done": int(best["step"]),
-               "minutes": round(sum(float(h["seconds"]) for h in progress.history) / 60, 2),
+    summary = {"epochs": progress.epoch, "best_epoch": progress.best_epoch, "steps_done": progress.step,
+               "best_step": int(best["step"]), "minutes": round(sum(float(h["seconds"]) for h in progress.history) / 60, 2),
                "device": device.type, "sarcodec_version": __version__}
     objective.finish(model, config, val_set, summary, log)
 
@@ -275,7 +285,8 @@ def _over_budget(history: list[dict[str, Any]], minutes: float | None) -> bool:
 
 def _train_epoch(
     model: nn.Module, objective: Objective, loader: DataLoader[Any], steps: int, optimizer: torch.optim.Optimizer,
-    aux_optimizer: torch.optim.Optimizer | None, scaler: torch.amp.GradScaler, autocast: Callable[[], Any],
+    main_params: list[nn.Parameter], aux_optimizer: torch.optim.Optimizer | None, scaler: torch.amp.GradScaler,
+    autocast: Callable[[], Any],
     schedule: LRSchedule, plateau: PlateauTracker, progress: _Progress, config: TrainConfig, ctx: DistContext,
     writer: Any, epoch: int,
 ) -> tuple[float, int, float]:
@@ -300,7 +311,6 @@ def _train_epoch(
         if ok:
             scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
             scaler.unscale_(optimizer)
-            main_params = [p for group in optimizer.param_groups for p in group["params"]]
             grad_norm = torch.nn.utils.clip_grad_norm_(main_params, config.optim.grad_clip or math.inf)
             # under fp16 the scaler itself skips steps whose gradients overflowed (and lowers its scale)
             ok = scaler.is_enabled() or bool(torch.isfinite(grad_norm))
@@ -359,19 +369,17 @@ def evaluate_objective(model: nn.Module, objective: Objective, loader: DataLoade
     ctx = ctx or DistContext(device=next(model.parameters()).device)
     was_training = model.training
     model.eval()
-    keys: list[str] = []
-    sums: torch.Tensor | None = None
+    keys = objective.val_keys
+    sums = torch.zeros(len(keys) + 1, dtype=torch.float64, device=ctx.device)  # + the patch count
     for batch in _take(loader, limit_batches or len(loader)):
         with autocast():
             parts = objective.val_sums(model, batch, ctx.device)
-        keys = list(parts)
-        row = torch.stack([*(v.double() for v in parts.values()),
-                           torch.tensor(float(batch["image"].shape[0]), dtype=torch.float64, device=ctx.device)])
-        sums = row if sums is None else sums + row
+        sums += torch.stack([*(parts[k].double() for k in keys),
+                             torch.tensor(float(batch["image"].shape[0]), dtype=torch.float64, device=ctx.device)])
     model.train(was_training)
-    if sums is None:
+    *totals, count = ctx.all_reduce(sums).tolist()  # every rank reduces, also one whose shard is empty
+    if count == 0:
         raise BadInputError("no validation patches")
-    *totals, count = ctx.all_reduce(sums).tolist()
     return {**{k: v / count for k, v in zip(keys, totals)}, "val_patches": int(count)}
 
 
@@ -458,10 +466,11 @@ def _sample_images(dataset: PatchDataset, n: int) -> torch.Tensor | None:
 
 
 # ---------------------------------------------------------------------------------------------- optimisation
-def _adamw(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
-    # weight decay on conv/linear weights only: decaying biases and norm scales only hurts (nanoGPT, timm)
-    decay = [p for p in params if p.requires_grad and p.dim() >= 2]
-    no_decay = [p for p in params if p.requires_grad and p.dim() < 2]
+def _adamw(params: list[nn.Parameter], decayed: set[nn.Parameter], config: TrainConfig) -> torch.optim.AdamW:
+    # weight decay only on what the objective says (conv/linear weights: decaying biases, norm scales, a codec's
+    # gains or densities only hurts; nanoGPT, timm)
+    decay = [p for p in params if p.requires_grad and p in decayed]
+    no_decay = [p for p in params if p.requires_grad and p not in decayed]
     groups = [{"params": decay, "weight_decay": config.optim.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.optim.lr, betas=config.optim.betas, eps=config.optim.eps)
 
@@ -549,6 +558,8 @@ def _restore(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer,
     optimizer.load_state_dict(ckpt["optimizer_state_dict"])
     if aux_optimizer is not None:
         aux_optimizer.load_state_dict(ckpt["aux_optimizer_state_dict"])
+        for group in aux_optimizer.param_groups:
+            group["lr"] = config.rd.aux_lr  # the config wins here too
     for group, decay in zip(optimizer.param_groups, (config.optim.weight_decay, 0.0)):
         group.update(weight_decay=decay, betas=config.optim.betas, eps=config.optim.eps)  # the config wins
     if scaler.is_enabled() and ckpt["scaler_state_dict"]:

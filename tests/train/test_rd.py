@@ -104,6 +104,8 @@ def test_config_errors_name_the_key(tiny_dataset: Path, tmp_path: Path) -> None:
         _config(tiny_dataset, tmp_path, ("model.name", "residual"))
     with pytest.raises(BadInputError, match="rd.speckle_prob must be between 0 and 1"):
         _config(tiny_dataset, tmp_path, ("rd.speckle_prob", 1.5))
+    with pytest.raises(BadInputError, match="precision must be auto or fp32 for objective rd"):
+        _config(tiny_dataset, tmp_path, ("precision", "bf16"))
 
 
 @pytest.mark.parametrize("name", ["hyperprior", "factorized", "hyperprior_finetune"])
@@ -120,3 +122,40 @@ def test_add_speckle_keeps_range_and_adds_variance(tiny_dataset: Path) -> None:
     assert spans.shape == (6,) and bool((spans > 0).all())
     hp = lambda t: (t[..., 1:, :] - t[..., :-1, :]).pow(2).mean()  # noqa: E731 (high-frequency energy)
     assert float(hp(y)) > float(hp(x))
+
+
+def test_resume_keeps_the_configured_aux_lr_and_rewrites_a_missing_export(tiny_dataset: Path, tmp_path: Path) -> None:
+    train(_config(tiny_dataset, tmp_path / "run", ("epochs", 1)), log=_quiet)
+    export = tmp_path / "run" / "tiny_codec.safetensors"
+    export.unlink()  # as if the run was killed while exporting
+    lines: list[str] = []
+    train(_config(tiny_dataset, tmp_path / "run", ("epochs", 1)), resume="auto", log=lines.append)
+    assert any(line.startswith("nothing to do") for line in lines) and export.is_file()
+    train(_config(tiny_dataset, tmp_path / "run", ("rd.aux_lr", 5e-4)), resume="auto", log=_quiet)
+    assert load_checkpoint(tmp_path / "run" / "last.pth")["aux_optimizer_state_dict"]["param_groups"][0]["lr"] == 5e-4
+    # a fresh run in the same folder never leaves the earlier export behind
+    (tmp_path / "run" / "tiny_codec.safetensors").write_bytes(b"stale")
+    train(_config(tiny_dataset, tmp_path / "run", ("epochs", 1)), overwrite=True, log=_quiet)
+    assert load_codec(tmp_path / "run" / "tiny_codec.safetensors").num_levels == 2
+
+
+def test_weight_decay_touches_only_convolution_kernels(tiny_dataset: Path, tmp_path: Path) -> None:
+    from sarcodec.train.objectives import make_objective
+
+    config = _config(tiny_dataset, tmp_path)
+    objective = make_objective(config)
+    model = objective.build(config.model)
+    names = {id(p): n for n, p in model.named_parameters()}
+    decayed = sorted(names[id(p)] for p in objective.decayed(model))
+    assert decayed and all(n.endswith(".weight") and "gamma" not in n for n in decayed)
+    assert not any("gain" in n or "density" in n or "quantiles" in n for n in decayed)
+    main = objective.main_parameters(model)
+    assert [names[id(p)] for p in main] == [n for n, _ in model.named_parameters() if not n.endswith("quantiles")]
+
+
+def test_evaluate_refuses_a_codec_checkpoint(tiny_dataset: Path, scene_dir: Path, tmp_path: Path) -> None:
+    from sarcodec.evaluate import evaluate_checkpoints
+
+    train(_config(tiny_dataset, tmp_path / "run", ("epochs", 1)), log=_quiet)
+    with pytest.raises(BadInputError, match="a codec's training checkpoint"):
+        evaluate_checkpoints([tmp_path / "run"], [scene_dir], tmp_path / "eval", log=_quiet)

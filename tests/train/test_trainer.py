@@ -67,6 +67,17 @@ def test_one_epoch_writes_complete_checkpoints(make_config: MakeConfig, tiny_dat
     assert events.Tags()["images"] == ["val/original_vs_reconstruction"]
 
 
+def test_autoencoders_clip_and_decay_as_before(make_config: MakeConfig) -> None:
+    """All parameters, in the model's order (the clipping norm's summation order), decay on tensors of 2+ dims."""
+    from sarcodec.train.objectives import make_objective
+
+    config = make_config("run")
+    objective = make_objective(config)
+    model = objective.build(config.model)
+    assert [id(p) for p in objective.main_parameters(model)] == [id(p) for p in model.parameters()]
+    assert {id(p) for p in objective.decayed(model)} == {id(p) for p in model.parameters() if p.dim() >= 2}
+
+
 def test_best_checkpoint_is_the_best_epoch(make_config: MakeConfig) -> None:
     result = train(make_config("run", epochs=3, limit_batches=2), log=_quiet)
     best = load_checkpoint(result.output_dir / "best.pth")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-# Importing the architecture modules registers them; keep these imports even though they look unused.
+# Importing the architecture modules registers them (and exports their classes).
 from sarcodec.models._registry import build, list_models
 from sarcodec.models.codecs.base import DEFAULT_LAMBDAS, Analysis, RDCodec
 from sarcodec.models.codecs.factorized import FactorizedPriorCodec
