@@ -21,7 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
-PACK=.gpu
+PACK=${SARCODEC_GPU_PACK:-.gpu}  # where --pack writes and --run reads (tests point it elsewhere)
 
 case "${1:-}" in
   --pack)
