@@ -149,6 +149,34 @@ def rate_view(paths: StudyPaths, runs: Sequence[str], log: Callable[[str], None]
                          models=["hyperprior"], checkpoints=checkpoints, log=log)
 
 
+def epoch_curves(paths: StudyPaths, runs: Sequence[str], baseline: str = "baseline_c16", every: int = 3) -> str:
+    """The runs' validation PSNR and SSIM at equal epochs (1, then every ``every``-th, and each run's last), from
+    their ``history.json``, with each run's PSNR difference to ``baseline``: a markdown table."""
+    import json
+
+    histories: dict[str, dict[int, dict[str, Any]]] = {}
+    for run in runs:
+        path = paths.run_dir(run) / "history.json"
+        if path.is_file():
+            histories[run] = {int(h["epoch"]): h for h in json.loads(path.read_text())}
+    names = list(histories)
+    last = max((max(h) for h in histories.values() if h), default=0)
+    epochs = sorted({1, *range(every, last + 1, every), *(max(h) for h in histories.values() if h)})
+    others = [r for r in names if r != baseline]
+    header = ["epoch", *(f"{r} val PSNR (dB)" for r in names), *(f"{r} − {baseline} (dB)" for r in others),
+              *(f"{r} val SSIM" for r in names)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for epoch in epochs:
+        row = [str(epoch)]
+        row += [f"{histories[r][epoch]['val_psnr']:.2f}" if epoch in histories[r] else "" for r in names]
+        for r in others:
+            both = epoch in histories[r] and baseline in histories and epoch in histories[baseline]
+            row.append(f"{histories[r][epoch]['val_psnr'] - histories[baseline][epoch]['val_psnr']:+.2f}" if both else "")
+        row += [f"{histories[r][epoch]['val_ssim']:.3f}" if epoch in histories[r] else "" for r in names]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def validation_images(paths: StudyPaths) -> list[Path]:
     """The whole images of the dataset's validation scenes (the scene split's ``val`` part)."""
     import json
@@ -184,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print((paths.results / "val" / "results.md").read_text())
         rate_view(paths, args.runs)
         print((paths.results / "rate" / "report.md").read_text())
+        curves = epoch_curves(paths, args.runs)  # the validation patches' PSNR at equal epochs, from the histories
+        (paths.results / "val_curves.md").write_text(curves)
+        print(curves)
     return 0
 
 
