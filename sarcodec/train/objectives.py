@@ -56,13 +56,13 @@ __all__ = [
 
 def build_network(objective: str, name: str, config: dict[str, Any]) -> nn.Module:
     """The network a run of ``objective`` trains: ``create_model`` (autoencoder) or ``create_codec`` (rd)."""
-    if objective == "rd":
-        from sarcodec.models.codecs import create_codec
+    import importlib
 
-        return create_codec(name, **config)
-    from sarcodec.models import create_model
+    from sarcodec.models._registry import build
 
-    return create_model(name, **config)
+    importlib.import_module("sarcodec.models.codecs")  # registers the codecs; its parent package the autoencoders
+
+    return build("codec" if objective == "rd" else "autoencoder", name, config)
 
 
 def network_identity(model: nn.Module) -> tuple[str, dict[str, Any]]:
@@ -72,15 +72,9 @@ def network_identity(model: nn.Module) -> tuple[str, dict[str, Any]]:
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
-    """``{"total", "encoder", "decoder", "trainable"}`` for either kind of network (a codec's encoder is its
-    analysis and hyper-analysis transforms; the rest, entropy models included, is its decoder)."""
-    counter = getattr(model, "count_parameters", None)
-    if counter is not None:
-        return dict(counter())
-    encoder = sum(p.numel() for n, p in model.named_parameters() if n.split(".")[0] in ("analysis", "hyper_analysis"))
-    total = sum(p.numel() for p in model.parameters())
-    return {"total": total, "encoder": encoder, "decoder": total - encoder,
-            "trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    """``{"total", "encoder", "decoder", "trainable"}`` of an autoencoder or a codec (both count their own)."""
+    counts: dict[str, int] = model.count_parameters()  # type: ignore[operator]
+    return dict(counts)
 
 
 class Objective:
@@ -220,9 +214,7 @@ class RDObjective(Objective):
     def prepare(self, model: nn.Module, train_set: PatchDataset, device: torch.device) -> None:  # noqa: D102
         codec: RDCodec = model  # type: ignore[assignment]
         self.lambdas = torch.tensor(codec.lambdas, device=device)
-        images = train_set.manifest["images"]
-        self.spans = torch.tensor([im["preprocessing_params"]["db_hi"] - im["preprocessing_params"]["db_lo"]
-                                   for im in images], dtype=torch.float32)
+        self.spans = torch.from_numpy(image_db_spans(train_set.manifest))
 
     def init_weights(self, model: nn.Module, log: Any) -> None:
         """Start from ``rd.init``'s weights (fine-tuning; a fresh run only): same architecture and config."""
@@ -336,13 +328,17 @@ def load_patches(root: str | Path, split: str) -> torch.Tensor:
     return torch.from_numpy(patches.astype(np.float32) / UINT16_SCALE).unsqueeze(1)
 
 
+def image_db_spans(manifest: dict[str, Any]) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """dB span (db_hi - db_lo) of each source image of a dataset manifest, float32."""
+    p = [im["preprocessing_params"] for im in manifest["images"]]
+    return np.array([q["db_hi"] - q["db_lo"] for q in p], dtype=np.float32)
+
+
 def patch_db_ranges(root: str | Path, split: str) -> torch.Tensor:
     """dB span (db_hi - db_lo) of each patch's source image, (N,) float32."""
     manifest = load_manifest(root)
     index = np.load(Path(root) / manifest["files"][split]["index"])
-    p = [im["preprocessing_params"] for im in manifest["images"]]
-    spans = np.array([q["db_hi"] - q["db_lo"] for q in p], dtype=np.float32)
-    return torch.from_numpy(spans[index[:, 0]])
+    return torch.from_numpy(image_db_spans(manifest)[index[:, 0]])
 
 
 def add_speckle(x: torch.Tensor, spans: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

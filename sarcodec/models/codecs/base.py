@@ -246,6 +246,14 @@ class RDCodec(nn.Module):
             x_hat = self._synthesize_exact(y_hat.to(self._device()), q)
         return x_hat[..., :height, :width].clamp(0, 1).cpu()
 
+    def count_parameters(self) -> dict[str, int]:
+        """``{"total", "encoder", "decoder", "trainable"}``: the encoder is the analysis (and hyper-analysis)
+        transform, the rest (synthesis, hyper-synthesis, entropy models, gains) the decoder."""
+        encoder = sum(p.numel() for n, p in self.named_parameters() if n.split(".")[0] in ("analysis", "hyper_analysis"))
+        total = sum(p.numel() for p in self.parameters())
+        return {"total": total, "encoder": encoder, "decoder": total - encoder,
+                "trainable": sum(p.numel() for p in self.parameters() if p.requires_grad)}
+
     def downsampling_factor_total(self) -> int:
         """Padding multiple of the whole model (the hyperprior's z is 4x coarser than y)."""
         return self.downsampling_factor
