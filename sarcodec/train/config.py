@@ -151,6 +151,9 @@ class TrainConfig:
     limit_batches: int | None = None  # cap on train and val batches per epoch (smoke tests)
     train_batches_per_epoch: int | None = None  # shorter epochs (more frequent validation); val stays whole
     time_budget_minutes: float | None = None  # stop after the epoch that would overrun this training time
+    # with time_budget_minutes: after epoch 2, lower `epochs` to what the budget holds at epoch 2's pace, so the
+    # LR schedule runs to its end inside the budget (a GPU call of fixed length; trainer._fitted_epochs)
+    fit_epochs_to_budget: bool = False
     log_every_n_steps: int = 20
     num_sample_images: int = 4  # val reconstructions shown in TensorBoard each epoch
     max_nonfinite_steps: int = 20  # abort after this many consecutive NaN/Inf losses or gradients
@@ -202,6 +205,8 @@ class TrainConfig:
              "at least 1, or null"),
             ("time_budget_minutes", self.time_budget_minutes is None or self.time_budget_minutes > 0,
              "a positive number, or null"),
+            ("time_budget_minutes", not self.fit_epochs_to_budget or self.time_budget_minutes is not None,
+             "set when fit_epochs_to_budget is true"),
             ("log_every_n_steps", self.log_every_n_steps >= 1, "at least 1"),
             ("num_sample_images", self.num_sample_images >= 0, "0 or more"),
             ("max_nonfinite_steps", self.max_nonfinite_steps >= 1, "at least 1"),

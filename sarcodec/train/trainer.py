@@ -29,7 +29,7 @@ import random
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,9 +153,10 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
     optimizer = _adamw(main_params, objective.decayed(model), config)
     aux_params = objective.aux_parameters(model)
     aux_optimizer = torch.optim.Adam(aux_params, lr=config.rd.aux_lr) if aux_params else None
+    epochs = _fitted_epochs(config, [])
     schedule = LRSchedule(
         base_lr=config.optim.lr, warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
-        total_steps=config.epochs * steps_per_epoch, kind=config.optim.schedule, min_lr=config.optim.min_lr,
+        total_steps=epochs * steps_per_epoch, kind=config.optim.schedule, min_lr=config.optim.min_lr,
     )
     plateau = PlateauTracker(config.optim.plateau_factor, config.optim.plateau_patience,
                              threshold=config.early_stopping.min_delta)
@@ -168,6 +169,8 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
     progress = _Progress()
     if resume_from is not None:
         progress = _restore(resume_from, model, optimizer, aux_optimizer, scaler, plateau, config, train_set, log)
+        epochs = _fitted_epochs(config, progress.history)  # a pure function of the history: resumes exactly
+        schedule = replace(schedule, total_steps=epochs * steps_per_epoch)
     else:
         objective.init_weights(model, log)
     objective.prepare(model, train_set, device)
@@ -190,7 +193,7 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
         f"{schedule.warmup_steps} warmup steps), output {out_dir}")
 
     stopped_early = progress.stop_early(config.early_stopping.patience)
-    if stopped_early or progress.epoch >= config.epochs:
+    if stopped_early or progress.epoch >= epochs:
         state = "stopped early" if stopped_early else "is complete"
         log(f"nothing to do: the run {state} after epoch {progress.epoch} (raise --epochs to train further)")
         product = objective.product(config)
@@ -204,7 +207,9 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
         product.unlink(missing_ok=True)  # a fresh run never leaves an earlier run's export behind
     samples = _sample_images(val_set, config.num_sample_images) if ctx.is_main else None
     try:
-        for epoch in range(progress.epoch + 1, config.epochs + 1):
+        epoch = progress.epoch
+        while epoch < epochs:
+            epoch += 1
             started = time.perf_counter()
             _seed_epoch(config.seed, epoch, ctx, train_loader, loader_rng)
             train_loss, nonfinite, lr = _train_epoch(
@@ -212,8 +217,10 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
                 autocast, schedule, plateau, progress, config, ctx, writer, epoch,
             )
             val = evaluate_objective(model, objective, val_loader, ctx=ctx, autocast=autocast, limit_batches=limit)
+            # the slowest process's time: every rank then fits and stops after the same epoch
+            seconds = ctx.all_reduce(torch.tensor(time.perf_counter() - started, device=device), "max").item()
             entry = {"epoch": epoch, "step": progress.step, "train_loss": train_loss, **val, "lr": lr,
-                     "seconds": round(time.perf_counter() - started, 3), "nonfinite_steps": nonfinite}
+                     "seconds": round(seconds, 3), "nonfinite_steps": nonfinite}
             progress.epoch = epoch
             progress.history.append(entry)
             improved = val["val_loss"] < progress.best_val_loss - config.early_stopping.min_delta
@@ -236,7 +243,7 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
                     save_checkpoint(ckpt, out_dir / "best.pth")
                 save_checkpoint(ckpt, out_dir / "last.pth")
                 write_json(out_dir / "history.json", progress.history)
-            log(f"epoch {epoch}/{config.epochs}  train {train_loss:.5f}  val {val['val_loss']:.5f}  "
+            log(f"epoch {epoch}/{epochs}  train {train_loss:.5f}  val {val['val_loss']:.5f}  "
                 f"psnr {val['val_psnr']:.2f} dB  ssim {val['val_ssim']:.4f}"
                 + (f"  bpp {val['val_bpp']:.3f}" if "val_bpp" in val else "")
                 + f"  lr {lr:.2e}  {entry['seconds']:.1f} s"
@@ -245,9 +252,15 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
             if stopped_early:
                 log(f"early stopping: val_loss has not improved for {progress.epochs_without_improvement} epochs")
                 break
-            if epoch < config.epochs and _over_budget(progress.history, config.time_budget_minutes):
+            fitted = _fitted_epochs(config, progress.history)
+            if fitted != epochs:
+                log(f"epochs fitted to the time budget at epoch {epoch}'s pace ({entry['seconds']:.1f} s): "
+                    f"{fitted} instead of {epochs}; the LR schedule spans them")
+                epochs = fitted
+                schedule = replace(schedule, total_steps=epochs * steps_per_epoch)
+            if epoch < epochs and _over_budget(progress.history, config.time_budget_minutes):
                 log(f"time budget of {config.time_budget_minutes:g} min reached after epoch {epoch} of "
-                    f"{config.epochs}: the LR schedule stopped at {lr:.2e}, not at its end (size epochs to the "
+                    f"{epochs}: the LR schedule stopped at {lr:.2e}, not at its end (size epochs to the "
                     "budget for a finished schedule)")
                 break
     finally:
@@ -272,6 +285,23 @@ def _finish(model: nn.Module, objective: Objective, config: TrainConfig, val_set
                "best_step": int(best["step"]), "minutes": round(sum(float(h["seconds"]) for h in progress.history) / 60, 2),
                "device": device.type, "sarcodec_version": __version__}
     objective.finish(model, config, val_set, summary, log)
+
+
+#: Epochs run before fit_epochs_to_budget sizes the run: the first carries start-up costs (CUDA, caches), the
+#: second sets the pace.
+_FIT_AFTER = 2
+
+
+def _fitted_epochs(config: TrainConfig, history: list[dict[str, Any]]) -> int:
+    """The run's epoch count: ``config.epochs``, or with ``fit_epochs_to_budget`` (once ``_FIT_AFTER`` epochs are
+    recorded) as many as fit ``time_budget_minutes`` at the last of them's pace, with 5 % to spare, never more
+    than configured."""
+    if not config.fit_epochs_to_budget or config.time_budget_minutes is None or len(history) < _FIT_AFTER:
+        return config.epochs
+    probe = history[:_FIT_AFTER]
+    pace = max(float(probe[-1]["seconds"]), 1e-3)
+    left = 0.95 * config.time_budget_minutes * 60.0 - sum(float(h["seconds"]) for h in probe)
+    return max(_FIT_AFTER, min(config.epochs, _FIT_AFTER + int(left // pace)))
 
 
 def _over_budget(history: list[dict[str, Any]], minutes: float | None) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -248,3 +249,41 @@ def test_over_budget_rule() -> None:
     assert not over([], 1.0) and not over([{"seconds": 100.0}], None)
     assert not over([{"seconds": 20.0}, {"seconds": 20.0}], 1.0)  # 40 s spent + 20 s more = 60 s: fits
     assert over([{"seconds": 20.0}, {"seconds": 21.0}], 1.0)  # 41 + 21 > 60
+
+
+def test_epochs_fitted_to_the_budget(make_config: MakeConfig) -> None:
+    fit = trainer_module._fitted_epochs
+    cfg = make_config("fit", "time_budget_minutes=1", "fit_epochs_to_budget=true", epochs=100)
+    assert fit(cfg, []) == 100 and fit(cfg, [{"seconds": 9.0}]) == 100  # sized only after the second epoch
+    # 0.95 * 60 s = 57 s; 12 s spent, 3 s an epoch: 15 more epochs
+    assert fit(cfg, [{"seconds": 9.0}, {"seconds": 3.0}]) == 17
+    assert fit(cfg, [{"seconds": 9.0}, {"seconds": 3.0}, {"seconds": 30.0}]) == 17  # later epochs change nothing
+    assert fit(cfg, [{"seconds": 60.0}, {"seconds": 60.0}]) == 2  # never below the epochs already run
+    assert fit(replace(cfg, epochs=10), [{"seconds": 1.0}, {"seconds": 1.0}]) == 10  # never above the config
+    assert fit(replace(cfg, fit_epochs_to_budget=False), [{"seconds": 9.0}, {"seconds": 3.0}]) == 100
+    with pytest.raises(BadInputError, match="time_budget_minutes"):
+        make_config("nofit", "fit_epochs_to_budget=true").validate()
+
+
+def test_fitted_run_ends_its_schedule_and_resumes_exactly(make_config: MakeConfig,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The trainer follows the fit: 8 configured epochs fitted to 4 after epoch 2 end there with the LR at min_lr;
+    interrupted after epoch 3 and resumed, the run gives the same state (the fit comes from the recorded history;
+    here a fixed rule stands in for the clock)."""
+    def fit(config: TrainConfig, history: list[dict[str, Any]]) -> int:
+        return 4 if len(history) >= 2 else config.epochs
+
+    monkeypatch.setattr(trainer_module, "_fitted_epochs", fit)
+    sets = ("early_stopping.patience=null", "optim.min_lr=1e-5", "optim.warmup_epochs=0")
+    straight = train(make_config("straight", *sets, epochs=8, limit_batches=2), log=_quiet)
+    assert len(straight.history) == 4 and straight.history[-1]["lr"] > 1e-5
+    config = make_config("interrupted", *sets, epochs=8, limit_batches=2)
+    with monkeypatch.context() as m:
+        _interrupt_after(3, m)
+        with pytest.raises(KeyboardInterrupt):
+            train(config, log=_quiet)
+    resumed = train(config, resume="auto", log=_quiet)
+    assert resumed.epochs_completed == 4
+    a = load_checkpoint(straight.output_dir / "last.pth")
+    _assert_same_state(a, load_checkpoint(resumed.output_dir / "last.pth"))
+    assert a["scheduler_state_dict"]["total_steps"] == 8  # 4 epochs of 2 steps: the last step reaches min_lr
