@@ -6,18 +6,20 @@
 #       here, on the CPU machine, once: prepares outputs/codec_p64 (../shared/data/sar/{train,opera}) if missing
 #       and packs what the GPU machine lacks into .gpu/ (git-ignored, ~18 MB): the train/val patches as a tar.xz
 #       and Python 3.12 wheels of constriction, pytorch-msssim and psutil (that machine has no package registry).
-#   bash scripts/gpu_codec.sh --run CONFIG [sarcodec train options ...]
+#   bash scripts/gpu_codec.sh --run CONFIG [CONFIG ...] [sarcodec train options ...]
 #       on the GPU machine, in the repository root, with .gpu carried and OUT set (the device tool's $OUT):
-#       installs the wheels it lacks, unpacks the data, trains CONFIG (default configs/codec/hyperprior.yaml) with
-#       --device cuda, a wall-clock budget (MINUTES, default 8), batch 64 (lr as configured) and EPOCHS epochs
-#       (default 200, never measured: the cosine schedule spans EPOCHS, and the budget only stops after an epoch,
-#       so if the log says the budget stopped the schedule early, rerun with EPOCHS that fit), and
-#       leaves in $OUT: train.log, run/<name>.safetensors (the codec, for sarcodec compress --model),
-#       run/history.json, run/config.yaml and the TensorBoard events. Later options win (--device cpu, --epochs,
-#       --set key=value), which is how tests/scripts run it on a CPU.
+#       installs the wheels it lacks, unpacks the data and trains the CONFIGs (default
+#       configs/codec/hyperprior.yaml) side by side on the one GPU with --device cuda, batch 64 (lr as configured)
+#       and a training-time budget of MINUTES each (default 8; start-up and the export come on top): each run
+#       measures its second epoch and fits its epoch count (at most EPOCHS, default 1000) to the budget, so its
+#       cosine schedule ends inside it (fit_epochs_to_budget). Leaves $OUT/<config name>.tar.gz per run (the codec
+#       <run_name>.safetensors for sarcodec compress --model, history.json, config.yaml, train.log) and
+#       $OUT/<config name>.events.tar.gz (TensorBoard); at most 4 configs (8 files come back).
+#       Later options win (--device cpu, --epochs, --set key=value), which is how tests run it on a CPU.
 #
-# The device call:  command "bash scripts/gpu_codec.sh --run configs/codec/hyperprior.yaml", carry [".gpu"],
-# timeout_s 600. Report steps, minutes and device from run/history.json (sarcodec info run/<name>.safetensors).
+# The device call:  command "MINUTES=7 bash scripts/gpu_codec.sh --run configs/codec/A.yaml configs/codec/B.yaml",
+# carry [".gpu"], timeout_s 600. Report steps, minutes and device from each history.json
+# (sarcodec info <run_name>.safetensors).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-python3}
@@ -42,11 +44,13 @@ case "${1:-}" in
     ;;
   --run)
     shift
-    config=${1:-configs/codec/hyperprior.yaml}
-    [ $# -gt 0 ] && shift
+    configs=()
+    while [ $# -gt 0 ] && [[ "$1" != -* ]]; do configs+=("$1"); shift; done
+    [ ${#configs[@]} -gt 0 ] || configs=(configs/codec/hyperprior.yaml)
     out=${OUT:?set OUT to the folder the results go to}
     work=${TMPDIR:-/tmp}/sarcodec_gpu
     mkdir -p "$work" "$out"
+    out=$(cd "$out" && pwd)
     missing=()
     for mod in constriction pytorch_msssim psutil; do
       $PY -c "import $mod" 2>/dev/null || missing+=("$mod")
@@ -58,10 +62,37 @@ case "${1:-}" in
     fi
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
     [ -f "$work/codec_p64/manifest.json" ] || xz -dc "$PACK/codec_p64.tar.xz" | tar -C "$work" -xf -
-    $PY -m sarcodec train "$config" --data "$work/codec_p64" --output-dir "$out/run" --device cuda \
-        --epochs "${EPOCHS:-200}" --set "time_budget_minutes=${MINUTES:-8}" --set data.batch_size=64 \
-        --set data.num_workers=0 --set num_sample_images=2 "$@" 2>&1 | tee "$out/train.log"
-    rm -f "$out/run/last.pth"  # the device returns at most 8 files; best.pth stays for a resume elsewhere
+    # the configs train side by side (small codecs leave a GPU mostly idle), the CPU cores shared among them
+    threads=$(( $(nproc) / ${#configs[@]} )); [ "$threads" -ge 1 ] || threads=1
+    pids=()
+    for config in "${configs[@]}"; do
+      name=$(basename "$config" .yaml)
+      OMP_NUM_THREADS=$threads $PY -m sarcodec train "$config" --data "$work/codec_p64" --output-dir "$work/runs/$name" \
+          --device cuda --epochs "${EPOCHS:-1000}" --set "time_budget_minutes=${MINUTES:-8}" \
+          --set fit_epochs_to_budget=true --set data.batch_size=64 --set data.num_workers=0 \
+          --set num_sample_images=2 "$@" > "$work/$name.log" 2>&1 &
+      pids+=($!)
+    done
+    rc=0
+    for i in "${!pids[@]}"; do
+      wait "${pids[$i]}" || { rc=1; echo "FAILED: ${configs[$i]}"; }
+    done
+    # two archives per run (the device returns at most 8 files of at most 16 MiB): the codec, history, config and
+    # log; and the TensorBoard events, dropped when too large. The checkpoints stay behind (optimizer state).
+    for config in "${configs[@]}"; do
+      name=$(basename "$config" .yaml)
+      mkdir -p "$work/runs/$name"
+      cp "$work/$name.log" "$work/runs/$name/train.log"
+      tar -C "$work/runs" --exclude='*.pth' --exclude='events.*' -czf "$out/$name.tar.gz" "$name"
+      (cd "$work/runs" && tar -czf "$out/$name.events.tar.gz" "$name"/events.*) 2>/dev/null \
+          || rm -f "$out/$name.events.tar.gz"
+      if [ -f "$out/$name.events.tar.gz" ] && [ "$(stat -c %s "$out/$name.events.tar.gz")" -gt 15000000 ]; then
+        rm -f "$out/$name.events.tar.gz"; echo "$name: TensorBoard events over 15 MB, not returned"
+      fi
+      echo "== $name"; grep -E "^(run|device|epochs fitted|time budget|best epoch|done)" "$work/$name.log" || true
+      tail -n 3 "$work/$name.log"
+    done
+    exit $rc
     ;;
   *)
     echo "usage: bash scripts/gpu_codec.sh --pack | --run [CONFIG] [sarcodec train options]" >&2

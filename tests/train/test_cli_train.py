@@ -118,8 +118,9 @@ def test_codec_config_trains_and_its_codec_compresses_real_sar(tmp_path: Path) -
 
 
 def test_gpu_recipe_runs_end_to_end_on_the_cpu(tiny_dataset: Path, tmp_path: Path) -> None:
-    """scripts/gpu_codec.sh --run with a pack made from the tiny dataset, forced onto the CPU and narrowed: it
-    unpacks, trains and leaves the codec, its history and the log in $OUT."""
+    """scripts/gpu_codec.sh --run with a pack made from the tiny dataset, two configs side by side, forced onto the
+    CPU and narrowed: it unpacks, trains both, fits their epochs to the budget and leaves one archive per run in
+    $OUT (the codec, its history and the log; no checkpoints)."""
     import tarfile
 
     root = Path(__file__).parents[2]
@@ -129,14 +130,22 @@ def test_gpu_recipe_runs_end_to_end_on_the_cpu(tiny_dataset: Path, tmp_path: Pat
         tar.add(tiny_dataset, arcname="codec_p64")
     out = tmp_path / "out"
     env = {**os.environ, "SARCODEC_GPU_PACK": str(pack), "OUT": str(out), "PY": sys.executable,
-           "TMPDIR": str(tmp_path / "tmp"), "MINUTES": "5"}
+           "TMPDIR": str(tmp_path / "tmp"), "MINUTES": "5", "EPOCHS": "3"}
     (tmp_path / "tmp").mkdir()
     proc = subprocess.run(
-        ["bash", str(root / "scripts" / "gpu_codec.sh"), "--run", "configs/codec/hyperprior.yaml", "--device", "cpu",
-         "--epochs", "1", "--limit-batches", "2", "--set", "model.base_channels=8", "--set", "model.latent_channels=4",
-         "--set", "model.hyper_channels=8", "--set", "model.hyper_latent_channels=4", "--set", "data.batch_size=4"],
+        ["bash", str(root / "scripts" / "gpu_codec.sh"), "--run", "configs/codec/hyperprior.yaml",
+         "configs/codec/hyperprior_wide.yaml", "--device", "cpu", "--limit-batches", "2",
+         "--set", "model.base_channels=8", "--set", "model.latent_channels=4", "--set", "model.hyper_channels=8",
+         "--set", "model.hyper_latent_channels=4", "--set", "data.batch_size=4"],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert (out / "run" / "hyperprior.safetensors").is_file() and (out / "run" / "history.json").is_file()
-    assert "done: 1 epoch(s)" in (out / "train.log").read_text()
-    assert not (out / "run" / "last.pth").exists()  # the device returns at most 8 files
+    assert sorted(p.name for p in out.iterdir()) == ["hyperprior.events.tar.gz", "hyperprior.tar.gz",
+                                                     "hyperprior_wide.events.tar.gz", "hyperprior_wide.tar.gz"]
+    for name in ("hyperprior", "hyperprior_wide"):
+        with tarfile.open(out / f"{name}.tar.gz") as tar:
+            names = {Path(m).name for m in tar.getnames()}
+            log = tar.extractfile(f"{name}/train.log").read().decode()  # type: ignore[union-attr]
+        assert {f"{name}.safetensors", "history.json", "config.yaml", "train.log"} <= names
+        assert not any(n.endswith(".pth") for n in names)
+        assert "done: 3 epoch(s)" in log  # fitted: 3 epochs of a tiny run fit 5 minutes
+    assert "== hyperprior_wide" in proc.stdout
