@@ -1,0 +1,67 @@
+"""sarcodec compress/decompress throughput on each device in one run, without GeoTIFF or OpenJPEG (for a machine
+that has neither rasterio nor imagecodecs, such as the GPU machine): a generated speckled uint16 amplitude array
+(as ``codec_speed.py`` makes, gamma speckle over smooth texture), coded through the API from memory to a ``.sarc``
+file and back to memory, end to end (tiling, network, entropy coding, file I/O). Prints MP/s per device and the
+ratio of each device to the first one (the reference measured in the same run).
+
+    python benchmarks/device_codec_speed.py [--size 4096] [--quality 4] [--devices cpu cuda] [--repeat 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import sarcodec
+
+
+def speckled_scene(size: int, seed: int = 0) -> np.ndarray:
+    """A uint16 amplitude image: 4-look gamma speckle over a smooth random texture (GRD-like DN)."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.gamma(2.0, 1.0, size=(size // 64 + 2, size // 64 + 2))
+    texture = np.kron(coarse, np.ones((64, 64)))[:size, :size]
+    intensity = texture * rng.gamma(4.0, 0.25, size=(size, size))
+    return np.clip(np.sqrt(intensity) * 300.0, 1, 65535).astype(np.uint16)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--quality", type=float, default=4)
+    parser.add_argument("--devices", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    parser.add_argument("--repeat", type=int, default=2, help="timed runs per device (the best is reported)")
+    args = parser.parse_args()
+    scene = speckled_scene(args.size)
+    mp = scene.size / 1e6
+    print(f"scene {args.size} x {args.size} uint16 ({mp:.1f} MP), quality {args.quality:g}, "
+          f"torch {torch.__version__}, threads {torch.get_num_threads()}"
+          + (f", GPU {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""))
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for device in args.devices:
+            sarc = Path(tmp) / f"{device}.sarc"
+            enc, dec = [], []
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                sarcodec.compress(scene, sarc, quality=args.quality, device=device, overwrite=True)
+                t1 = time.perf_counter()
+                decoded = sarcodec.decompress(sarc, device=device)
+                t2 = time.perf_counter()
+                enc.append(t1 - t0)
+                dec.append(t2 - t1)
+            size = sarc.stat().st_size
+            rows.append((device, mp / min(enc), mp / min(dec), 8 * size / scene.size))
+            print(f"{device}: compress {rows[-1][1]:.2f} MP/s, decompress {rows[-1][2]:.2f} MP/s, "
+                  f"{rows[-1][3]:.3f} bpp (decoded {decoded.height} x {decoded.width} {decoded.dtype})")
+    ref = rows[0]
+    for device, enc_mps, dec_mps, _ in rows[1:]:
+        print(f"ratio {device}/{ref[0]}: compress {enc_mps / ref[1]:.2f}x, decompress {dec_mps / ref[2]:.2f}x")
+
+
+if __name__ == "__main__":
+    main()
