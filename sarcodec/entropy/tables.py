@@ -40,10 +40,15 @@ def encode_grouped(
 
     Symbols are coded group by group in increasing group order, in their array order inside a group;
     :func:`decode_grouped` with the same ``groups`` returns them. (The ANS stack is last-in first-out, so the
-    groups are pushed in reverse.)
+    groups are pushed in reverse.) A table of one symbol (a learned density that collapsed onto one value) costs
+    nothing: its symbols are all 0 and are not pushed.
     """
     order, starts, present = _group_order(groups)
     for g in reversed(range(len(present))):
+        if len(tables[present[g]]) == 1:
+            if np.any(symbols[order[starts[g] : starts[g + 1]]] != 0):
+                raise ValueError(f"symbols outside the one-symbol table {present[g]}")
+            continue
         model = constriction.stream.model.Categorical(tables[present[g]].astype(np.float64), perfect=False)
         coder.encode_reverse(symbols[order[starts[g] : starts[g + 1]]].astype(np.int32), model)
 
@@ -68,6 +73,8 @@ def decode_grouped(
     for g, table in enumerate(present.tolist()):
         if not 0 <= table < len(tables):
             raise CorruptFileError(f"the bitstream refers to probability table {table}, the model has {len(tables)}")
+        if len(tables[table]) == 1:
+            continue  # a one-symbol table: its symbols are 0 and were not pushed
         model = constriction.stream.model.Categorical(tables[table].astype(np.float64), perfect=False)
         try:
             out[order[starts[g] : starts[g + 1]]] = coder.decode(model, int(starts[g + 1] - starts[g]))

@@ -33,6 +33,25 @@ def test_grouped_coding_round_trip() -> None:
     np.testing.assert_array_equal(decoded, symbols)
 
 
+def test_one_symbol_tables_cost_nothing_and_round_trip() -> None:
+    """A learned density can collapse onto one value (an unused hyper-latent channel of a GPU-trained codec did);
+    constriction refuses a one-entry distribution, so such a group is not coded at all."""
+    rng = np.random.default_rng(1)
+    tables = [quantize_pmf(np.ones(1)), quantize_pmf(rng.random(9))]
+    groups = np.tile([0, 1], 500)
+    symbols = np.where(groups == 0, 0, rng.integers(0, 9, groups.size))
+    coder = constriction.stream.stack.AnsCoder()
+    encode_grouped(coder, symbols, groups, tables)
+    words = coder.get_compressed()
+    only = constriction.stream.stack.AnsCoder()
+    encode_grouped(only, symbols[groups == 1], groups[groups == 1], tables)
+    np.testing.assert_array_equal(words, only.get_compressed())  # the one-symbol group added no bits
+    decoded = decode_grouped(constriction.stream.stack.AnsCoder(words), groups, tables)
+    np.testing.assert_array_equal(decoded, symbols)
+    with pytest.raises(ValueError, match="one-symbol table 0"):
+        encode_grouped(constriction.stream.stack.AnsCoder(), np.array([1]), np.array([0]), tables)
+
+
 def test_decode_with_unknown_table_is_corrupt_file_error() -> None:
     coder = constriction.stream.stack.AnsCoder(np.array([123456789], dtype=np.uint32))
     with pytest.raises(CorruptFileError):
