@@ -55,3 +55,17 @@ def test_bd_metrics_known_cases() -> None:
     rate, psnr = bd_metrics(anchor, half_rate, bd_range=(0.1, 4.0))
     assert rate == pytest.approx(-50.0, abs=0.5) and psnr > 0
     assert all(math.isnan(v) for v in bd_metrics(anchor, [(3.0, 40.0), (4.0, 41.0)]))
+
+
+def test_a_model_given_as_a_file_is_benchmarked(tmp_path: Path) -> None:
+    """``--models PATH.safetensors``: files written with a model that is not shipped decode with that file."""
+    import shutil
+
+    from sarcodec.codec.registry import WEIGHTS_DIR
+
+    weights = tmp_path / "candidate.safetensors"
+    shutil.copy(WEIGHTS_DIR / "factorized.safetensors", weights)
+    result = run_benchmark([OPERA], tmp_path / "out", codecs=["jpeg2000"], models=[str(weights)],
+                           log=lambda _: None)
+    rows = [r for r in result["rows"] if "candidate" in r["codec"]]
+    assert rows and all(r["bpp"] > 0 and math.isfinite(r["psnr"]) for r in rows)
