@@ -329,9 +329,11 @@ def compress(
 
 
 def _codec_for(header: SarcHeader, model: str | Path | None, device: torch.device) -> LoadedCodec:
-    from sarcodec.codec.registry import shipped_codecs
+    from sarcodec.codec.registry import shipped_codec_with_sha, shipped_codecs
 
     wanted = header.fields["model"]
+    if model is None:  # the shipped weights with the header's SHA-256, whatever their name now
+        model = shipped_codec_with_sha(wanted["sha256"])
     if model is None and wanted["name"] not in shipped_codecs():  # a header never picks a local file to load
         raise IncompatibleModelError(
             f"the file was written with model {wanted['name']!r} (sha256 {wanted['sha256'][:12]}...), which this "

@@ -25,7 +25,8 @@ if TYPE_CHECKING:  # PyTorch is imported when a model is loaded, not with this m
 
     from sarcodec.models.codecs import RDCodec
 
-__all__ = ["DEFAULT_CODEC", "WEIGHTS_DIR", "LoadedCodec", "load_codec", "resolve_codec", "shipped_codecs"]
+__all__ = ["DEFAULT_CODEC", "WEIGHTS_DIR", "LoadedCodec", "load_codec", "resolve_codec", "shipped_codec_with_sha",
+           "shipped_codecs"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 #: The model ``sarcodec compress`` uses when no ``--model`` is given.
@@ -56,6 +57,23 @@ class LoadedCodec:
 def shipped_codecs() -> list[str]:
     """Names of the codecs whose weights ship with the package."""
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+_SHA_CACHE: dict[tuple[Path, int, int], str] = {}
+
+
+def shipped_codec_with_sha(sha256: str) -> str | None:
+    """The name of the shipped codec whose weights file has this SHA-256 (a ``.sarc`` header's), or None: files
+    written with weights that shipped under another name (an earlier default, kept as ``hyperprior_v1``) decode."""
+    for name in shipped_codecs():
+        path = WEIGHTS_DIR / f"{name}.safetensors"
+        stat = path.stat()
+        key = (path, stat.st_size, stat.st_mtime_ns)
+        if key not in _SHA_CACHE:
+            _SHA_CACHE[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        if _SHA_CACHE[key] == sha256:
+            return name
+    return None
 
 
 def resolve_codec(name_or_path: str | Path) -> tuple[str, Path]:

@@ -153,6 +153,28 @@ def test_wrong_model_weights_are_refused(tmp_path: Path) -> None:
     assert sarcodec.decompress(tmp_path / "m.sarc", model=fake).array is not None
 
 
+def test_files_of_earlier_default_weights_decode_by_their_sha(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """A new default ships under the old name: a file written with the earlier weights (kept under another name)
+    decodes to the same pixels without --model; weights that no longer ship are refused by SHA-256."""
+    import sarcodec.codec.registry as registry
+
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    shipped = REPO / "sarcodec" / "weights"
+    (weights / "hyperprior.safetensors").write_bytes((shipped / "hyperprior.safetensors").read_bytes())
+    monkeypatch.setattr(registry, "WEIGHTS_DIR", weights)
+    img = speckle_intensity((40, 48), seed=3)
+    sarcodec.compress(img, tmp_path / "old.sarc")
+    before = sarcodec.decompress(tmp_path / "old.sarc").array
+    (weights / "hyperprior.safetensors").rename(weights / "hyperprior_v1.safetensors")
+    (weights / "hyperprior.safetensors").write_bytes((shipped / "factorized.safetensors").read_bytes())
+    np.testing.assert_array_equal(sarcodec.decompress(tmp_path / "old.sarc").array, before)
+    (weights / "hyperprior_v1.safetensors").unlink()
+    with pytest.raises(IncompatibleModelError, match="sha256"):
+        sarcodec.decompress(tmp_path / "old.sarc")
+
+
 @pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU (CPU/GPU decode agreement)")
 def test_gpu_decode_matches_cpu_decode(tmp_path: Path) -> None:
     img = speckle_intensity((96, 80), looks=1, seed=12)
