@@ -12,5 +12,7 @@ fi
 for name in hyperprior factorized; do
   $PY -m sarcodec train "configs/codec/${name}.yaml" --data outputs/codec_p64 --output-dir "outputs/codec/${name}" \
       --resume auto "$@" 2>&1 | tee "outputs/codec_${name}.log"
+  # the shipped hyperprior was trained on a GPU (scripts/gpu_codec.sh); a CPU run replaces it only on purpose:
+  # compare first (scripts/compare_codecs_val.py), and keep the weights older .sarc files need (see sarcodec/weights)
   $PY -m sarcodec.codec.registry export "outputs/codec/${name}/${name}.safetensors" "sarcodec/weights/${name}.safetensors"
 done
