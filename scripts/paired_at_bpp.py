@@ -3,7 +3,7 @@ log-bpp at fixed rates (inside both codecs' ranges), then the mean over images, 
 and a Wilcoxon signed-rank test of |B| against |A| (for bias columns, which want 0) or of B against A.
 
     python scripts/paired_at_bpp.py results/codec/benchmark/results.csv sarcodec-hyperprior_v1 sarcodec-hyperprior \
-        [--metrics hom_bias_db cfar_f1 peak_db bias_db psnr] [--bpp 0.35 0.5 0.75 1 1.5 2]
+        [--metrics hom_bias_db cfar_f1 peak_db bias_db psnr enl_ratio] [--bpp 0.35 0.5 0.75 1 1.5 2] [--group G]
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from scipy.stats import wilcoxon
 
 #: Columns where a value nearer 0 is better (compared as |value|); the others: higher is better, except errors.
 TOWARD_ZERO = {"bias_db", "hom_bias_db"}
+TOWARD_ONE = {"enl_ratio"}  # compared as |log ratio|
 LOWER_BETTER = {"rmse_db", "peak_db"}
 
 
@@ -27,18 +28,20 @@ def main() -> None:
     parser.add_argument("b")
     parser.add_argument("--metrics", nargs="+", default=["hom_bias_db", "cfar_f1", "peak_db", "bias_db", "psnr"])
     parser.add_argument("--bpp", nargs="+", type=float, default=[0.35, 0.5, 0.75, 1.0, 1.5, 2.0])
+    parser.add_argument("--group", default=None, help="only the images of this group (default: all)")
     args = parser.parse_args()
     curves: dict[tuple[str, str], list[dict[str, float]]] = defaultdict(list)
     with open(args.results, newline="") as handle:
         for row in csv.DictReader(handle):
-            if row["codec"] in (args.a, args.b):
+            if row["codec"] in (args.a, args.b) and args.group in (None, row["group"]):
                 curves[row["codec"], row["image"]].append({k: float(v) for k, v in row.items()
                                                            if k in (*args.metrics, "bpp")})
     images = sorted({image for codec, image in curves if codec == args.a} & {image for codec, image in curves
                                                                              if codec == args.b})
     if not images:
         raise SystemExit(f"no image has rows of both {args.a} and {args.b} in {args.results}")
-    print(f"{args.b} (B) against {args.a} (A) at equal bpp, {len(images)} images of {args.results}")
+    print(f"{args.b} (B) against {args.a} (A) at equal bpp, {len(images)} images"
+          f"{f' of group {args.group}' if args.group else ''} of {args.results}")
     print("| metric | bpp | images | mean A | mean B | B worse on | Wilcoxon p |\n|---|---|---|---|---|---|---|")
     for metric in args.metrics:
         for bpp in args.bpp:
@@ -58,6 +61,8 @@ def main() -> None:
             a, b = np.array(pairs).T
             if metric in TOWARD_ZERO:
                 score_a, score_b = np.abs(a), np.abs(b)  # smaller is better
+            elif metric in TOWARD_ONE:
+                score_a, score_b = np.abs(np.log(a)), np.abs(np.log(b))
             elif metric in LOWER_BETTER:
                 score_a, score_b = a, b
             else:
