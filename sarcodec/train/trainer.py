@@ -153,11 +153,6 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
     optimizer = _adamw(main_params, objective.decayed(model), config)
     aux_params = objective.aux_parameters(model)
     aux_optimizer = torch.optim.Adam(aux_params, lr=config.rd.aux_lr) if aux_params else None
-    epochs = _fitted_epochs(config, [])
-    schedule = LRSchedule(
-        base_lr=config.optim.lr, warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
-        total_steps=epochs * steps_per_epoch, kind=config.optim.schedule, min_lr=config.optim.min_lr,
-    )
     plateau = PlateauTracker(config.optim.plateau_factor, config.optim.plateau_patience,
                              threshold=config.early_stopping.min_delta)
     amp_dtype = _amp_dtype(config.precision, device, config.objective)
@@ -169,10 +164,13 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
     progress = _Progress()
     if resume_from is not None:
         progress = _restore(resume_from, model, optimizer, aux_optimizer, scaler, plateau, config, train_set, log)
-        epochs = _fitted_epochs(config, progress.history)  # a pure function of the history: resumes exactly
-        schedule = replace(schedule, total_steps=epochs * steps_per_epoch)
     else:
         objective.init_weights(model, log)
+    epochs = _fitted_epochs(config, progress.history)  # a pure function of the history: resumes exactly
+    schedule = LRSchedule(
+        base_lr=config.optim.lr, warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),
+        total_steps=epochs * steps_per_epoch, kind=config.optim.schedule, min_lr=config.optim.min_lr,
+    )
     objective.prepare(model, train_set, device)
     train_model: nn.Module = model
     if ctx.distributed:
