@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -59,12 +60,18 @@ def shipped_codecs() -> list[str]:
     return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
 
 
+def current_codecs() -> list[str]:
+    """The shipped codecs less the earlier defaults kept only so that their files decode (``NAME_vN``)."""
+    return [name for name in shipped_codecs() if not re.search(r"_v\d+$", name)]
+
+
 _SHA_CACHE: dict[tuple[Path, int, int], str] = {}
 
 
 def shipped_codec_with_sha(sha256: str) -> str | None:
     """The name of the shipped codec whose weights file has this SHA-256 (a ``.sarc`` header's), or None: files
-    written with weights that shipped under another name (an earlier default, kept as ``hyperprior_v1``) decode."""
+    written with weights that shipped under another name (earlier defaults, kept as ``hyperprior_v1``, ``hyperprior_v2``)
+    decode."""
     for name in shipped_codecs():
         path = WEIGHTS_DIR / f"{name}.safetensors"
         stat = path.stat()
@@ -147,6 +154,9 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
             if key_name in state and hasattr(module, buffer_name):
                 setattr(module, buffer_name, state[key_name].to(torch.int64))
     state = {k: (v.to(torch.int64) if v.dtype == torch.int32 else v) for k, v in state.items()}
+    add_integer_hyper = getattr(model, "add_integer_hyper", None)
+    if any(k.startswith("integer_hyper.") for k in state) and callable(add_integer_hyper):
+        add_integer_hyper()  # weights with the exact integer hyper-decoder (sarcodec >= 0.5)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -277,12 +277,15 @@ class RDObjective(Objective):
 
     def finish(self, model: nn.Module, config: TrainConfig, val_set: PatchDataset, summary: dict[str, Any],
                log: Any) -> Path | None:  # noqa: D102
-        from safetensors.torch import save_file
-
         codec = self._module(model)
         codec.eval()
         codec.update_tables()
         patches = torch.stack([val_set[i]["image"] for i in range(min(len(val_set), self.config.val_patches))])
+        integer: dict[str, Any] | None = None
+        integerize = getattr(codec, "integerize", None)
+        if callable(integerize):  # the exact integer hyper-decoder, activation ranges from validation patches
+            integer = {**integerize(patch[None] for patch in patches), "calibration": "validation patches"}
+            log(f"integer hyper-decoder: activation limits {integer}")
         rows = evaluate_levels(codec, patches)
         for row in rows:
             log(f"val quality {row['quality']}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB")
@@ -294,16 +297,26 @@ class RDObjective(Objective):
             "training": json.dumps({**summary, "config": config.to_dict(), "data": config.data.root,
                                     "val_levels": rows}),
         }
-        state = {k: v.detach().cpu().contiguous() for k, v in codec.state_dict().items()}
-        state = {k: (v.to(torch.int32) if v.dtype == torch.int64 else v) for k, v in state.items()}
+        if integer is not None:
+            metadata["integer_hyper"] = json.dumps(integer)
         path = self.product(config)
         assert path is not None
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(state, str(tmp), metadata=metadata)
-        os.chmod(tmp, file_mode())  # the usual permissions (safetensors writes 0600)
-        tmp.replace(path)
+        save_codec_file(codec, path, metadata)
         log(f"codec weights -> {path}")
         return path
+
+
+def save_codec_file(codec: nn.Module, path: Path, metadata: dict[str, str]) -> None:
+    """Write a codec's weights and coding tables as a ``.safetensors`` codec file (what ``load_codec`` reads;
+    int64 buffers stored as int32), atomically, with the usual permissions."""
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in codec.state_dict().items()}
+    state = {k: (v.to(torch.int32) if v.dtype == torch.int64 else v) for k, v in state.items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    os.chmod(tmp, file_mode())  # the usual permissions (safetensors writes 0600)
+    tmp.replace(path)
 
 
 def codec_kwargs(config: ModelConfig) -> dict[str, Any]:

@@ -49,6 +49,9 @@ def test_a_run_writes_a_loadable_codec(tiny_dataset: Path, tmp_path: Path) -> No
     path = tmp_path / "run" / "tiny_codec.safetensors"
     codec = load_codec(path)
     assert codec.num_levels == 2 and codec.metadata["codec"] == "hyperprior"
+    # the exact integer hyper-decoder, calibrated on validation patches, ships with the weights
+    assert codec.model.integer_hyper is not None
+    assert json.loads(codec.metadata["integer_hyper"])["calibration"] == "validation patches"
     training = json.loads(codec.metadata["training"])
     assert training["best_epoch"] == result.best_epoch and training["epochs"] == 2
     assert [row["quality"] for row in training["val_levels"]] == [1, 2]

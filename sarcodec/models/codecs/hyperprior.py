@@ -1,11 +1,12 @@
 """The mean-scale hyperprior codec (Ballé et al. 2018; means as in Minnen et al. 2018), with its deterministic
-probability path (a float64 CPU copy of the hyper-decoder; see ``sarcodec.models.codecs.base``)."""
+probability path: the exact integer hyper-decoder when the weights carry one (``sarcodec.models.codecs.integer``),
+otherwise a float64 CPU copy of the hyper-decoder (weights of sarcodec 0.4 and earlier)."""
 
 from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import constriction
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from sarcodec.entropy.models import FactorizedDensity, GaussianConditional
 from sarcodec.models._registry import register_model
 from sarcodec.models.codecs.base import DEFAULT_LAMBDAS, Keep, RDCodec, ste_round
+from sarcodec.models.codecs.integer import IntegerHyperSynthesis, z_limit_of
 from sarcodec.models.layers import conv, deconv
 
 __all__ = ["HyperpriorCodec"]
@@ -48,6 +50,30 @@ class HyperpriorCodec(RDCodec):
         )  # fmt: skip
         self.hyper_density = FactorizedDensity(zc)
         self.conditional = GaussianConditional()
+        #: The exact integer hyper-decoder (:meth:`integerize`, or loaded with weights that carry one), or None.
+        self.integer_hyper: IntegerHyperSynthesis | None = None
+
+    def add_integer_hyper(self) -> IntegerHyperSynthesis:
+        """Give the model an (uncalibrated) integer hyper-decoder, e.g. to load weights that carry one."""
+        self.integer_hyper = IntegerHyperSynthesis(self.hyper_synthesis, len(self.conditional.scale_table))
+        return self.integer_hyper
+
+    @torch.no_grad()
+    def integerize(self, images: Iterable[Tensor]) -> dict[str, float]:
+        """Quantize the hyper-decoder into its exact integer form (after :meth:`update_tables`), with activation
+        ranges from ``images`` ((1, 1, H, W) in [0, 1]: training or validation images) at every quality level.
+        From then on, files written with these weights use the integer probability path."""
+        samples = []
+        for x in images:
+            y = self.analyze(x).y
+            for level in range(1, self.num_levels + 1):
+                gain, _ = self.gains(torch.tensor([float(level)], device=y.device))
+                samples.append(self.hyper_density.coded_values(self.hyper_analysis(y * gain)))
+        integer = IntegerHyperSynthesis(self.hyper_synthesis, len(self.conditional.scale_table))
+        limit = z_limit_of(self.hyper_density.table_offsets, self.hyper_density.table_lengths)
+        summary = integer.calibrate(self.hyper_synthesis, samples, limit, self.conditional.scale_table)
+        self.integer_hyper = integer.to(self._device())
+        return summary
 
     def downsampling_factor_total(self) -> int:  # noqa: D102
         return self.downsampling_factor * 4
@@ -79,11 +105,16 @@ class HyperpriorCodec(RDCodec):
         return module
 
     def _probability_path(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """Means and scale indices from z_hat: a float64 copy of the hyper-decoder on CPU (native kernels).
+        """Means and scale indices from z_hat: the exact integer hyper-decoder (on the CPU) when the weights have
+        one, otherwise a float64 copy of the hyper-decoder on CPU (native kernels).
 
-        Encoder and decoder must agree on every scale index; float64 on CPU makes a disagreement (a predicted
-        scale within float64 rounding of a table boundary) practically impossible across machines and devices.
+        Encoder and decoder must agree on every scale index. The integer path gives the same integers on every
+        machine; float64 on CPU makes a disagreement (a predicted scale within float64 rounding of a table
+        boundary) practically impossible across machines and devices.
         """
+        if self.integer_hyper is not None:
+            means, indices = self.integer_hyper.to("cpu")(z_hat.detach().cpu())
+            return means, indices
         hyper = self._hyper_synthesis_float64()
         # float64 never reaches oneDNN: these are PyTorch's native kernels (never toggle the global oneDNN flag
         # here: tiles run concurrently and another tile's synthesis would switch kernels mid-way). One tile at a
