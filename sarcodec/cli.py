@@ -485,7 +485,8 @@ def _add_benchmark(sub: Any) -> None:
     p.add_argument("--codecs", nargs="+", default=None, metavar="NAME",
                    help="classical codecs: jpeg2000 htj2k jpegxl (default all; jpeg2000 is always run as the anchor)")
     p.add_argument("--models", nargs="*", default=None, metavar="MODEL",
-                   help="learned codecs: shipped names or .safetensors files (default: every shipped model)")
+                   help="learned codecs: shipped names or .safetensors files (default: the shipped models less "
+                        "the earlier defaults kept for decoding, NAME_vN)")
     p.add_argument("--checkpoint", nargs="*", default=[], metavar="PTH",
                    help="seed-study checkpoints whose latents are quantized and entropy-coded")
     p.add_argument("--units", choices=UNITS, default=None, help="units of the inputs (default: inferred)")

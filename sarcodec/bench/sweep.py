@@ -134,14 +134,14 @@ def run_benchmark(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the benchmark; returns ``{"rows": [...], "bd": [...]}`` and writes the files listed in the module doc."""
-    from sarcodec.codec.registry import shipped_codecs
+    from sarcodec.codec.registry import current_codecs
 
     out = Path(output)
     files = find_rasters(list(inputs))
     if not files:
         raise BadInputError("no rasters found in the given inputs")
     if models is None:
-        models = shipped_codecs()
+        models = current_codecs()
     table = {**_learned_codecs(models), **_seed_codecs(checkpoints)}
     wanted = list(codecs) if codecs is not None else list(CLASSICAL_CODECS)
     unknown = [c for c in wanted if c not in CLASSICAL_CODECS]
