@@ -10,6 +10,7 @@ from sarcodec.errors import BadInputError, CorruptFileError
 from sarcodec.preprocess import (
     DbHistogram,
     PreprocessingParams,
+    db_histogram,
     denormalize_db,
     forward,
     infer_units,
@@ -120,3 +121,18 @@ def test_histogram_percentiles_match_numpy() -> None:
         assert abs(hist.percentile(q) - np.percentile(db, q)) < 0.002
     with pytest.raises(BadInputError, match="no valid pixels"):
         DbHistogram().percentile(50.0)
+
+
+@pytest.mark.parametrize("dtype, units, nodata", [
+    (np.uint16, "amplitude", 0), (np.uint16, "intensity", None), (np.int16, "amplitude", -1),
+    (np.uint8, "db", 7), (np.int8, "intensity", None),
+])
+def test_integer_rasters_histogram_by_value_like_pixel_by_pixel(dtype: type, units: str, nodata: int | None) -> None:
+    rng = np.random.default_rng(3)
+    info = np.iinfo(dtype)
+    blocks = [rng.integers(info.min, info.max, (60, 70), endpoint=True).astype(dtype) for _ in range(3)]
+    blocks.append(blocks[0].astype(np.float32))  # a float block in the same stream is converted pixel by pixel
+    expected = DbHistogram()
+    for block in blocks:
+        expected.add(*to_db(block, units, nodata))
+    np.testing.assert_array_equal(db_histogram(iter(blocks), units, nodata).counts, expected.counts)

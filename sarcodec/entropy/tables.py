@@ -55,9 +55,18 @@ def encode_grouped(
 
 def _group_order(groups: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """A stable sort of the positions by group (one pass, instead of a boolean mask per group): the order, the
-    start of each present group in it (and the end), and the present groups in increasing order."""
-    order = np.argsort(groups, kind="stable")
-    present, counts = np.unique(groups, return_counts=True)
+    start of each present group in it (and the end), and the present groups in increasing order.
+
+    Groups are table indices (< 2**16 in practice): as uint16 NumPy sorts them stably by radix sort, ~5x faster
+    than a comparison sort of int64, and the order is the same."""
+    if groups.size and 0 <= int(groups.min()) and int(groups.max()) < 1 << 16:
+        order = np.argsort(groups.astype(np.uint16), kind="stable")
+        counts = np.bincount(groups)
+        present = np.flatnonzero(counts)
+        counts = counts[present]
+    else:
+        order = np.argsort(groups, kind="stable")
+        present, counts = np.unique(groups, return_counts=True)
     starts = np.concatenate([[0], np.cumsum(counts)])
     return order, starts, present
 

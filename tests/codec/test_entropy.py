@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from sarcodec.entropy.models import FactorizedDensity, GaussianConditional
-from sarcodec.entropy.tables import TABLE_PRECISION, decode_grouped, encode_grouped, quantize_pmf
+from sarcodec.entropy.tables import TABLE_PRECISION, _group_order, decode_grouped, encode_grouped, quantize_pmf
 from sarcodec.errors import CorruptFileError
 
 
@@ -31,6 +31,19 @@ def test_grouped_coding_round_trip() -> None:
     words = coder.get_compressed()
     decoded = decode_grouped(constriction.stream.stack.AnsCoder(words), groups, tables)
     np.testing.assert_array_equal(decoded, symbols)
+
+
+@pytest.mark.parametrize("groups", [
+    np.random.default_rng(2).integers(0, 64, 10_000),  # table indices: the radix-sorted path
+    np.array([70_000, 3, 3, 70_000, 5]),  # beyond 16 bits: the generic path
+    np.array([], dtype=np.int64),
+])
+def test_group_order_is_a_stable_sort_by_group(groups: np.ndarray) -> None:
+    order, starts, present = _group_order(groups)
+    np.testing.assert_array_equal(order, np.argsort(groups, kind="stable"))
+    values, counts = np.unique(groups, return_counts=True)
+    np.testing.assert_array_equal(present, values)
+    np.testing.assert_array_equal(np.diff(starts), counts)
 
 
 def test_one_symbol_tables_cost_nothing_and_round_trip() -> None:
