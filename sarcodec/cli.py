@@ -248,6 +248,12 @@ def _cmd_info_codec(name: str) -> int:
                      f"{training.get('device')}, data {training.get('data')}")
         for row in training.get("val_levels", []):
             lines.append(f"    quality {row['quality']}: {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB (val patches, estimated rate)")
+    if getattr(codec.model, "integer_hyper", None) is not None:
+        calibration = json.loads(codec.metadata.get("integer_hyper", "{}")).get("calibration", "?")
+        calibration = ", ".join(calibration) if isinstance(calibration, list) else calibration
+        lines.append(f"  probability path: exact integer hyper-decoder (activation ranges from {calibration})")
+    elif hasattr(codec.model, "hyper_synthesis"):
+        lines.append("  probability path: float64 hyper-decoder on the CPU (weights of sarcodec <= 0.4)")
     print("\n".join(lines))
     return 0
 

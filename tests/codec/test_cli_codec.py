@@ -29,6 +29,13 @@ def test_compress_info_decompress_compare(tmp_path: Path) -> None:
         assert ds.crs == orig.crs and ds.shape == orig.shape
 
 
+def test_info_names_the_probability_path_of_a_codec() -> None:
+    proc = run_cli("info", "hyperprior")
+    assert proc.returncode == 0 and "exact integer hyper-decoder" in proc.stdout
+    proc = run_cli("info", "hyperprior_v2")
+    assert proc.returncode == 0 and "float64 hyper-decoder" in proc.stdout
+
+
 def test_cli_bad_inputs_one_line_nothing_written(tmp_path: Path) -> None:
     good = write_geotiff(tmp_path / "good.tif", speckle_intensity((48, 48), seed=2))
     nan = write_geotiff(tmp_path / "nan.tif", np.full((32, 32), np.nan, np.float32))
