@@ -170,6 +170,30 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
     return LoadedCodec(model=model, name=name, sha256=sha, path=path, metadata=metadata)
 
 
+def describe_codec(name_or_path: str | Path) -> str:
+    """What ``sarcodec info MODEL`` prints: architecture, weights, training summary, probability path."""
+    codec = load_codec(name_or_path)
+    training = json.loads(codec.metadata.get("training", "{}"))
+    params = sum(p.numel() for p in codec.model.parameters())
+    lines = [
+        f"codec {codec.name}: {codec.model.codec_name} {json.dumps(codec.model.config)}",
+        f"  weights: {codec.path} ({codec.path.stat().st_size / 1e6:.2f} MB, sha256 {codec.sha256[:16]}...), "
+        f"{params:,} parameters, quality levels 1..{codec.num_levels}",
+    ]
+    if training:
+        lines.append(f"  trained: {training.get('steps_done')} steps, {training.get('minutes')} min on "
+                     f"{training.get('device')}, data {training.get('data')}")
+        for row in training.get("val_levels", []):
+            lines.append(f"    quality {row['quality']}: {row['bpp']:.3f} bpp, {row['psnr']:.2f} dB (val patches, estimated rate)")
+    if getattr(codec.model, "integer_hyper", None) is not None:
+        calibration = json.loads(codec.metadata.get("integer_hyper", "{}")).get("calibration", "?")
+        calibration = ", ".join(calibration) if isinstance(calibration, list) else calibration
+        lines.append(f"  probability path: exact integer hyper-decoder (activation ranges from {calibration})")
+    elif hasattr(codec.model, "hyper_synthesis"):
+        lines.append("  probability path: float64 hyper-decoder on the CPU (weights of sarcodec <= 0.4)")
+    return "\n".join(lines)
+
+
 def _export(src: Path, dst: Path) -> None:
     import torch
 
