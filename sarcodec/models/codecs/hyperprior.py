@@ -105,16 +105,17 @@ class HyperpriorCodec(RDCodec):
         return module
 
     def _probability_path(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        """Means and scale indices from z_hat: the exact integer hyper-decoder (on the CPU) when the weights have
-        one, otherwise a float64 copy of the hyper-decoder on CPU (native kernels).
+        """Means and scale indices (on the CPU) from z_hat: the exact integer hyper-decoder (on the model's device)
+        when the weights have one, otherwise a float64 copy of the hyper-decoder on CPU (native kernels).
 
         Encoder and decoder must agree on every scale index. The integer path gives the same integers on every
         machine; float64 on CPU makes a disagreement (a predicted scale within float64 rounding of a table
         boundary) practically impossible across machines and devices.
         """
-        if self.integer_hyper is not None:
-            means, indices = self.integer_hyper.to("cpu")(z_hat.detach().cpu())
-            return means, indices
+        if self.integer_hyper is not None:  # exact anywhere: on a GPU it runs there (in float64)
+            device = self._device()
+            means, indices = self.integer_hyper.to(device)(z_hat.detach().to(device))
+            return means.cpu(), indices.cpu()
         hyper = self._hyper_synthesis_float64()
         # float64 never reaches oneDNN: these are PyTorch's native kernels (never toggle the global oneDNN flag
         # here: tiles run concurrently and another tile's synthesis would switch kernels mid-way). One tile at a
