@@ -294,7 +294,7 @@ class GaussianConditional(nn.Module):
         radii = ((self.table_lengths.cpu() - 1) // 2)[indices.cpu()]
         mu = means.detach().cpu() if means is not None else None
         q = self.quantize(y.detach().cpu(), mu).long()
-        q = torch.maximum(torch.minimum(q, radii), -radii)
+        q = torch.clamp(q, min=-radii, max=radii)
         if keep is not None:
             q = q * torch.from_numpy(keep)[None, None]
         symbols = (q + radii).reshape(-1).numpy()

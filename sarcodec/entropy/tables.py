@@ -44,13 +44,15 @@ def encode_grouped(
     nothing: its symbols are all 0 and are not pushed.
     """
     order, starts, present = _group_order(groups)
+    ordered = np.asarray(symbols)[order].astype(np.int32)  # one gather; each group is then a contiguous slice
     for g in reversed(range(len(present))):
+        chunk = ordered[starts[g] : starts[g + 1]]
         if len(tables[present[g]]) == 1:
-            if np.any(symbols[order[starts[g] : starts[g + 1]]] != 0):
+            if np.any(chunk != 0):
                 raise ValueError(f"symbols outside the one-symbol table {present[g]}")
             continue
         model = constriction.stream.model.Categorical(tables[present[g]].astype(np.float64), perfect=False)
-        coder.encode_reverse(symbols[order[starts[g] : starts[g + 1]]].astype(np.int32), model)
+        coder.encode_reverse(chunk, model)
 
 
 def _group_order(groups: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
@@ -77,7 +79,7 @@ def decode_grouped(
     tables: list[NDArray[np.int64]],
 ) -> NDArray[np.int64]:
     """Inverse of :func:`encode_grouped`: the symbols, in the order of ``groups``."""
-    out = np.zeros(groups.shape, dtype=np.int64)
+    ordered = np.zeros(groups.shape, dtype=np.int64)  # group by group; one scatter into place at the end
     order, starts, present = _group_order(groups)
     for g, table in enumerate(present.tolist()):
         if not 0 <= table < len(tables):
@@ -86,7 +88,9 @@ def decode_grouped(
             continue  # a one-symbol table: its symbols are 0 and were not pushed
         model = constriction.stream.model.Categorical(tables[table].astype(np.float64), perfect=False)
         try:
-            out[order[starts[g] : starts[g + 1]]] = coder.decode(model, int(starts[g + 1] - starts[g]))
+            ordered[starts[g] : starts[g + 1]] = coder.decode(model, int(starts[g + 1] - starts[g]))
         except Exception as exc:  # constriction raises on exhausted or inconsistent data
             raise CorruptFileError(f"the entropy-coded payload is damaged ({exc})") from None
+    out = np.empty_like(ordered)
+    out[order] = ordered
     return out
