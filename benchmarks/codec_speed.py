@@ -16,7 +16,10 @@ and the issue's targets (CPU: compress >= 1.0x OpenJPEG encode, decompress >= 0.
 < 1.5 GB, first tile < 1 s; GPU: >= 100 MP/s each way). ``--device cuda`` runs sarcodec on the GPU.
 
     python benchmarks/codec_speed.py [--size 10000] [--quality 4 | --max-error DB | --lossless] [--device auto]
-                                     [--workdir DIR] [--keep]
+                                     [--model M] [--compare-model M2] [--workdir DIR] [--keep]
+
+``--compare-model`` times the same two commands with a second codec in the same run (e.g. ``hyperprior_v2``, the
+same transforms with the float64 probability path) and prints the speed-ups.
 """
 
 from __future__ import annotations
@@ -98,6 +101,9 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--model", default=None, help="codec to measure (default: the default codec)")
+    parser.add_argument("--compare-model", default=None, metavar="MODEL",
+                        help="also time compress/decompress with this codec in the same run, and print the ratios")
     args = parser.parse_args()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sarcodec-codec-speed-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -109,11 +115,20 @@ def main() -> int:
         sarc, rec = work / "scene.sarc", work / "scene_rec.tif"
         mode = (["--lossless"] if args.lossless else ["--max-error", str(args.max_error)] if args.max_error
                 else ["--quality", str(args.quality)])
-        compress = ["compress", str(scene), "-o", str(sarc), *mode, "--device", args.device, "--overwrite"]
+        model = ["--model", args.model] if args.model else []
+        compress = ["compress", str(scene), "-o", str(sarc), *mode, *model, "--device", args.device, "--overwrite"]
         decompress = ["decompress", str(sarc), "-o", str(rec), "--device", args.device, "--overwrite"]
         sarcodec = [sys.executable, "-m", "sarcodec"]
         enc_s, enc_rss = run_measured([*sarcodec, *compress])
         dec_s, dec_rss = run_measured([*sarcodec, *decompress])
+        other = None
+        if args.compare_model:
+            other_sarc = work / "other.sarc"
+            other = (run_measured([*sarcodec, "compress", str(scene), "-o", str(other_sarc), *mode, "--model",
+                                   args.compare_model, "--device", args.device, "--overwrite"])[0],
+                     run_measured([*sarcodec, "decompress", str(other_sarc), "-o", str(work / "other_rec.tif"),
+                                   "--device", args.device, "--overwrite"])[0],
+                     other_sarc.stat().st_size * 8 / (args.size * args.size))
         bounded = args.lossless or args.max_error is not None
         enc_first = first_tile_seconds("sarcodec.codec.bounded:bounded_record" if bounded
                                        else "sarcodec.codec.lossy:encode_region", compress)
@@ -132,6 +147,11 @@ def main() -> int:
               f"peak RSS {enc_rss / 2**20:6.0f} MiB  first tile after {enc_first:.2f} s")
         print(f"sarcodec decompress (end to end): {mpix / dec_s:7.2f} MP/s {dec_s:7.1f} s               "
               f"peak RSS {dec_rss / 2**20:6.0f} MiB  first tile after {dec_first:.2f} s")
+        if other is not None:
+            print(f"{args.compare_model} compress (same run): {mpix / other[0]:7.2f} MP/s {other[0]:7.1f} s  "
+                  f"{other[2]:.3f} bpp; decompress {mpix / other[1]:7.2f} MP/s {other[1]:7.1f} s")
+            print(f"speed-up over {args.compare_model}: compress {other[0] / enc_s:.2f}x, "
+                  f"decompress {other[1] / dec_s:.2f}x")
         for name, r in (("OpenJPEG", oj), ("HTJ2K   ", ht)):
             print(f"{name} encode (codec only):    {mpix / r['encode_s']:7.2f} MP/s {r['encode_s']:7.1f} s  {r['bpp']:.3f} bpp")
             print(f"{name} decode (codec only):    {mpix / r['decode_s']:7.2f} MP/s {r['decode_s']:7.1f} s")
