@@ -294,24 +294,23 @@ def db_histogram(blocks: Iterable[npt.NDArray[Any]], units: str, nodata: float |
     8- and 16-bit integer rasters (GRD DN) are counted by raw value first and each distinct value is converted
     once: the same dB of the same values, so the same histogram, ~20x faster than converting every pixel."""
     hist = DbHistogram()
-    by_value: npt.NDArray[np.int64] | None = None
-    dtype: np.dtype[Any] | None = None
+    by_value: dict[str, npt.NDArray[np.int64]] = {}  # counts of each raw value, per integer dtype
     for block in blocks:
         arr = np.asarray(block)
         if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2 and units != "complex":
             codes = arr.view(arr.dtype.str.replace("i", "u"))  # the bit pattern of each value, 0 .. 2**bits - 1
             counts = np.bincount(codes.ravel(), minlength=1 << (8 * arr.dtype.itemsize))
-            by_value = counts if by_value is None else by_value + counts
-            dtype = arr.dtype
+            key = arr.dtype.str
+            by_value[key] = counts if key not in by_value else by_value[key] + counts
         else:
             db, valid = to_db(arr, units, nodata)
             hist.add(db, valid)
-    if by_value is not None and dtype is not None:
-        values = np.arange(by_value.size, dtype=dtype.str.replace("i", "u")).view(dtype)
-        present = by_value > 0
+    for key, counts in by_value.items():
+        values = np.arange(counts.size, dtype=key.replace("i", "u")).view(key)
+        present = counts > 0
         db, valid = to_db(values[present], units, nodata)
-        weights = by_value[present][valid]
         idx = np.clip(np.floor((db[valid] - _HIST_MIN_DB) / _HIST_BIN_DB).astype(np.int64), 0, _HIST_BINS - 1)
+        weights = counts[present][valid]
         hist.counts += np.bincount(idx, weights=weights, minlength=_HIST_BINS).astype(np.int64)  # exact below 2**53
     return hist
 

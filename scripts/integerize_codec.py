@@ -39,7 +39,7 @@ def main() -> None:
     if not paths:
         sys.exit("error: no rasters found in --images")
     images = (torch.from_numpy(load_reference(p).x)[None, None].float() for p in paths)
-    summary = model.integerize(images)
+    summary = model.integerize(images)  # (changes the network load_codec cached for SRC: fine in this one-shot)
     metadata = dict(loaded.metadata)
     metadata["integer_hyper"] = json.dumps({**summary, "calibration": [str(p) for p in args.images],
                                             "calibration_images": len(paths),

@@ -136,3 +136,13 @@ def test_integer_rasters_histogram_by_value_like_pixel_by_pixel(dtype: type, uni
     for block in blocks:
         expected.add(*to_db(block, units, nodata))
     np.testing.assert_array_equal(db_histogram(iter(blocks), units, nodata).counts, expected.counts)
+
+
+def test_histogram_of_blocks_of_mixed_integer_dtypes() -> None:
+    rng = np.random.default_rng(4)
+    blocks = [rng.integers(0, 255, (20, 30)).astype(np.uint8), rng.integers(-300, 300, (20, 30)).astype(np.int16),
+              rng.integers(-100, 100, (20, 30)).astype(np.int8)]
+    expected = DbHistogram()
+    for block in blocks:
+        expected.add(*to_db(block, "intensity", None))
+    np.testing.assert_array_equal(db_histogram(iter(blocks), "intensity").counts, expected.counts)

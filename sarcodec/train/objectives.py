@@ -284,8 +284,12 @@ class RDObjective(Objective):
         integer: dict[str, Any] | None = None
         integerize = getattr(codec, "integerize", None)
         if callable(integerize):  # the exact integer hyper-decoder, activation ranges from validation patches
-            integer = {**integerize(patch[None] for patch in patches), "calibration": "validation patches"}
-            log(f"integer hyper-decoder: activation limits {integer}")
+            try:
+                integer = {**integerize(patch[None] for patch in patches), "calibration": "validation patches"}
+                log(f"integer hyper-decoder: activation limits {integer}")
+            except ValueError as exc:  # a network the exact bound cannot hold: the float64 path stays
+                setattr(codec, "integer_hyper", None)  # noqa: B010 (an optional submodule of hyperprior codecs)
+                log(f"no integer hyper-decoder ({exc}); files written with these weights use the float64 path")
         rows = evaluate_levels(codec, patches)
         for row in rows:
             log(f"val quality {row['quality']}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB")

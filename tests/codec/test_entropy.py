@@ -36,6 +36,7 @@ def test_grouped_coding_round_trip() -> None:
 @pytest.mark.parametrize("groups", [
     np.random.default_rng(2).integers(0, 64, 10_000),  # table indices: the radix-sorted path
     np.array([70_000, 3, 3, 70_000, 5]),  # beyond 16 bits: the generic path
+    np.array([-2, 4, -2, 0, 65_535, 4]),  # negative: the generic path too; 65 535 the last radix-sortable
     np.array([], dtype=np.int64),
 ])
 def test_group_order_is_a_stable_sort_by_group(groups: np.ndarray) -> None:

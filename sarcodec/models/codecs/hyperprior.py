@@ -112,8 +112,8 @@ class HyperpriorCodec(RDCodec):
         machine; float64 on CPU makes a disagreement (a predicted scale within float64 rounding of a table
         boundary) practically impossible across machines and devices.
         """
-        if self.integer_hyper is not None:  # exact anywhere: on a GPU it runs there (in float64)
-            device = self._device()
+        if self.integer_hyper is not None:  # exact anywhere: on a CUDA GPU it runs there (in float64)
+            device = self._device() if self._device().type == "cuda" else torch.device("cpu")  # MPS: no float64
             means, indices = self.integer_hyper.to(device)(z_hat.detach().to(device))
             return means.cpu(), indices.cpu()
         hyper = self._hyper_synthesis_float64()

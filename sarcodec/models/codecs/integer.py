@@ -34,6 +34,7 @@ land on it, interleaved afterwards.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 import torch
@@ -61,7 +62,10 @@ def _correlate(xpad: Tensor, taps: list[tuple[int, int, Tensor]], bias: Tensor |
     flat = xpad.reshape(c_in, hp * wp)
     c_out = taps[0][2].shape[0]
     out = torch.empty(c_out, out_h * wp, dtype=xpad.dtype, device=xpad.device)
-    out.copy_(bias.to(xpad.dtype).view(-1, 1).expand_as(out)) if bias is not None else out.zero_()
+    if bias is None:
+        out.zero_()
+    else:
+        out.copy_(bias.to(xpad.dtype).view(-1, 1).expand_as(out))
     for dy, dx, w in taps:
         start = dy * wp + dx
         out.addmm_(w, flat[:, start : start + out_h * wp])
@@ -124,10 +128,20 @@ def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int
 
 
 def _float32_is_exact() -> bool:
-    """Whether float32 matrix products are IEEE float32 here (not TF32 or bfloat16, which some users enable)."""
-    mkldnn = getattr(torch.backends.mkldnn, "matmul", None)
-    return torch.get_float32_matmul_precision() == "highest" and \
-        getattr(mkldnn, "fp32_precision", "none") in ("none", "ieee")
+    """Whether float32 matrix products on the CPU are plain IEEE float32 here: not when any precision setting
+    allows TF32 or bfloat16 (some users enable them), nor when PyTorch cannot say. Otherwise float64 is used,
+    which no setting downgrades (the same integers, about half the speed)."""
+    if os.environ.get("ONEDNN_DEFAULT_FPMATH_MODE", "STRICT").upper() != "STRICT":
+        return False
+    try:
+        if torch.get_float32_matmul_precision() != "highest":  # raises when legacy and new settings are mixed
+            return False
+        settings = [getattr(torch.backends, "fp32_precision", "none"),
+                    getattr(torch.backends.mkldnn, "fp32_precision", "none"),
+                    getattr(getattr(torch.backends.mkldnn, "matmul", None), "fp32_precision", "none")]
+    except Exception:  # noqa: BLE001 (any failure to read the settings: take the safe path)
+        return False
+    return all(value in ("none", "ieee") for value in settings)
 
 
 def _convs(hyper_synthesis: nn.Sequential) -> list[nn.Conv2d | nn.ConvTranspose2d]:
@@ -137,7 +151,7 @@ def _convs(hyper_synthesis: nn.Sequential) -> list[nn.Conv2d | nn.ConvTranspose2
     for layer in convs:
         if not isinstance(layer, (nn.Conv2d, nn.ConvTranspose2d)) or layer.groups != 1 \
                 or layer.dilation != (1, 1) or len(set(layer.stride)) != 1 or not isinstance(layer.padding, tuple) \
-                or len(set(layer.padding)) != 1 \
+                or len(set(layer.padding)) != 1 or len(set(getattr(layer, "output_padding", (0,)))) != 1 \
                 or layer.padding_mode != "zeros" or layer.bias is None:
             raise ValueError(f"no integer form of the hyper-decoder layer {layer}")
         if isinstance(layer, nn.Conv2d) and layer.stride != (1, 1):
@@ -155,7 +169,8 @@ def _integer_weights(layer: nn.Conv2d | nn.ConvTranspose2d, levels: int) -> tupl
     channel's step (float64)."""
     weight = layer.weight.detach().to("cpu", torch.float64)
     out_dim = 1 if isinstance(layer, nn.ConvTranspose2d) else 0  # ConvTranspose2d weights are (C_in, C_out, k, k)
-    step = weight.abs().amax(dim=tuple(d for d in range(4) if d != out_dim)).clamp_min(1e-30) / levels
+    largest = weight.abs().amax(dim=tuple(d for d in range(4) if d != out_dim))
+    step = torch.where(largest > 0, largest, torch.ones_like(largest)) / levels  # a dead channel: all its weights 0
     shape = [1, 1, 1, 1]
     shape[out_dim] = -1
     return torch.round(weight / step.view(shape)), step
@@ -177,10 +192,12 @@ class IntegerHyperSynthesis(nn.Module):
     layer's shape) and ``bias{i}`` (int32); per hidden activation the float32 per-channel rescale ``rescale{i}``
     (accumulator of layer ``i`` -> integer input of layer ``i + 1``) and its clamp ``limit{i}``; for the output,
     ``mean_scale`` (float32, accumulator -> mean) and ``thresholds`` (int64 (C, L): a scale accumulator above
-    ``thresholds[c, j]`` means a scale above ``scale_table[j]``). ``forward(z_hat)`` returns the means (float32)
+    ``thresholds[c, j]`` means a scale above ``scale_table[j]``, i.e. ``softplus(acc * scale_step[c])`` above it;
+    ``scale_step`` (float64) is kept for reference, not used); ``z_limit``, the largest |z_hat| the bound was
+    computed for (checked on every call). ``forward(z_hat)`` returns the means (float32)
     and scale indices (int64) of the Gaussian conditional."""
 
-    def __init__(self, hyper_synthesis: nn.Sequential, levels: int) -> None:
+    def __init__(self, hyper_synthesis: nn.Sequential, table_size: int) -> None:
         super().__init__()
         # The float layers' shapes and strides (not their weights): a plain list, not submodules or state.
         self._geometry: list[nn.Conv2d | nn.ConvTranspose2d] = _convs(hyper_synthesis)
@@ -192,7 +209,9 @@ class IntegerHyperSynthesis(nn.Module):
                 self.register_buffer(f"limit{i}", torch.zeros((), dtype=torch.int32))
         half = self._geometry[-1].bias.shape[0] // 2  # type: ignore[union-attr]
         self.register_buffer("mean_scale", torch.zeros(half, dtype=torch.float32))
-        self.register_buffer("thresholds", torch.zeros(half, levels, dtype=torch.int64))
+        self.register_buffer("thresholds", torch.zeros(half, table_size, dtype=torch.int64))
+        self.register_buffer("z_limit", torch.zeros((), dtype=torch.int32))  # |z_hat| the exact bound allows
+        self.register_buffer("scale_step", torch.zeros(half, dtype=torch.float64))  # what the thresholds encode
 
     def _buffer(self, name: str) -> Tensor:
         value = getattr(self, name)
@@ -213,6 +232,7 @@ class IntegerHyperSynthesis(nn.Module):
                 x = F.leaky_relu(_float64_layer(layer, x), _NEGATIVE_SLOPE)
                 maxima[i] = max(maxima[i], float(x.abs().max()))
         input_step, input_limit = 1.0, float(z_limit)  # z_hat is already integer
+        self._buffer("z_limit").fill_(z_limit)
         summary: dict[str, float] = {}
         for i, layer in enumerate(convs):
             # The first layer's inputs (z_hat) have a small known range: its weights get as many levels as the
@@ -234,6 +254,8 @@ class IntegerHyperSynthesis(nn.Module):
                 # The next layer's clamp A: the largest its weights allow (its integer weights at this precision).
                 nxt_sums = _tap_sums(_integer_weights(convs[i + 1], WEIGHT_LEVELS)[0], convs[i + 1])
                 limit = int(0.99 * EXACT_LIMIT // float(nxt_sums.max()))  # 1 % left for the next bias
+                if limit < 1:
+                    raise ValueError(f"layer {i + 1} is too wide to be summed exactly in float32")
                 step = max(maxima[i], 1e-12) / limit
                 self._buffer(f"rescale{i}").copy_(acc_step / step)
                 self._buffer(f"limit{i}").fill_(limit)
@@ -247,7 +269,9 @@ class IntegerHyperSynthesis(nn.Module):
                 table = scale_table.detach().to("cpu", torch.float64)
                 inverse = torch.log(torch.expm1(table))  # softplus^-1
                 bounds = torch.floor(inverse.view(1, -1) / acc_step[half:].view(-1, 1))
-                self._buffer("thresholds").copy_(bounds.clamp(-EXACT_LIMIT - 1, EXACT_LIMIT + 1).to(torch.int64))
+                self._buffer("scale_step").copy_(acc_step[half:])
+                # accumulators lie within +-2**24: bounds beyond are all alike (+-(2**24 + 2) is exact in float32)
+                self._buffer("thresholds").copy_(bounds.clamp(-EXACT_LIMIT - 2, EXACT_LIMIT + 2).to(torch.int64))
         return summary
 
     def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
@@ -255,6 +279,9 @@ class IntegerHyperSynthesis(nn.Module):
         # TF32 or bfloat16, and off the CPU); everything between them is computed in float32 in any case, each
         # step one correctly rounded IEEE operation, so both give the same integers.
         dtype = torch.float32 if z_hat.device.type == "cpu" and _float32_is_exact() else torch.float64
+        if z_hat.numel() and float(z_hat.abs().max()) > float(self._buffer("z_limit")):
+            raise ValueError("hyper-latents beyond the range the integer hyper-decoder was calibrated for "
+                             "(were the coding tables updated after integerize()?)")
         slope = torch.tensor(_NEGATIVE_SLOPE, dtype=torch.float32)
         x = z_hat.to(dtype)
         last = len(self._geometry) - 1
@@ -274,7 +301,7 @@ class IntegerHyperSynthesis(nn.Module):
         mean_acc, scale_acc = acc.chunk(2, dim=1)
         means = mean_acc * self._buffer("mean_scale").view(1, -1, 1, 1)
         n, c, h, w = scale_acc.shape
-        thresholds = self._buffer("thresholds").to(torch.float32)  # integers <= 2**24 + 1: exact
+        thresholds = self._buffer("thresholds").to(torch.float32)  # even integers up to 2**24 + 2: exact
         values = scale_acc.permute(1, 0, 2, 3).reshape(c, -1).contiguous()
         indices = torch.searchsorted(thresholds, values).clamp_max_(thresholds.shape[1] - 1)
         return means, indices.view(c, n, h, w).permute(1, 0, 2, 3)
