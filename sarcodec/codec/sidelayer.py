@@ -62,7 +62,11 @@ BIAS_STEP_DB = 0.01
 #: Largest correction stored (dB); more than any codec level needs (single-look speckle smoothed flat: 2.5 dB).
 _MAX_CORRECTION_DB = 20.0
 _LN10_10 = math.log(10.0) / 10.0  # 10 ** (db / 10) == exp(db * _LN10_10)
-_FIT_ITERATIONS = 16  # at most; the fit stops once no block moves by 0.004 dB
+_FIT_ITERATIONS = 16  # at most; the fit stops once no block's residual is 0.004 dB
+#: Over-relaxation of the fit: the bilinear spread damps a block's own step (its slowest, checkerboard mode by ~4x),
+#: so steps of 1.5x the residual converge in ~7 iterations instead of ~12, as close to the fixed point (tried on
+#: synthetic 1024 px tiles: 1.0 -> 11-12 iterations, 1.5 -> 7-8; stable below 2).
+_FIT_RELAXATION = 1.5
 #: Largest quantized outlier value accepted from a file (400 dB at the finest step: far beyond any raster).
 _MAX_OUTLIER_STEPS = 1600
 
@@ -193,7 +197,7 @@ def fit_correction(orig_intensity: FloatArray, decoded_db: FloatArray, use: npt.
         step = np.zeros_like(blocks)
         ok = has & (achieved > 0)
         step[ok] = 10.0 * np.log10(target[ok] / achieved[ok])
-        blocks = np.clip(blocks + step, -_MAX_CORRECTION_DB, _MAX_CORRECTION_DB)
+        blocks = np.clip(blocks + _FIT_RELAXATION * step, -_MAX_CORRECTION_DB, _MAX_CORRECTION_DB)
         if np.abs(step).max() < 0.004:  # well inside the 0.01 dB quantization step
             break
     blocks[~has] = blocks[has].mean()
