@@ -11,7 +11,9 @@ for c in runs/seed_study/baseline_c16/best.pth runs/seed_study/baseline_c64/best
          notebooks/checkpoints/residual_v1_c16/best.pth; do
   [ -f "$c" ] && CKPTS+=("$c")
 done
-$PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/benchmark" ${CKPTS[@]:+--checkpoint "${CKPTS[@]}"} > /dev/null
+# every shipped model, the earlier defaults too (benchmark leaves NAME_vN out unless named), for same-run comparisons
+$PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/benchmark" --models hyperprior hyperprior_v2 hyperprior_v1 \
+  factorized ${CKPTS[@]:+--checkpoint "${CKPTS[@]}"} > /dev/null
 $PY scripts/roundtrip_check.py ../shared/data/sar/dev ../shared/data/sar/geotiff ../shared/data/sar/extra | tee "$OUT/roundtrip.md"
 $PY benchmarks/codec_speed.py --size 10000 | tee "$OUT/codec_speed_10000.txt"
 $PY benchmarks/codec_speed.py --size 10000 --max-error 0.5 | tee "$OUT/codec_speed_10000_near_lossless.txt"
