@@ -124,8 +124,9 @@ def export_codec(model: str | Path, output: str | Path, *, overwrite: bool = Fal
         "pipeline": ("x in [0, 1], padded (replicate) to pad_multiple -> y = analysis(x) * gain[q-1] -> "
                      "(hyperprior) z = hyper_analysis(y), means, scales = split(hyper_synthesis(round(z))) -> "
                      "symbols = round(y - means), entropy coded by sarcodec (Python, constriction) -> "
-                     "x_hat = synthesis((symbols + means) * inverse_gain[q-1]); sarcodec's own decoder runs "
-                     "hyper_synthesis in float64 and the synthesis in PyTorch so that every machine decodes the "
+                     "x_hat = synthesis((symbols + means) * inverse_gain[q-1]); sarcodec's own decoder computes "
+                     "means and scale indices with an exact integer form of hyper_synthesis (or in float64 for "
+                     "weights of sarcodec <= 0.4) and the synthesis in PyTorch so that every machine decodes the "
                      "same pixels"),
     }
     try:

@@ -1,7 +1,7 @@
 """Tiles coded in parallel, results consumed in order.
 
 PyTorch parallelizes inside each operation, but a tile's work is mostly operations too small or too serial to
-keep several cores busy (entropy coding, the float64 probability path, the side layer, NumPy), and oneDNN's
+keep several cores busy (entropy coding, the probability path, the side layer, NumPy), and oneDNN's
 results depend on the thread count. So on the CPU every tile runs on one thread (``single_thread``: exact pixels
 for any thread count) and ``workers`` tiles run at once, one per thread PyTorch was given (``torch.set_num_threads``
 or ``OMP_NUM_THREADS``; bounded tiles, which use no network: one per core). :meth:`TilePool.run` takes bands of

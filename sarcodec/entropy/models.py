@@ -13,7 +13,8 @@ computed once, after training (:meth:`FactorizedDensity.update_tables`, :meth:`G
 quantized to integer counts that sum to ``2**TABLE_PRECISION`` and stored with the weights; coding only ever sees
 those integers (divided by a power of two, which is exact), so the tables cannot differ between machines.
 The Gaussian scale of every symbol is snapped to an index into a fixed, log-spaced scale table; the
-hyper-decoder that predicts it runs on CPU (see ``sarcodec.models.codecs``).
+hyper-decoder that predicts it is an exact integer network (see ``sarcodec.models.codecs.integer``; float64 on the
+CPU for weights of sarcodec <= 0.4).
 
 Symbols outside a table's support are clamped to it by the encoder, which then reconstructs from the clamped
 value too, so encoder and decoder always agree; with tails of 1e-9 probability this almost never happens.

@@ -16,7 +16,8 @@ VAE"); the training loss draws a level per sample and uses its lambda. Fractiona
 geometrically, which is how ``--bpp`` hits a target rate.
 
 Determinism. ``compress_tile``/``decompress_tile`` run the probability path (hyper-decoder -> means and scale
-indices) on CPU in float64 whatever device the transforms use, and the entropy tables are stored integers
+indices) as an exact integer network when the weights carry one (``sarcodec.models.codecs.integer``; otherwise in
+float64 on the CPU, weights of sarcodec <= 0.4), and the entropy tables are stored integers
 (``sarcodec.entropy``), so every machine decodes the same symbols. On the CPU every tile is coded on one
 thread (callers run tiles in parallel instead): oneDNN changes its order of summation with the thread count, not
 on one thread, so the pixels are identical whatever the process's thread count (tested with 1, 2 and 16), and the
