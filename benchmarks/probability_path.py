@@ -17,7 +17,6 @@ from collections.abc import Callable
 import torch
 
 from sarcodec.codec.registry import load_codec
-from sarcodec.models.codecs import integer as integer_module
 from sarcodec.models.codecs.integer import z_limit_of
 
 
@@ -45,12 +44,7 @@ def main() -> int:
     with torch.no_grad():
         t_old = _seconds(lambda: old._probability_path(z), args.repeats)
         t_new = _seconds(lambda: new._probability_path(z), args.repeats)
-        exact = integer_module._float32_is_exact
-        integer_module._float32_is_exact = lambda: False  # type: ignore[assignment]
-        try:
-            t_new64 = _seconds(lambda: new._probability_path(z), args.repeats)
-        finally:
-            integer_module._float32_is_exact = exact  # type: ignore[assignment]
+        t_new64 = _seconds(lambda: new.integer_hyper(z, float64=True), args.repeats)
     print(f"probability path of a {args.size} x {args.size} tile, one thread, best of {args.repeats}:")
     print(f"float64 hyper-decoder (hyperprior_v2):         {t_old:.3f} s")
     print(f"integer hyper-decoder, float32 (hyperprior):   {t_new:.3f} s  ({t_old / t_new:.2f}x faster)")

@@ -82,14 +82,7 @@ def test_every_sum_of_the_shipped_integer_hyper_decoder_is_exact_in_float32() ->
 
 def _exact(integer: nn.Module, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The integer hyper-decoder computed in float64 (whatever the float32 settings)."""
-    import sarcodec.models.codecs.integer as module
-
-    original = module._float32_is_exact
-    module._float32_is_exact = lambda: False  # type: ignore[assignment]
-    try:
-        return integer(z)  # type: ignore[no-any-return]
-    finally:
-        module._float32_is_exact = original  # type: ignore[assignment]
+    return integer(z, float64=True)  # type: ignore[no-any-return]
 
 
 def test_float32_and_float64_give_the_same_integers_even_at_the_extremes() -> None:

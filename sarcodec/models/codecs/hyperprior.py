@@ -71,7 +71,7 @@ class HyperpriorCodec(RDCodec):
                 samples.append(self.hyper_density.coded_values(self.hyper_analysis(y * gain)))
         integer = IntegerHyperSynthesis(self.hyper_synthesis, len(self.conditional.scale_table))
         limit = z_limit_of(self.hyper_density.table_offsets, self.hyper_density.table_lengths)
-        summary = integer.calibrate(self.hyper_synthesis, samples, limit, self.conditional.scale_table)
+        summary = integer.calibrate(samples, limit, self.conditional.scale_table)
         self.integer_hyper = integer.to(self._device())
         return summary
 

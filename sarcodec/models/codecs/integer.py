@@ -219,12 +219,11 @@ class IntegerHyperSynthesis(nn.Module):
         return value
 
     @torch.no_grad()
-    def calibrate(self, hyper_synthesis: nn.Sequential, z_samples: Iterable[Tensor], z_limit: int,
-                  scale_table: Tensor) -> dict[str, float]:
-        """Quantize ``hyper_synthesis`` (the float layers this was built from) for hyper-latents within
-        ``[-z_limit, z_limit]``; the activation ranges are the largest seen on ``z_samples``. Returns a summary
-        (the clamp of each activation)."""
-        convs = _convs(hyper_synthesis)
+    def calibrate(self, z_samples: Iterable[Tensor], z_limit: int, scale_table: Tensor) -> dict[str, float]:
+        """Quantize the float layers this was built from, for hyper-latents within ``[-z_limit, z_limit]``; the
+        activation ranges are the largest seen on ``z_samples``. Returns a summary (the clamp of each
+        activation)."""
+        convs = self._geometry
         maxima = [0.0] * (len(convs) - 1)
         for z in z_samples:  # the float64 network's activations before each later convolution
             x = z.detach().to("cpu", torch.float64)
@@ -242,11 +241,12 @@ class IntegerHyperSynthesis(nn.Module):
                 w_int, step_w = _integer_weights(layer, levels)
                 acc_step = step_w * input_step  # accumulator units of each output channel
                 b_int = torch.round(layer.bias.detach().to("cpu", torch.float64) / acc_step)  # type: ignore[union-attr]
-                if float((_tap_sums(w_int, layer) * input_limit + b_int.abs()).max()) <= EXACT_LIMIT or levels == 1:
+                worst = float((_tap_sums(w_int, layer) * input_limit + b_int.abs()).max())
+                if worst <= EXACT_LIMIT or levels == 1:
                     break
                 levels = max(1, int(levels * 0.9))
             summary[f"weight{i}_levels"] = float(levels)
-            if float((_tap_sums(w_int, layer) * input_limit + b_int.abs()).max()) > EXACT_LIMIT:
+            if worst > EXACT_LIMIT:
                 raise ValueError(f"layer {i}: inputs up to {input_limit:g} cannot be summed exactly in float32")
             self._buffer(f"weight{i}").copy_(w_int.to(torch.int16))
             self._buffer(f"bias{i}").copy_(b_int.to(torch.int32))
@@ -274,11 +274,13 @@ class IntegerHyperSynthesis(nn.Module):
                 self._buffer("thresholds").copy_(bounds.clamp(-EXACT_LIMIT - 2, EXACT_LIMIT + 2).to(torch.int64))
         return summary
 
-    def forward(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:  # noqa: D102
-        # The convolutions' sums are exact in float32 and float64 alike (float64 where float32 products may be
-        # TF32 or bfloat16, and off the CPU); everything between them is computed in float32 in any case, each
-        # step one correctly rounded IEEE operation, so both give the same integers.
-        dtype = torch.float32 if z_hat.device.type == "cpu" and _float32_is_exact() else torch.float64
+    def forward(self, z_hat: Tensor, float64: bool = False) -> tuple[Tensor, Tensor]:
+        """Means and scale indices of ``z_hat``. The convolutions' sums are exact in float32 and float64 alike
+        (float64 where float32 products may be TF32 or bfloat16, off the CPU, or with ``float64``); everything
+        between them is computed in float32 in any case, each step one correctly rounded IEEE operation, so both
+        give the same integers."""
+        exact32 = not float64 and z_hat.device.type == "cpu" and _float32_is_exact()
+        dtype = torch.float32 if exact32 else torch.float64
         if z_hat.numel() and float(z_hat.abs().max()) > float(self._buffer("z_limit")):
             raise ValueError("hyper-latents beyond the range the integer hyper-decoder was calibrated for "
                              "(were the coding tables updated after integerize()?)")
