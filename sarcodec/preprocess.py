@@ -256,8 +256,9 @@ class DbHistogram:
     def total(self) -> int:
         return int(self.counts.sum())
 
-    def add(self, db: npt.ArrayLike, valid: npt.ArrayLike | None = None) -> None:
-        """Add dB values (invalid or NaN values are ignored)."""
+    def add(self, db: npt.ArrayLike, valid: npt.ArrayLike | None = None,
+            counts: npt.NDArray[np.int64] | None = None) -> None:
+        """Add dB values (invalid or NaN values are ignored), each once or ``counts`` times."""
         values = np.asarray(db, dtype=np.float64)
         keep = np.isfinite(values) if valid is None else (np.asarray(valid, dtype=bool) & np.isfinite(values))
         values = values[keep]
@@ -265,7 +266,10 @@ class DbHistogram:
             return
         idx = np.floor((values - _HIST_MIN_DB) / _HIST_BIN_DB).astype(np.int64)
         np.clip(idx, 0, _HIST_BINS - 1, out=idx)
-        self.counts += np.bincount(idx, minlength=_HIST_BINS)
+        if counts is None:
+            self.counts += np.bincount(idx, minlength=_HIST_BINS)
+        else:  # float weights: exact for counts below 2**53
+            self.counts += np.bincount(idx, weights=counts[keep], minlength=_HIST_BINS).astype(np.int64)
 
     def merge(self, other: DbHistogram) -> None:
         self.counts += other.counts
@@ -308,10 +312,7 @@ def db_histogram(blocks: Iterable[npt.NDArray[Any]], units: str, nodata: float |
     for key, counts in by_value.items():
         values = np.arange(counts.size, dtype=key.replace("i", "u")).view(key)
         present = counts > 0
-        db, valid = to_db(values[present], units, nodata)
-        idx = np.clip(np.floor((db[valid] - _HIST_MIN_DB) / _HIST_BIN_DB).astype(np.int64), 0, _HIST_BINS - 1)
-        weights = counts[present][valid]
-        hist.counts += np.bincount(idx, weights=weights, minlength=_HIST_BINS).astype(np.int64)  # exact below 2**53
+        hist.add(*to_db(values[present], units, nodata), counts=counts[present])
     return hist
 
 
