@@ -53,7 +53,7 @@ from sarcodec.io.sarc import MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE, SarcHeader, Sa
 from sarcodec.codec.info import params_of
 from sarcodec.codec.registry import DEFAULT_CODEC, RUNTIMES, LoadedCodec, load_codec, resolve_codec
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
-from sarcodec.io.raster import RasterInfo, open_raster
+from sarcodec.io.raster import RasterInfo, compact_crs, open_raster
 from sarcodec.jsonfloat import float_from_json, float_to_json
 from sarcodec.preprocess import (
     DEFAULT_CLIP_PERCENTILES,
@@ -301,6 +301,8 @@ def compress(
             "n_tiles": len(rows) * len(cols),
             "coder": f"constriction {_coder_version()}",
         }
+        if header["gcps"]:  # such files are format 4 (sarcodec.io.gcps), whose readers take 'EPSG:n' as well
+            header["gcps"]["crs"] = compact_crs(header["gcps"]["crs"])
         bar = tqdm(total=len(rows) * len(cols), desc="compress", unit="tile", disable=None if progress else True, leave=False)
         try:
             if bound is None:
@@ -310,9 +312,7 @@ def compress(
                 model_name, mode = codec.name, "lossy"
             else:
                 header["bound"] = bound.to_json()
-                header["crs"] = bounded.compact_crs(header["crs"])  # format 3 readers take 'EPSG:n' as well as WKT
-                if header["gcps"]:
-                    header["gcps"]["crs"] = bounded.compact_crs(header["gcps"]["crs"])
+                header["crs"] = compact_crs(header["crs"])  # format 3 readers take 'EPSG:n' as well as WKT
                 bounded.compress_bounded(reader, params, header, out, bound, bar)
                 q, note, model_name = None, "", ""
                 mode = "lossless" if bound.lossless else "near-lossless"

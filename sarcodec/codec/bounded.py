@@ -40,7 +40,7 @@ import constriction
 import numpy as np
 import numpy.typing as npt
 
-from sarcodec.codec import packing
+from sarcodec.io import packing
 from sarcodec.codec.pipeline import RowSink, TilePool, cpu_workers, write_bands
 from sarcodec.entropy.tables import decode_grouped, encode_grouped, quantize_pmf
 from sarcodec.errors import BadInputError, CorruptFileError
@@ -526,22 +526,6 @@ def check_bounded_input(bound: Bound, dtype: np.dtype[Any]) -> None:
     if bound.lossless and not (dtype.kind in "ui" and dtype.itemsize <= 4):
         raise BadInputError(f"lossless needs an integer raster of up to 32 bits (this one is {dtype}); for a float "
                             "raster give a maximum error")
-
-
-def compact_crs(wkt: str | None) -> str | None:
-    """'EPSG:n' when that names exactly the CRS of ``wkt`` (~20 bytes instead of ~600: 4 % of a 100 x 100
-    near-lossless file), else the WKT."""
-    if wkt is None:
-        return None
-    from rasterio.crs import CRS
-    from rasterio.errors import CRSError
-
-    try:
-        crs = CRS.from_wkt(wkt)
-        code = crs.to_epsg()
-        return f"EPSG:{code}" if code is not None and CRS.from_epsg(code) == crs else wkt
-    except CRSError:
-        return wkt
 
 
 def _valid_values(raw: npt.NDArray[Any], nodata: float | None) -> npt.NDArray[np.bool_]:

@@ -25,7 +25,7 @@ from sarcodec.codec.registry import LoadedCodec
 from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError
 from sarcodec.io.sarc import LOSSY_VERSION, SarcHeader, SarcReader, SarcWriter, decode_mask, deflate_header, \
-    encode_mask, framing_bytes, tile_grid
+    encode_mask, framing_bytes, stored_version, tile_grid
 from sarcodec.preprocess import (
     FloatArray,
     PreprocessingParams,
@@ -153,7 +153,8 @@ def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any
     for r0, r1 in rows:
         _, _, valid = _band_rows(source, params, r0, r1, overlap)
         masks += len(encode_mask(valid))
-    return framing_bytes(len(deflate_header(header)), len(rows), len(cols)) + masks
+    stored_header = deflate_header(header, stored_version(header, LOSSY_VERSION))
+    return framing_bytes(len(stored_header), len(rows), len(cols)) + masks
 
 
 def _choose_quality(codec: LoadedCodec, pool: TilePool[Any, Any], source: Any, params: PreprocessingParams,

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sarcodec.codec import packing
+from sarcodec.io import packing
 from sarcodec.errors import CorruptFileError
 
 __all__ = [

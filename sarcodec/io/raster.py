@@ -236,3 +236,19 @@ def _short(exc: BaseException) -> str:
     """First line of an exception message, for one-line errors."""
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def compact_crs(wkt: str | None) -> str | None:
+    """'EPSG:n' when that names exactly the CRS of ``wkt`` (~20 bytes instead of ~600: 4 % of a 100 x 100
+    near-lossless file), else the WKT."""
+    if wkt is None:
+        return None
+    from rasterio.crs import CRS
+    from rasterio.errors import CRSError
+
+    try:
+        crs = CRS.from_wkt(wkt)
+        code = crs.to_epsg()
+        return f"EPSG:{code}" if code is not None and CRS.from_epsg(code) == crs else wkt
+    except CRSError:
+        return wkt

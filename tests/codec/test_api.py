@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -197,20 +199,33 @@ def test_infinite_nodata_round_trips(tmp_path: Path) -> None:
         assert np.all(ds.read(1)[:4, :4] == -np.inf)
 
 
-def test_gcp_georeferencing_is_kept(tmp_path: Path) -> None:
+@pytest.mark.parametrize("max_error", [None, 0.5])
+def test_gcp_georeferencing_is_kept_exactly_and_packed(tmp_path: Path, max_error: float | None) -> None:
     from rasterio.control import GroundControlPoint
     from rasterio.crs import CRS
 
+    from sarcodec.io.sarc import GCP_VERSION, SarcReader
+
     img = speckle_intensity((48, 40), seed=14)
     src = write_geotiff(tmp_path / "gcp.tif", img, georef=False)
-    gcps = [GroundControlPoint(row=r, col=c, x=10.0 + c / 100, y=45.0 - r / 100, z=0.0) for r in (0, 47) for c in (0, 39)]
+    # a 7 x 6 grid like a GRD product's: fractional rows/cols, full-precision coordinates, heights
+    gcps = [GroundControlPoint(row=r * 7.834, col=c * 7.8002, x=10.0 + c / 97 - r / 1e4, y=45.0 - r / 101 + c * c / 1e7,
+                               z=255.30090383719653 - r / 3) for r in range(7) for c in range(6)]
     with rasterio.open(src, "r+") as ds:
         ds.gcps = (gcps, CRS.from_epsg(4326))
-    sarcodec.compress(src, tmp_path / "gcp.sarc")
+    result = sarcodec.compress(src, tmp_path / "gcp.sarc", max_error=max_error)
+    with SarcReader(tmp_path / "gcp.sarc") as reader:
+        assert reader.version == GCP_VERSION
+        assert reader.header.fields["gcps"]["crs"] == "EPSG:4326"
     sarcodec.decompress(tmp_path / "gcp.sarc", tmp_path / "gcp_out.tif")
     with rasterio.open(tmp_path / "gcp_out.tif") as ds:
         points, crs = ds.gcps
-    assert crs == CRS.from_epsg(4326) and [(p.row, p.col, p.x, p.y) for p in points] == [(p.row, p.col, p.x, p.y) for p in gcps]
+    assert crs == CRS.from_epsg(4326)
+    assert [(p.row, p.col, p.x, p.y, p.z) for p in points] == [(p.row, p.col, p.x, p.y, p.z) for p in gcps]
+    # the points cost well under their deflated JSON (what format 3 stored)
+    as_json = len(zlib.compress(json.dumps([[p.row, p.col, p.x, p.y, p.z] for p in gcps]).encode(), 9))
+    without = sarcodec.compress(img, tmp_path / "plain.sarc", max_error=max_error).bytes
+    assert result.bytes - without < 0.6 * as_json, (result.bytes - without, as_json)
 
 
 def test_api_shows_real_signatures_and_speaks_of_keywords(tmp_path: Path) -> None:

@@ -87,18 +87,22 @@ def test_a_nodata_border_costs_little_and_a_constant_image_almost_nothing(tmp_pa
     np.testing.assert_allclose(sarcodec.decompress(tmp_path / "c.sarc").array, constant, rtol=1e-3)
 
 
-@pytest.mark.parametrize("version", [1, 2])
-def test_files_of_every_format_version_decode_to_the_same_pixels(version: int) -> None:
+@pytest.mark.parametrize("name", ["v1_opera_72x90_q3", "v2_opera_72x90_q3", "v2_gcps_opera_40x48_q3"])
+def test_files_of_every_format_version_decode_to_the_same_pixels(name: str) -> None:
     # Committed files and the pixels the version that wrote them decoded them to (tests/codec/golden/README.md).
     # A changed symbol moves pixels by ~1e-3 and more; kernels of other CPUs or versions by float rounding (1e-6).
-    path = GOLDEN / f"v{version}_opera_72x90_q3.sarc"
+    path = GOLDEN / f"{name}.sarc"
     with SarcReader(path) as reader:
-        assert reader.version == version
+        assert reader.version == int(name[1])
+        gcps = reader.header.fields["gcps"]
     out = sarcodec.decompress(path).array
-    expected = np.load(GOLDEN / f"v{version}_opera_72x90_q3.decoded.npy")
+    expected = np.load(GOLDEN / f"{name}.decoded.npy")
     assert out is not None and out.dtype == expected.dtype
     np.testing.assert_array_equal(np.isnan(out), np.isnan(expected))
     np.testing.assert_allclose(out, expected, rtol=1e-5, equal_nan=True)
+    if "gcps" in name:  # format 2 held them as JSON (sarcodec 0.5); they come back as written
+        assert len(gcps["points"]) == 16 and gcps["points"][5] == [13.0, 15.5, 78.2 - 0.0123456789 + 1e-3,
+                                                                     10.7 + 0.0234567891, 255.3 - 0.5]
 
 
 def _rewrite(src: Path, dst: Path, edit: object) -> None:

@@ -70,8 +70,9 @@ def _read_header(valid: bytes) -> dict:
     return json.loads(zlib.decompressobj(zdict=_dictionary(valid)).decompress(data))
 
 
-def _rewrite_header(valid: bytes, edit: dict) -> bytes:
-    """A file with a modified header and a *correct* checksum (so the parser itself is exercised)."""
+def _rewrite_header(valid: bytes, edit: dict, tail: bytes = b"") -> bytes:
+    """A file with a modified header (``tail`` after its deflate stream) and a *correct* checksum (so the parser
+    itself is exercised)."""
     (header_len,) = struct.unpack_from("<I", valid, len(MAGIC) + 2)
     start = len(MAGIC) + 6
     header = _read_header(valid)
@@ -81,7 +82,7 @@ def _rewrite_header(valid: bytes, edit: dict) -> bytes:
         else:
             header[key] = value
     deflate = zlib.compressobj(9, zdict=_dictionary(valid))  # json.dumps allows Infinity here: a damaged header
-    data = deflate.compress(json.dumps(header).encode()) + deflate.flush()
+    data = deflate.compress(json.dumps(header).encode()) + deflate.flush() + tail
     body = valid[: len(MAGIC) + 2] + struct.pack("<I", len(data)) + data + valid[start + header_len : -4]
     return body + struct.pack("<I", zlib.crc32(body))
 
@@ -188,3 +189,48 @@ def test_empty_tiles_of_a_version_1_file_are_refused_before_any_synthesis(tmp_pa
     write(tmp_path / "empty.sarc", (version, header, [(m, [b"" for _ in p]) for m, p in bands]))
     with pytest.raises(CorruptFileError, match="empty"):
         sarcodec.decompress(tmp_path / "empty.sarc")
+
+
+@pytest.fixture(scope="module")
+def gcp_file(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, bytes]:
+    """A format-4 file (ground control points packed after the header) and its packed points."""
+    import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    from tests.conftest import write_geotiff
+
+    d = tmp_path_factory.mktemp("fuzz_gcps")
+    src = write_geotiff(d / "g.tif", speckle_intensity((40, 48), seed=3), georef=False)
+    with rasterio.open(src, "r+") as ds:
+        ds.gcps = ([GroundControlPoint(row=r * 9.5, col=c * 11.75, x=8.0 + c / 89, y=50.0 - r / 97, z=3.25)
+                    for r in range(5) for c in range(5)], CRS.from_epsg(4326))
+    sarcodec.compress(src, d / "g.sarc")
+    valid = (d / "g.sarc").read_bytes()
+    (header_len,) = struct.unpack_from("<I", valid, len(MAGIC) + 2)
+    inflate = zlib.decompressobj(zdict=_dictionary(valid))
+    inflate.decompress(valid[len(MAGIC) + 6 : len(MAGIC) + 6 + header_len])
+    assert struct.unpack_from("<H", valid, len(MAGIC))[0] == 4 and inflate.unused_data
+    return valid, inflate.unused_data
+
+
+@pytest.mark.parametrize("case", ["count", "no gcps", "no points", "garbage", "truncated", "extra"])
+def test_damaged_ground_control_points_fail_cleanly(gcp_file: tuple[bytes, bytes], tmp_path: Path, case: str) -> None:
+    valid, packed = gcp_file
+    header = _read_header(valid)
+    gcps = header["gcps"]
+    edit, tail = {
+        "count": ({"gcps": {**gcps, "count": 24}}, packed),
+        "no gcps": ({"gcps": None}, packed),
+        "no points": ({}, b""),
+        "garbage": ({}, b"\x5d" + packed[1:]),
+        "truncated": ({}, packed[:-3]),
+        "extra": ({}, packed + b"\x00"),
+    }[case]
+    path, out = tmp_path / "g.sarc", tmp_path / "g.tif"
+    path.write_bytes(_rewrite_header(valid, edit, tail))
+    with pytest.raises(SarcodecError) as info:
+        sarcodec.decompress(path, out)
+    assert "\n" not in str(info.value) and not out.exists()
+    path.write_bytes(_rewrite_header(valid, {}, packed))  # the helper itself keeps a valid file valid
+    sarcodec.decompress(path, out)

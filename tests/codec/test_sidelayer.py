@@ -7,7 +7,7 @@ import lzma
 import numpy as np
 import pytest
 
-from sarcodec.codec import packing
+from sarcodec.io import packing
 from sarcodec.codec import sidelayer as S
 from sarcodec.errors import CorruptFileError
 

@@ -1,5 +1,5 @@
 """Small integer arrays as bytes: LEB128 varints, zigzag signs, fixed-width byte planes and the LZMA2 settings
-that compress them (the side information of lossy tiles and the tables of bounded tiles)."""
+that compress them (the side information of lossy tiles, the tables of bounded tiles, ground control points)."""
 
 from __future__ import annotations
 
@@ -76,7 +76,7 @@ def width(values: IntArray) -> int:
     return (top.bit_length() + 7) // 8
 
 
-def planes(values: IntArray, nbytes: int) -> bytes:
+def planes(values: npt.NDArray[np.integer[Any]], nbytes: int) -> bytes:
     """Little-endian fixed-width integers split into byte planes (low bytes first): the high planes of small
     numbers are runs of zeros that cost nothing."""
     v = np.asarray(values, dtype="<u8")
