@@ -16,10 +16,13 @@ and the issue's targets (CPU: compress >= 1.0x OpenJPEG encode, decompress >= 0.
 < 1.5 GB, first tile < 1 s; GPU: >= 100 MP/s each way). ``--device cuda`` runs sarcodec on the GPU.
 
     python benchmarks/codec_speed.py [--size 10000] [--quality 4 | --max-error DB | --lossless] [--device auto]
-                                     [--model M] [--compare-model M2] [--workdir DIR] [--keep]
+                                     [--model M] [--compare-model M2] [--compare-torch-decoder]
+                                     [--workdir DIR] [--keep]
 
 ``--compare-model`` times the same two commands with a second codec in the same run (e.g. ``hyperprior_v2``, the
-same transforms with the float64 probability path) and prints the speed-ups.
+same transforms with the float64 probability path) and prints the speed-ups; ``--compare-torch-decoder`` times
+``decompress --runtime torch`` too (PyTorch's decoder instead of the default PyTorch-free one). ``--device auto``
+runs both commands on the GPU when there is one, else on the CPU (where decompress takes its default runtime).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -67,25 +71,29 @@ out["htj2k"] = {"encode_s": t1 - t0, "decode_s": t2 - t1, "bpp": len(data) * 8 /
 print(json.dumps(out))
 """
 
-# Runs the CLI with a probe on the first tile job: prints the seconds from process creation to it on stderr and
-# ends the process there (what is left is a partial temporary file in the work directory).
+# Runs the CLI with a probe on the first tile job: prints the seconds since the parent started the process (the
+# wall-clock time it passes in argv[1]) on stderr and ends the process there (what is left is a partial temporary
+# file in the work directory). psutil's process creation time is not used: on Linux it is built on the boot time in
+# whole seconds, ~1 s off here (the first-tile figures of sarcodec <= 0.5 carry that offset).
 FIRST_TILE = """
-import os, sys, time, psutil
-created = psutil.Process().create_time()
+import os, sys, time
+started = float(sys.argv[1])
 import importlib
-module, name = sys.argv[1].split(":")
+module, name = sys.argv[2].split(":")
 def probe(*args, **kwargs):
-    os.write(2, f"FIRST_TILE {time.time() - created:.3f}\\n".encode())  # one write: workers may race here
+    os.write(2, f"FIRST_TILE {time.time() - started:.3f}\\n".encode())  # one write: workers may race here
     os._exit(0)
 setattr(importlib.import_module(module), name, probe)
 from sarcodec.cli import main
-raise SystemExit(main(sys.argv[2:]))
+raise SystemExit(main(sys.argv[3:]))
 """
 
 
 def first_tile_seconds(function: str, args: list[str]) -> float:
-    """Seconds from process creation to the first call of ``function`` ("module:name") in ``sarcodec ARGS``."""
-    proc = subprocess.run([sys.executable, "-c", FIRST_TILE, function, *args], capture_output=True, text=True)
+    """Seconds from starting ``sarcodec ARGS`` (interpreter, imports, model, ...) to the first call of
+    ``function`` ("module:name")."""
+    proc = subprocess.run([sys.executable, "-c", FIRST_TILE, f"{time.time():.6f}", function, *args],
+                          capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"sarcodec {' '.join(args)} failed:\n{proc.stderr}")
     return float(next(line.split()[1] for line in proc.stderr.splitlines() if line.startswith("FIRST_TILE")))
@@ -104,7 +112,13 @@ def main() -> int:
     parser.add_argument("--model", default=None, help="codec to measure (default: the default codec)")
     parser.add_argument("--compare-model", default=None, metavar="MODEL",
                         help="also time compress/decompress with this codec in the same run, and print the ratios")
+    parser.add_argument("--compare-torch-decoder", action="store_true",
+                        help="also time decompress with --runtime torch (PyTorch's decoder) in the same run")
     args = parser.parse_args()
+    import torch
+
+    gpu = (args.device == "auto" and torch.cuda.is_available()) or args.device.startswith("cuda")
+    device = "cuda" if gpu and args.device == "auto" else "cpu" if args.device == "auto" else args.device
     work = args.workdir or Path(tempfile.mkdtemp(prefix="sarcodec-codec-speed-"))
     work.mkdir(parents=True, exist_ok=True)
     scene = work / f"speckle_{args.size}.tif"
@@ -116,8 +130,8 @@ def main() -> int:
         mode = (["--lossless"] if args.lossless else ["--max-error", str(args.max_error)] if args.max_error
                 else ["--quality", str(args.quality)])
         model = ["--model", args.model] if args.model else []
-        compress = ["compress", str(scene), "-o", str(sarc), *mode, *model, "--device", args.device, "--overwrite"]
-        decompress = ["decompress", str(sarc), "-o", str(rec), "--device", args.device, "--overwrite"]
+        compress = ["compress", str(scene), "-o", str(sarc), *mode, *model, "--device", device, "--overwrite"]
+        decompress = ["decompress", str(sarc), "-o", str(rec), "--device", device, "--overwrite"]
         sarcodec = [sys.executable, "-m", "sarcodec"]
         enc_s, enc_rss = run_measured([*sarcodec, *compress])
         dec_s, dec_rss = run_measured([*sarcodec, *decompress])
@@ -125,21 +139,23 @@ def main() -> int:
         if args.compare_model:
             other_sarc = work / "other.sarc"
             other = (run_measured([*sarcodec, "compress", str(scene), "-o", str(other_sarc), *mode, "--model",
-                                   args.compare_model, "--device", args.device, "--overwrite"])[0],
+                                   args.compare_model, "--device", device, "--overwrite"])[0],
                      run_measured([*sarcodec, "decompress", str(other_sarc), "-o", str(work / "other_rec.tif"),
-                                   "--device", args.device, "--overwrite"])[0],
+                                   "--device", device, "--overwrite"])[0],
                      other_sarc.stat().st_size * 8 / (args.size * args.size))
         bounded = args.lossless or args.max_error is not None
         enc_first = first_tile_seconds("sarcodec.codec.bounded:bounded_record" if bounded
                                        else "sarcodec.codec.lossy:encode_region", compress)
         dec_first = first_tile_seconds("sarcodec.codec.bounded:decode_bounded_tile" if bounded
                                        else "sarcodec.codec.lossy:decode_region", decompress)
+        torch_decoder = None
+        if args.compare_torch_decoder and not bounded:
+            with_torch = [*decompress, "--runtime", "torch"]
+            torch_decoder = (*run_measured([*sarcodec, *with_torch]),
+                             first_tile_seconds("sarcodec.codec.lossy:decode_region", with_torch))
         bpp = sarc.stat().st_size * 8 / (args.size * args.size)
         ref = json.loads(subprocess.run([sys.executable, "-c", REFERENCES, str(scene), str(bpp)], check=True,
                                         capture_output=True, text=True).stdout)
-        import torch
-
-        gpu = (args.device == "auto" and torch.cuda.is_available()) or args.device.startswith("cuda")
         oj, ht = ref["openjpeg"], ref["htj2k"]
         print(f"scene: {args.size} x {args.size} uint16 amplitude ({mpix:.1f} MP), {' '.join(mode).lstrip('-')}, sarcodec "
               f"device {'cuda' if gpu else 'cpu'}, torch threads {torch.get_num_threads()}")
@@ -147,6 +163,11 @@ def main() -> int:
               f"peak RSS {enc_rss / 2**20:6.0f} MiB  first tile after {enc_first:.2f} s")
         print(f"sarcodec decompress (end to end): {mpix / dec_s:7.2f} MP/s {dec_s:7.1f} s               "
               f"peak RSS {dec_rss / 2**20:6.0f} MiB  first tile after {dec_first:.2f} s")
+        if torch_decoder is not None:
+            t_s, t_rss, t_first = torch_decoder
+            print(f"decompress --runtime torch (same run): {mpix / t_s:7.2f} MP/s {t_s:7.1f} s  peak RSS "
+                  f"{t_rss / 2**20:6.0f} MiB  first tile after {t_first:.2f} s; the default decoder is "
+                  f"{t_s / dec_s:.2f}x as fast")
         if other is not None:
             print(f"{args.compare_model} compress (same run): {mpix / other[0]:7.2f} MP/s {other[0]:7.1f} s  "
                   f"{other[2]:.3f} bpp; decompress {mpix / other[1]:7.2f} MP/s {other[1]:7.1f} s")

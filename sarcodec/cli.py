@@ -345,6 +345,10 @@ def _add_decompress(sub: Any) -> None:
     p.add_argument("--device", default="cpu",
                    help="cpu (default: the same pixels on every CPU), or cuda / auto to opt in to a GPU (the same "
                    "symbols, pixels within float rounding)")
+    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto (default): on the CPU, decode without PyTorch when the weights allow it (NumPy and ONNX "
+                        "Runtime: the same symbols, pixels within float rounding of PyTorch's, faster start-up); "
+                        "torch: always PyTorch; onnx: never PyTorch")
     p.add_argument("--html", default=None, metavar="PAGE.html",
                    help="with --compare: also write an offline viewer page (original, sarcodec and JPEG 2000 at the "
                    "same bpp, zoom, swipe, difference) to PAGE.html and its PAGE_files folder")
@@ -356,8 +360,8 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     from sarcodec.codec.api import decompress
 
     output = Path(args.output) if args.output else Path(args.input).with_suffix(".decoded.tif")
-    options = {"model": args.model, "cog": args.cog, "device": args.device, "overwrite": args.overwrite,
-               "progress": True}
+    options = {"model": args.model, "cog": args.cog, "device": args.device, "runtime": args.runtime,
+               "overwrite": args.overwrite, "progress": True}
     if args.compare:
         from sarcodec.bench.compare import COMPARE_COLUMNS, decompress_and_compare
         from sarcodec.report import markdown_table

@@ -44,7 +44,7 @@ def _compare(original: str | Path, decoded: npt.NDArray[Any], sarc_bytes: int, u
 
 def decompress_and_compare(sarc: str | Path, output: str | Path, original: str | Path, *, band: int | None = None,
                            model: str | Path | None = None, cog: bool = False, device: str | None = "cpu",
-                           overwrite: bool = False, progress: bool = False,
+                           runtime: str = "auto", overwrite: bool = False, progress: bool = False,
                            html: str | Path | None = None) -> tuple[Any, list[dict[str, Any]]]:
     """``decompress`` to ``output``, then :func:`compare_with_jpeg2000` against ``original`` (its ``band``, by
     default the band the file was written from); with ``html``, also the viewer page of the three images there.
@@ -70,7 +70,7 @@ def decompress_and_compare(sarc: str | Path, output: str | Path, original: str |
     if shape != (info["height"], info["width"]):
         raise BadInputError(f"{orig}: shape {shape[0]} x {shape[1]} differs from the file's "
                             f"{info['height']} x {info['width']}")
-    result = decompress(sarc, out, model=model, cog=cog, device=device, overwrite=overwrite, progress=progress)
+    result = decompress(sarc, out, model=model, cog=cog, device=device, runtime=runtime, overwrite=overwrite, progress=progress)
     with open_raster(out) as reader:
         decoded = reader.read()
     image, rows, recon = _compare(orig, decoded, info["file_bytes"], info["units"], band)

@@ -328,9 +328,20 @@ def compress(
                           None if bound is None else bound.max_error)
 
 
-def _codec_for(header: SarcHeader, model: str | Path | None, device: torch.device) -> LoadedCodec:
+#: Decoder runtimes: ``auto`` (PyTorch-free on the CPU when the weights allow it, see ``sarcodec.codec.lite``),
+#: ``torch`` (always PyTorch), ``onnx`` (the PyTorch-free decoder or an error).
+DECODE_RUNTIMES = ("auto", "torch", "onnx")
+
+
+def _codec_for(header: SarcHeader, model: str | Path | None, device: str | None, runtime: str = "torch"
+               ) -> LoadedCodec | Any:
+    """The decoder of a lossy file: the weights its header names (or ``model``), PyTorch's (on ``device``) or, by
+    ``runtime``, the PyTorch-free one (``sarcodec.codec.lite``: on the CPU, for weights with the integer
+    hyper-decoder)."""
     from sarcodec.codec.registry import shipped_codec_with_sha, shipped_codecs
 
+    if runtime not in DECODE_RUNTIMES:
+        raise BadInputError(f"unknown runtime {runtime!r}: give one of {', '.join(DECODE_RUNTIMES)}")
     wanted = header.fields["model"]
     if model is None:  # the shipped weights with the header's SHA-256, whatever their name now
         model = shipped_codec_with_sha(wanted["sha256"])
@@ -339,8 +350,18 @@ def _codec_for(header: SarcHeader, model: str | Path | None, device: torch.devic
             f"the file was written with model {wanted['name']!r} (sha256 {wanted['sha256'][:12]}...), which this "
             "installation does not ship; pass model=PATH with that .safetensors file"
         )
+    name_or_path = model if model is not None else wanted["name"]
+    codec: Any = None
+    if runtime != "torch" and device == "cpu":
+        from sarcodec.codec.lite import load_lite
+
+        codec = load_lite(*resolve_codec(name_or_path))
+    if codec is None and runtime == "onnx":
+        raise BadInputError("the onnx decoder runs on the CPU, for weights with the integer hyper-decoder (sarcodec "
+                            ">= 0.5), with onnx and onnxruntime installed: use runtime='torch'")
     try:
-        codec = load_codec(model if model is not None else wanted["name"], device)
+        if codec is None:
+            codec = load_codec(name_or_path, _device(device))
     except IncompatibleModelError:
         if model is not None:
             raise
@@ -449,6 +470,7 @@ def decompress(
     model: str | Path | None = None,
     cog: bool = False,
     device: str | None = "cpu",
+    runtime: str = "auto",
     overwrite: bool = False,
     progress: bool = False,
 ) -> DecompressResult:
@@ -456,7 +478,9 @@ def decompress(
     or, without ``output``, to a NumPy array (``result.array``).
 
     ``cog=True`` writes a Cloud-Optimized GeoTIFF (DEFLATE). The file is checked whole (checksum) before any
-    pixel is decoded; any damage raises CorruptFileError and nothing is written.
+    pixel is decoded; any damage raises CorruptFileError and nothing is written. ``runtime``: ``"auto"`` decodes
+    on the CPU without PyTorch when the weights allow it (``sarcodec.codec.lite``: the same symbols, pixels within
+    float rounding of PyTorch's), ``"torch"`` always with PyTorch, ``"onnx"`` only without it.
     """
     start = time.monotonic()
     src = Path(path)
@@ -472,7 +496,7 @@ def decompress(
                 raise CorruptFileError(f"{src}: a bounded file with overlapping tiles or a lossless float raster")
             run: Callable[[Any, _Output, Any], None] = functools.partial(bounded.decode_bounded_bands, header, params, bound)
         else:
-            codec = _codec_for(header, model, _device(device))
+            codec = _codec_for(header, model, device, runtime)
             try:
                 quality = codec.model.check_quality(float(header.fields["quality"]))
             except IncompatibleModelError as exc:

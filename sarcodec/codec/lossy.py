@@ -8,6 +8,7 @@ point targets and the radiometric correction fitted against what the decoder wil
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -20,7 +21,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sarcodec.codec import sidelayer
-from sarcodec.codec.pipeline import Band, RowSink, TilePool, torch_workers, write_bands
+from sarcodec.codec.lite import LiteCodec, one_blas_thread
+from sarcodec.codec.pipeline import Band, RowSink, TilePool, cpu_workers, torch_workers, write_bands
 from sarcodec.codec.registry import LoadedCodec
 from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError
@@ -237,7 +239,7 @@ def compress_lossy(codec: LoadedCodec, reader: Any, params: PreprocessingParams,
     return q, note
 
 
-def decode_region(codec: LoadedCodec, quality: float, payload: bytes, valid: npt.NDArray[np.bool_],
+def decode_region(codec: LoadedCodec | LiteCodec, quality: float, payload: bytes, valid: npt.NDArray[np.bool_],
                    core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any],
                    correction: npt.NDArray[np.float32], outliers: list[tuple[Any, ...]], col: int
                    ) -> npt.NDArray[np.float32] | None:
@@ -267,7 +269,7 @@ def decode_region(codec: LoadedCodec, quality: float, payload: bytes, valid: npt
         (n_words,) = _U32.unpack_from(rest)
         if n_words == 0 or 4 + n_words > len(rest):
             raise CorruptFileError("a coded tile's word count is inconsistent with its record")
-        x = codec.model.decompress_tile(rest[4 : 4 + n_words], shape[0], shape[1], quality, valid)[0, 0].numpy()
+        x = np.asarray(codec.model.decompress_tile(rest[4 : 4 + n_words], shape[0], shape[1], quality, valid)[0, 0])
         side_blob, with_correction = rest[4 + n_words :], True
     else:
         raise CorruptFileError(f"unknown tile type {tag}")
@@ -291,14 +293,14 @@ _WRITE_ROWS = 128
 _DecodedBand = tuple[int, int, int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]
 
 
-def _decode_v1(codec: LoadedCodec, quality: float, payload: bytes, height: int, width: int
+def _decode_v1(codec: LoadedCodec | LiteCodec, quality: float, payload: bytes, height: int, width: int
                ) -> npt.NDArray[np.float32]:
     """Decode one tile record of format version 1 (the network's payload only)."""
-    x: npt.NDArray[np.float32] = codec.model.decompress_tile(payload, height, width, quality)[0, 0].numpy()
+    x: npt.NDArray[np.float32] = np.asarray(codec.model.decompress_tile(payload, height, width, quality)[0, 0])
     return x
 
 
-def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: LoadedCodec, quality: float,
+def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: LoadedCodec | LiteCodec, quality: float,
                         reader: SarcReader, sink: RowSink, bar: Any) -> None:
     """Decode, blend and write the bands of a lossy file (format 1 or 2), tiles in parallel."""
     h, w, overlap = header.height, header.width, header.overlap
@@ -353,6 +355,11 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: L
                                                   core, params, side_cfg, correction[:, c0:c1], outliers, c0))
             yield (r0, r1, e0, valid, correction, outliers), jobs
 
-    with TilePool[_DecodedBand, npt.NDArray[np.float32] | None](torch_workers(), codec.device.type == "cpu") as pool:
+    # PyTorch's decoder: one tile per PyTorch thread, each on one thread; the PyTorch-free one: one tile per core,
+    # each with one BLAS thread (NumPy's matrix products of the integer hyper-decoder)
+    lite = isinstance(codec, LiteCodec)
+    workers, torch_cpu = (cpu_workers(), False) if lite else (torch_workers(), codec.device.type == "cpu")
+    with TilePool[_DecodedBand, npt.NDArray[np.float32] | None](workers, torch_cpu) as pool, \
+            (one_blas_thread() if lite else contextlib.nullcontext()):
         for band in pool.run(bands()):
             finish(band)  # the previous band, while the next one decodes

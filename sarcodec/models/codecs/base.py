@@ -40,6 +40,7 @@ import numpy.typing as npt
 import torch
 from torch import Tensor, nn
 
+from sarcodec.entropy.keep import keep_masks
 from sarcodec.entropy.models import FactorizedDensity, GaussianConditional
 from sarcodec.errors import CorruptFileError, IncompatibleModelError
 from sarcodec.models.base import pad_to_multiple
@@ -57,23 +58,7 @@ __all__ = [
 DEFAULT_LAMBDAS: tuple[float, ...] = (24.0, 40.0, 65.0, 105.0, 170.0, 280.0, 600.0, 1600.0)
 
 
-#: Pixels: latents farther than this from every valid pixel are not coded. The synthesis reaches ~10 px, but its
-#: outer taps are weak: with 8 px the valid part of a NaN-bordered image decodes as well as the part alone
-#: (PSNR within 0.03 dB) and an 84 % NaN border costs 7-15 % of the valid part's bytes (benchmarks/nodata_cost.py).
-SKIP_MARGIN = 8
 Keep = npt.NDArray[np.bool_] | None  # latent positions to code (None: all)
-
-
-def _near(mask: npt.NDArray[np.bool_], block: int, margin: int) -> npt.NDArray[np.bool_]:
-    """Per ``block`` x ``block`` cell of ``mask`` (shape a multiple of ``block``): True when a True pixel lies in
-    the cell or within ``margin`` cells of it."""
-    from scipy import ndimage
-
-    h, w = mask.shape
-    cells = mask.reshape(h // block, block, w // block, block).any(axis=(1, 3))
-    if margin:
-        cells = ndimage.binary_dilation(cells, np.ones((2 * margin + 1, 2 * margin + 1), dtype=bool))
-    return np.asarray(cells, dtype=bool)
 
 
 @dataclass
@@ -168,20 +153,9 @@ class RDCodec(nn.Module):
 
     def _keep_masks(self, valid: npt.NDArray[np.bool_] | None, shape: tuple[int, int]
                     ) -> tuple[npt.NDArray[np.bool_] | None, npt.NDArray[np.bool_] | None]:
-        """Which latent positions are coded, given the validity of the (unpadded) tile; None = all.
-
-        A latent of y is coded when a valid pixel lies within ``SKIP_MARGIN`` pixels of its footprint; a
-        hyper-latent of z when a coded y lies within one y position of its footprint. Encoder and decoder derive
-        both from the validity mask; uncoded latents take their predicted mean (y) or 0 (z)."""
-        if valid is None or valid.all():
-            return None, None
-        padded = np.zeros(shape, dtype=bool)
-        padded[: valid.shape[0], : valid.shape[1]] = valid
-        m = self.downsampling_factor
-        keep_y = _near(padded, m, SKIP_MARGIN // m)
-        if self.downsampling_factor_total() == m:
-            return keep_y, None
-        return keep_y, _near(keep_y, self.downsampling_factor_total() // m, 1)
+        """Which latent positions are coded, given the validity of the (unpadded) tile; None = all
+        (``sarcodec.entropy.keep``)."""
+        return keep_masks(valid, shape, self.downsampling_factor, self.downsampling_factor_total())
 
     def _coding_threads(self) -> contextlib.AbstractContextManager[None]:
         """Coding on the CPU runs each tile on one thread (see :func:`single_thread`); callers code tiles in

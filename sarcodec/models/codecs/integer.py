@@ -29,7 +29,8 @@ to ``(C_in, H * W_padded)``: shifting the tap is shifting a contiguous slice of 
 the input, and only matrix products run (no Winograd or FFT algorithm, which would not be exact). A row's last
 ``W_padded - W`` outputs wrap into the next row and are dropped. A transposed convolution with stride ``s`` is
 ``s * s`` ordinary convolutions ("phases"), one per output position modulo ``s``, each with the kernel taps that
-land on it, interleaved afterwards.
+land on it, interleaved afterwards (the geometry is ``sarcodec.entropy.integer_conv``'s, whose NumPy form the
+PyTorch-free decoder ``sarcodec.codec.lite`` runs).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from collections.abc import Iterable
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from sarcodec.entropy.integer_conv import transposed_phases
 
 __all__ = ["EXACT_LIMIT", "IntegerHyperSynthesis", "conv2d", "conv_transpose2d", "z_limit_of"]
 
@@ -87,43 +90,22 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int) -> Tens
     return _batch([_correlate(img, taps, bias, h_out, w_out) for img in xpad])
 
 
-def _phase(r: int, size_out: int, kernel: int, stride: int, padding: int) -> tuple[int, int, list[int]]:
-    """One axis of a transposed convolution's phase ``r``: output ``o = stride * q - padding + r`` takes
-    ``sum_t W[r + stride * t] x[q - t]``. Returns the first ``q``, the number of outputs, and the kernel
-    indices ``r + stride * t``."""
-    q0 = -(-(padding - r) // stride)  # ceil: the first q with o >= 0
-    count = max(0, -(-(size_out + padding - r) // stride) - q0)  # the q with o < size_out
-    return q0, count, list(range(r, kernel, stride))
-
-
 def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None, stride: int, padding: int,
                      output_padding: int) -> Tensor:
     """``F.conv_transpose2d`` (groups 1, dilation 1, square stride and padding) for ``x`` (N, C, H, W), as
-    ``stride**2`` ordinary convolutions interleaved."""
+    ``stride**2`` ordinary convolutions interleaved (``sarcodec.entropy.integer_conv.transposed_phases``)."""
     n, _, h, w = x.shape
     _, c_out, kh, kw = weight.shape
-    h_out = (h - 1) * stride - 2 * padding + kh + output_padding
-    w_out = (w - 1) * stride - 2 * padding + kw + output_padding
+    h_out, w_out, phases = transposed_phases(h, w, kh, kw, stride, padding, output_padding)
     out = torch.empty(n, c_out, h_out, w_out, dtype=x.dtype, device=x.device)
-    for ry in range(stride):
-        qy0, count_y, ky = _phase(ry, h_out, kh, stride, padding)
-        for rx in range(stride):
-            qx0, count_x, kx = _phase(rx, w_out, kw, stride, padding)
-            if count_y == 0 or count_x == 0:
-                continue
-            oy = slice(stride * qy0 - padding + ry, h_out, stride)
-            ox = slice(stride * qx0 - padding + rx, w_out, stride)
-            if not ky or not kx:  # no kernel tap lands on this phase: the bias alone
-                out[:, :, oy, ox] = bias.to(x.dtype).view(1, -1, 1, 1) if bias is not None else 0.0
-                continue
-            # out[q] reads x[q - t]: pad x so that every such index lies inside.
-            top, left = max(0, len(ky) - 1 - qy0), max(0, len(kx) - 1 - qx0)
-            bottom = max(0, qy0 + count_y - h) + 1  # + the spare row of _correlate
-            right = max(0, qx0 + count_x - w)
-            xpad = F.pad(x, (left, right, top, bottom))
-            taps = [(qy0 - ty + top, qx0 - tx + left, weight[:, :, kyy, kxx].t().contiguous())
-                    for ty, kyy in enumerate(ky) for tx, kxx in enumerate(kx)]
-            out[:, :, oy, ox] = _batch([_correlate(img, taps, bias, count_y, count_x) for img in xpad])
+    for p in phases:
+        if not p.taps:  # no kernel tap lands on this phase: the bias alone
+            out[:, :, p.rows, p.cols] = bias.to(x.dtype).view(1, -1, 1, 1) if bias is not None else 0.0
+            continue
+        top, bottom, left, right = p.pad
+        xpad = F.pad(x, (left, right, top, bottom))
+        taps = [(dy, dx, weight[:, :, ky, kx].t().contiguous()) for dy, dx, ky, kx in p.taps]
+        out[:, :, p.rows, p.cols] = _batch([_correlate(img, taps, bias, p.count_y, p.count_x) for img in xpad])
     return out
 
 

@@ -1,0 +1,315 @@
+"""Decoding without PyTorch: the hyperprior's decoder on NumPy and ONNX Runtime (sarcodec 0.6).
+
+Importing PyTorch takes 2-4 s on a small CPU, longer than decoding a tile, and the decoder needs little of it. For
+weights that carry the exact integer hyper-decoder (``sarcodec.models.codecs.integer``: the shipped default since
+0.5) this module decodes a tile with:
+
+- the entropy decoding of z and y (constriction, ``sarcodec.entropy.tables``), as ``FactorizedDensity.decode`` and
+  ``GaussianConditional.decode`` do it;
+- the integer hyper-decoder in NumPy: the same integer weights, the same float32 matrix products per kernel tap
+  (exact by the bound the weights were calibrated for, whatever the BLAS), the same correctly rounded rescale,
+  leaky ReLU, round-half-even and clamp, the same thresholds: the same means and scale indices as PyTorch's path,
+  so the same symbols (tested against it);
+- the synthesis under ONNX Runtime (one thread per tile, as tiles run in parallel), from a graph built from the
+  weights with ``onnx.helper``: conv, inverse GDN, transposed conv, inverse GDN, transposed conv. Its pixels are
+  PyTorch's within float rounding (about 1e-6 relative, as on a GPU), and the same for any number of threads.
+
+``sarcodec decompress`` (``runtime="auto"``, on the CPU) takes this path when the weights allow it and onnx and
+onnxruntime are installed, else PyTorch's (``runtime="torch"`` asks for PyTorch's path).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import constriction
+import numpy as np
+import numpy.typing as npt
+
+from sarcodec.entropy.integer_conv import conv2d, conv_transpose2d
+from sarcodec.entropy.keep import keep_masks
+from sarcodec.entropy.tables import decode_grouped
+from sarcodec.errors import CorruptFileError, IncompatibleModelError
+
+__all__ = ["LiteCodec", "LiteHyperprior", "available", "load_lite", "one_blas_thread"]
+
+F32 = npt.NDArray[np.float32]
+#: The hyperprior's layers as ``sarcodec.models.codecs`` builds them (checked against PyTorch's model in the tests):
+#: the hyper-decoder's convolutions as (transposed?, stride), the synthesis as (layer, kind) in order.
+_HYPER_SYNTHESIS = ((True, 2), (True, 2), (False, 1))
+_SYNTHESIS = (("synthesis.0", "conv"), ("synthesis.1", "igdn"), ("synthesis.2", "deconv"), ("synthesis.3", "igdn"),
+              ("synthesis.4", "deconv"))
+_NEGATIVE_SLOPE = np.float32(0.01)
+
+
+def available() -> bool:
+    """Whether onnx and onnxruntime can be imported (the optional ``sarcodec[onnx]`` extra)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
+
+
+def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+    """NumPy's BLAS on one thread inside the block (tiles run in parallel, one core each): with two tiles on two
+    cores, letting each product use both cores made decoding ~20 % slower."""
+    from threadpoolctl import threadpool_limits
+
+    limits: contextlib.AbstractContextManager[Any] = threadpool_limits(limits=1, user_api="blas")
+    return limits
+
+
+# ------------------------------------------------------------------------------------------- synthesis graph
+def _phase_kernel(weight: F32, stride: int, padding: int) -> tuple[F32, int, int]:
+    """A transposed convolution's weight (C_in, C_out, k, k) as an ordinary convolution's with ``stride**2``
+    times the outputs, to be pixel-shuffled (ONNX DepthToSpace, CRD order): output ``stride * m + a`` of the
+    transposed convolution is ``sum_t x[m + t] W[a + padding - stride * t]``. ONNX Runtime runs a ConvTranspose as a
+    matrix product and a col2im whose buffer is C_out * k * k times the input (446 MB for a 1056 px tile); this
+    form needs none. Valid when the output is exactly ``stride`` times the input (``deconv()``'s geometry)."""
+    c_in, c_out, k, _ = weight.shape
+    taps = {a: [t for t in range(-k, k + 1) if 0 <= a + padding - stride * t < k] for a in range(stride)}
+    t_min = min(min(v) for v in taps.values())
+    t_max = max(max(v) for v in taps.values())
+    size = t_max - t_min + 1
+    out = np.zeros((c_out, stride, stride, c_in, size, size), np.float32)
+    for ay in range(stride):
+        for ax in range(stride):
+            for ty in taps[ay]:
+                for tx in taps[ax]:
+                    out[:, ay, ax, :, ty - t_min, tx - t_min] = weight[:, :, ay + padding - stride * ty,
+                                                                       ax + padding - stride * tx].T
+    return out.reshape(c_out * stride * stride, c_in, size, size), t_min, t_max
+
+
+def _synthesis_graph(state: dict[str, npt.NDArray[Any]]) -> bytes:
+    """The synthesis transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+    current = "x"
+    for i, (layer, kind) in enumerate(_SYNTHESIS):
+        out = f"h{i}"
+        if kind == "igdn":  # x * sqrt(beta + conv1x1(x^2, gamma)), parameters bounded as GDN.forward bounds them
+            beta = np.maximum(state[f"{layer}.beta"], np.float32(1e-6)).astype(np.float32)
+            gamma = np.maximum(state[f"{layer}.gamma"], np.float32(0.0)).astype(np.float32)[:, :, None, None]
+            inits += [numpy_helper.from_array(gamma, f"{layer}.g"), numpy_helper.from_array(beta, f"{layer}.b")]
+            nodes += [helper.make_node("Mul", [current, current], [f"{out}.sq"]),
+                      helper.make_node("Conv", [f"{out}.sq", f"{layer}.g", f"{layer}.b"], [f"{out}.norm"]),
+                      helper.make_node("Sqrt", [f"{out}.norm"], [f"{out}.root"]),
+                      helper.make_node("Mul", [current, f"{out}.root"], [out])]
+        else:
+            weight = state[f"{layer}.weight"].astype(np.float32)
+            k = int(weight.shape[-1])
+            inits += [numpy_helper.from_array(weight, f"{layer}.w"),
+                      numpy_helper.from_array(state[f"{layer}.bias"].astype(np.float32), f"{layer}.bias")]
+            if kind == "conv":
+                nodes.append(helper.make_node("Conv", [current, f"{layer}.w", f"{layer}.bias"], [out],
+                                              kernel_shape=[k, k], pads=[k // 2] * 4, strides=[1, 1]))
+            else:  # deconv(): stride 2, padding k // 2, output padding 1, run as a conv and a pixel shuffle
+                phased, t_min, t_max = _phase_kernel(weight, 2, k // 2)
+                c_out = int(weight.shape[1])
+                inits[-2] = numpy_helper.from_array(phased, f"{layer}.w")
+                inits[-1] = numpy_helper.from_array(np.repeat(state[f"{layer}.bias"].astype(np.float32), 4),
+                                                    f"{layer}.bias")
+                nodes += [helper.make_node("Conv", [current, f"{layer}.w", f"{layer}.bias"], [f"{out}.phases"],
+                                           kernel_shape=[t_max - t_min + 1] * 2, pads=[-t_min, -t_min, t_max, t_max],
+                                           strides=[1, 1]),
+                          helper.make_node("DepthToSpace", [f"{out}.phases"], [out], blocksize=2, mode="CRD")]
+                assert c_out * 4 == phased.shape[0]
+        current = out
+    nodes.append(helper.make_node("Identity", [current], ["y"]))
+    channels = int(state[f"{_SYNTHESIS[0][0]}.weight"].shape[1])
+    graph = helper.make_graph(
+        nodes, "synthesis", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", channels, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1, "H", "W"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="sarcodec")
+    model.ir_version = 8  # what onnxruntime >= 1.15 reads
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
+# ------------------------------------------------------------------------------------------- the decoder
+def _tables(counts: npt.NDArray[Any], lengths: npt.NDArray[Any]) -> list[npt.NDArray[np.int64]]:
+    return [counts[i, : int(lengths[i])].astype(np.int64) for i in range(len(lengths))]
+
+
+class LiteHyperprior:
+    """The decoder of a hyperprior codec with an integer hyper-decoder, without PyTorch (see the module doc)."""
+
+    codec_name = "hyperprior"
+
+    def __init__(self, state: dict[str, npt.NDArray[Any]], config: dict[str, Any]) -> None:
+        import onnxruntime
+
+        self.config = config
+        self.latent_channels = int(config.get("latent_channels", 48))
+        self.factor = 4  # the analysis' two stride-2 convolutions; z is 4x coarser still
+        self.log_inverse_gain = state["log_inverse_gain"].astype(np.float32)
+        self.num_levels = int(self.log_inverse_gain.shape[0])
+        self.z_offsets = state["hyper_density.table_offsets"].astype(np.int64)
+        self.z_lengths = state["hyper_density.table_lengths"].astype(np.int64)
+        self.z_tables = _tables(state["hyper_density.table_counts"], self.z_lengths)
+        self.y_lengths = state["conditional.table_lengths"].astype(np.int64)
+        self.y_tables = _tables(state["conditional.table_counts"], self.y_lengths)
+        self.weights = [state[f"integer_hyper.weight{i}"].astype(np.float32) for i in range(len(_HYPER_SYNTHESIS))]
+        self.biases = [state[f"integer_hyper.bias{i}"].astype(np.float32) for i in range(len(_HYPER_SYNTHESIS))]
+        self.rescales = [state[f"integer_hyper.rescale{i}"].astype(np.float32) for i in range(len(_HYPER_SYNTHESIS) - 1)]
+        self.limits = [float(state[f"integer_hyper.limit{i}"]) for i in range(len(_HYPER_SYNTHESIS) - 1)]
+        self.mean_scale = state["integer_hyper.mean_scale"].astype(np.float32)
+        self.thresholds = state["integer_hyper.thresholds"].astype(np.float32)  # integers up to 2**24 + 2: exact
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # tiles run in parallel, one thread each
+        options.inter_op_num_threads = 1
+        self.session = onnxruntime.InferenceSession(_synthesis_graph(state), options,
+                                                    providers=[("CPUExecutionProvider",
+                                                                {"arena_extend_strategy": "kSameAsRequested"})])
+
+    def check_quality(self, quality: float) -> float:
+        """As ``RDCodec.check_quality``."""
+        if not (isinstance(quality, int | float) and math.isfinite(quality) and 1 <= quality <= self.num_levels):
+            raise IncompatibleModelError(f"quality must be between 1 and {self.num_levels}, got {quality!r}")
+        return float(quality)
+
+    def _inverse_gain(self, quality: float) -> F32:
+        """As ``RDCodec.gains`` (float32, interpolated between levels)."""
+        q = min(max(np.float32(quality) - np.float32(1), np.float32(0)), np.float32(self.num_levels - 1))
+        lo = min(int(math.floor(q)), self.num_levels - 2) if self.num_levels > 1 else 0
+        hi = min(lo + 1, self.num_levels - 1)
+        t = np.float32(q - lo)
+        log = self.log_inverse_gain[lo] * (np.float32(1) - t) + self.log_inverse_gain[hi] * t
+        gain: F32 = np.exp(log).astype(np.float32)
+        return gain
+
+    def probability_path(self, z_hat: F32) -> tuple[F32, npt.NDArray[np.int64]]:
+        """Means (C, H, W) and scale indices of ``z_hat`` (C_z, h, w): ``IntegerHyperSynthesis.forward``."""
+        x = z_hat.astype(np.float32)
+        acc = x
+        last = len(_HYPER_SYNTHESIS) - 1
+        for i, (transposed, stride) in enumerate(_HYPER_SYNTHESIS):
+            weight, bias = self.weights[i], self.biases[i]
+            k = int(weight.shape[-1])
+            if transposed:
+                acc = conv_transpose2d(x, weight, bias, stride, k // 2, stride - 1)
+            else:
+                acc = conv2d(x, weight, bias, k // 2)
+            if i < last:
+                value = acc * self.rescales[i][:, None, None]
+                value = np.where(value >= 0, value, value * _NEGATIVE_SLOPE)
+                x = np.clip(np.round(value), -self.limits[i], self.limits[i]).astype(np.float32)
+        half = acc.shape[0] // 2
+        means = acc[:half] * self.mean_scale[:, None, None]
+        values = np.ascontiguousarray(acc[half:]).reshape(half, -1)
+        indices = np.empty(values.shape, np.int64)
+        for c in range(half):  # torch.searchsorted (side left): the first threshold >= the value
+            indices[c] = np.searchsorted(self.thresholds[c], values[c], side="left")
+        np.minimum(indices, self.thresholds.shape[1] - 1, out=indices)
+        return means.astype(np.float32), indices.reshape(acc[half:].shape)
+
+    def _decode_z(self, coder: Any, shape: tuple[int, int], keep: npt.NDArray[np.bool_] | None) -> F32:
+        h, w = shape
+        channels = len(self.z_lengths)
+        groups = np.tile(np.arange(channels), h * w)
+        if keep is None:
+            symbols = decode_grouped(coder, groups, self.z_tables)
+        else:
+            coded = np.repeat(keep.ravel(), channels)
+            default = np.clip(0, self.z_offsets, self.z_offsets + self.z_lengths - 1) - self.z_offsets
+            symbols = np.tile(default, h * w)
+            symbols[coded] = decode_grouped(coder, groups[coded], self.z_tables)
+        q = symbols.reshape(h, w, channels).transpose(2, 0, 1) + self.z_offsets[:, None, None]
+        return q.astype(np.float32)
+
+    def _decode_y(self, coder: Any, indices: npt.NDArray[np.int64], keep: npt.NDArray[np.bool_] | None) -> F32:
+        radii = ((self.y_lengths - 1) // 2)[indices]
+        groups = indices.reshape(-1)
+        if keep is None:
+            symbols = decode_grouped(coder, groups, self.y_tables)
+        else:
+            coded = np.tile(keep.ravel(), indices.shape[0])
+            symbols = radii.reshape(-1).copy()
+            symbols[coded] = decode_grouped(coder, groups[coded], self.y_tables)
+        return (symbols.reshape(indices.shape) - radii).astype(np.float32)
+
+    def decompress_tile(self, payload: bytes, height: int, width: int, quality: float,
+                        valid: npt.NDArray[np.bool_] | None = None) -> F32:
+        """As ``RDCodec.decompress_tile``: x_norm (1, 1, height, width) in [0, 1], float32."""
+        if len(payload) % 4 or not payload:
+            raise CorruptFileError("an entropy-coded tile is empty or not a whole number of 32-bit words")
+        q = self.check_quality(quality)
+        m = self.factor * 4
+        shape = (math.ceil(height / m) * m, math.ceil(width / m) * m)
+        try:
+            coder = constriction.stream.stack.AnsCoder(np.frombuffer(payload, dtype="<u4").astype(np.uint32))
+        except Exception as exc:  # noqa: BLE001 (constriction's own errors)
+            raise CorruptFileError(f"an entropy-coded tile is damaged ({exc})") from None
+        keep_y, keep_z = keep_masks(valid, shape, self.factor, m)
+        z_hat = self._decode_z(coder, (shape[0] // m, shape[1] // m), keep_z)
+        means, indices = self.probability_path(z_hat)
+        y_hat = self._decode_y(coder, indices, keep_y) + means
+        if not coder.is_empty():
+            raise CorruptFileError("an entropy-coded tile does not match the shape and model in the header")
+        x = (y_hat * self._inverse_gain(q)[:, None, None])[None]
+        x_hat: F32 = self.session.run(["y"], {"x": np.ascontiguousarray(x, dtype=np.float32)})[0]
+        return np.clip(x_hat[:, :, :height, :width], 0.0, 1.0)
+
+
+@dataclass
+class _Cpu:
+    type: str = "cpu"
+
+
+@dataclass
+class LiteCodec:
+    """A decoder without PyTorch, shaped like ``LoadedCodec`` for ``sarcodec.codec.lossy``."""
+
+    model: LiteHyperprior
+    name: str
+    sha256: str
+    path: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+    device: _Cpu = field(default_factory=_Cpu)
+
+    @property
+    def num_levels(self) -> int:
+        return self.model.num_levels
+
+
+_CACHE: dict[str, tuple[LiteHyperprior, dict[str, Any]]] = {}
+
+
+def load_lite(name: str, path: Path) -> LiteCodec | None:
+    """The PyTorch-free decoder of the weights at ``path``, or None when they have no integer hyper-decoder, are
+    not a hyperprior of the layout this module knows, or onnx/onnxruntime are missing."""
+    if not available():
+        return None
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    sha = hashlib.sha256(data).hexdigest()
+    if sha not in _CACHE:
+        try:
+            with safe_open(str(path), framework="np") as handle:
+                metadata = dict(handle.metadata() or {})
+            state = load_file(str(path))
+            config = json.loads(metadata.get("config", "{}"))
+        except Exception:  # noqa: BLE001 (not a readable codec file: the PyTorch path reports it)
+            return None
+        known = {f"{layer}.{p}" for layer, kind in _SYNTHESIS
+                 for p in (("beta", "gamma") if kind == "igdn" else ("weight", "bias"))}
+        if metadata.get("codec") != "hyperprior" or "integer_hyper.weight0" not in state or not known <= set(state) \
+                or len([k for k in state if k.startswith("integer_hyper.weight")]) != len(_HYPER_SYNTHESIS):
+            return None
+        _CACHE[sha] = (LiteHyperprior(state, config), metadata)
+    model, metadata = _CACHE[sha]
+    return LiteCodec(model, name, sha, path, metadata)
+

@@ -1,0 +1,154 @@
+"""The PyTorch-free decoder (sarcodec.codec.lite): the same symbols as PyTorch's decoder, pixels within float
+rounding, the layers it assumes are the model's, and decompress never imports PyTorch on its default path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import sarcodec
+from sarcodec.codec import lite
+from sarcodec.codec.registry import DEFAULT_CODEC, load_codec, resolve_codec
+from sarcodec.entropy import integer_conv
+from sarcodec.errors import BadInputError
+from sarcodec.evaluate import load_reference
+from sarcodec.models.codecs.integer import z_limit_of
+from sarcodec.models.layers import GDN
+from tests.conftest import speckle_intensity
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = sorted((REPO / "samples" / "opera").glob("*.tif"))[1]
+
+
+@pytest.fixture(scope="module")
+def codecs() -> tuple[object, lite.LiteCodec]:
+    decoder = lite.load_lite(*resolve_codec(DEFAULT_CODEC))
+    assert decoder is not None, "the default weights decode without PyTorch"
+    return load_codec(DEFAULT_CODEC), decoder
+
+
+def test_the_layers_it_assumes_are_the_models(codecs: tuple) -> None:
+    torch_codec, _ = codecs
+    model = torch_codec.model
+    convs = model.integer_hyper._geometry
+    assert len(convs) == len(lite._HYPER_SYNTHESIS)
+    for layer, (transposed, stride) in zip(convs, lite._HYPER_SYNTHESIS):
+        k = layer.weight.shape[-1]
+        assert isinstance(layer, nn.ConvTranspose2d) == transposed and layer.stride == (stride, stride)
+        assert layer.padding == (k // 2, k // 2)
+        assert getattr(layer, "output_padding", (0, 0)) == ((stride - 1,) * 2 if transposed else (0, 0))
+    kinds = {"conv": nn.Conv2d, "deconv": nn.ConvTranspose2d, "igdn": GDN}
+    for (name, kind), layer in zip(lite._SYNTHESIS, model.synthesis, strict=True):
+        assert name == f"synthesis.{list(model.synthesis).index(layer)}" and type(layer) is kinds[kind]
+        if kind == "igdn":
+            assert layer.inverse
+        else:
+            k = layer.weight.shape[-1]
+            assert layer.padding == (k // 2, k // 2) and layer.stride == ((1, 1) if kind == "conv" else (2, 2))
+            assert kind == "conv" or layer.output_padding == (1, 1)
+
+
+def test_the_probability_path_gives_the_same_means_and_indices(codecs: tuple) -> None:
+    torch_codec, decoder = codecs
+    model = torch_codec.model
+    limit = z_limit_of(model.hyper_density.table_offsets, model.hyper_density.table_lengths)
+    gen = torch.Generator().manual_seed(5)
+    for shape in ((3, 5), (17, 9), (66, 66)):
+        z = torch.randint(-limit, limit + 1, (1, 32, *shape), generator=gen).float()
+        means, indices = model._probability_path(z)
+        means_np, indices_np = decoder.model.probability_path(z[0].numpy())
+        np.testing.assert_array_equal(means_np, means[0].numpy())
+        np.testing.assert_array_equal(indices_np, indices[0].numpy())
+
+
+@pytest.mark.parametrize("h, w, k, padding", [(1, 1, 5, 2), (4, 7, 5, 2), (6, 3, 3, 1), (5, 5, 1, 0), (8, 6, 3, 0)])
+def test_numpy_integer_convolutions_match_torch(h: int, w: int, k: int, padding: int) -> None:
+    gen = torch.Generator().manual_seed(h * 100 + w * 10 + k)
+    x = torch.randint(-60, 61, (3, h, w), generator=gen).float()
+    bias = torch.randint(-9, 10, (4,), generator=gen).float()
+    weight = torch.randint(-127, 128, (3, 4, k, k), generator=gen).float()
+    expected = F.conv_transpose2d(x[None].double(), weight.double(), bias.double(), stride=2, padding=padding,
+                                  output_padding=1)[0].float().numpy()
+    got = integer_conv.conv_transpose2d(x.numpy(), weight.numpy(), bias.numpy(), 2, padding, 1)
+    np.testing.assert_array_equal(got, expected)
+    if h + 2 * padding >= k and w + 2 * padding >= k:
+        weight = torch.randint(-127, 128, (4, 3, k, k), generator=gen).float()
+        expected = F.conv2d(x[None].double(), weight.double(), bias.double(), padding=padding)[0].float().numpy()
+        np.testing.assert_array_equal(integer_conv.conv2d(x.numpy(), weight.numpy(), bias.numpy(), padding), expected)
+
+
+def test_the_phase_kernel_is_the_transposed_convolution() -> None:
+    gen = torch.Generator().manual_seed(3)
+    x, weight = torch.randn(1, 6, 9, 7, generator=gen), torch.randn(6, 5, 5, 5, generator=gen)
+    expected = F.conv_transpose2d(x, weight, stride=2, padding=2, output_padding=1)
+    phased, t_min, t_max = lite._phase_kernel(weight.numpy(), 2, 2)
+    pad = (-t_min, t_max, -t_min, t_max)
+    got = F.pixel_shuffle(F.conv2d(F.pad(x, pad), torch.from_numpy(phased)), 2)  # pixel_shuffle is DepthToSpace CRD
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("quality, holes", [(1.0, False), (3.7, True), (8.0, False)])
+def test_tiles_decode_to_pytorchs_pixels(codecs: tuple, quality: float, holes: bool) -> None:
+    torch_codec, decoder = codecs
+    x = load_reference(SAMPLE).x[:96, :80].copy()
+    valid = np.ones(x.shape, bool)
+    if holes:
+        valid[:60, :40] = False
+    tile = torch.from_numpy(x.astype(np.float32))[None, None]
+    words, _ = torch_codec.model.encode_tile(tile, quality, valid=valid)
+    expected = torch_codec.model.decompress_tile(words, 96, 80, quality, valid)[0, 0].numpy()
+    got = decoder.model.decompress_tile(words, 96, 80, quality, valid)[0, 0]
+    assert got.shape == expected.shape and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)  # same symbols: rounding only
+
+
+def test_decompress_never_imports_torch_on_its_default_path(tmp_path: Path) -> None:
+    img = speckle_intensity((300, 260), looks=1, seed=21)
+    img[:40, :50] = np.nan
+    sarcodec.compress(img, tmp_path / "t.sarc", tile_size=128, overlap=8)
+    code = ("import sys; sys.modules['torch'] = None\n"  # any import of PyTorch fails
+            "import numpy as np, sarcodec\n"
+            "np.save(sys.argv[2], sarcodec.decompress(sys.argv[1]).array)\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "t.sarc"), str(tmp_path / "lite.npy")], check=True,
+                   cwd=REPO)
+    got = np.load(tmp_path / "lite.npy")
+    np.testing.assert_array_equal(got, sarcodec.decompress(tmp_path / "t.sarc").array)  # the default path
+    with_torch = sarcodec.decompress(tmp_path / "t.sarc", runtime="torch").array
+    assert with_torch is not None
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(with_torch))
+    ok = np.isfinite(got)
+    np.testing.assert_allclose(got[ok], with_torch[ok], rtol=1e-4, atol=0)  # float rounding of the synthesis
+
+
+def test_pixels_do_not_depend_on_the_number_of_threads(tmp_path: Path) -> None:
+    img = speckle_intensity((600, 700), looks=1, seed=11)
+    sarcodec.compress(img, tmp_path / "d.sarc", tile_size=256, overlap=16)
+    code = ("import sys, numpy as np, sarcodec\n"
+            "from sarcodec.codec.pipeline import set_cpu_workers\n"
+            "set_cpu_workers(int(sys.argv[1]))\n"
+            "np.save(sys.argv[3], sarcodec.decompress(sys.argv[2], runtime='onnx').array)\n")
+    for threads in (1, 2, 16):
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "OPENBLAS_NUM_THREADS": str(threads)}
+        subprocess.run([sys.executable, "-c", code, str(threads), str(tmp_path / "d.sarc"),
+                        str(tmp_path / f"{threads}.npy")], check=True, cwd=REPO, env=env)
+    for threads in (2, 16):
+        np.testing.assert_array_equal(np.load(tmp_path / "1.npy"), np.load(tmp_path / f"{threads}.npy"))
+
+
+def test_runtime_choice_and_weights_without_the_integer_path(tmp_path: Path) -> None:
+    img = speckle_intensity((64, 64), seed=2)
+    sarcodec.compress(img, tmp_path / "old.sarc", model="hyperprior_v2")  # float64 probability path: PyTorch only
+    assert lite.load_lite(*resolve_codec("hyperprior_v2")) is None
+    assert sarcodec.decompress(tmp_path / "old.sarc").array is not None  # auto falls back to PyTorch
+    with pytest.raises(BadInputError, match="runtime='torch'"):
+        sarcodec.decompress(tmp_path / "old.sarc", runtime="onnx")
+    with pytest.raises(BadInputError, match="unknown runtime"):
+        sarcodec.decompress(tmp_path / "old.sarc", runtime="tensorflow")
