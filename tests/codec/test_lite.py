@@ -152,3 +152,12 @@ def test_runtime_choice_and_weights_without_the_integer_path(tmp_path: Path) -> 
         sarcodec.decompress(tmp_path / "old.sarc", runtime="onnx")
     with pytest.raises(BadInputError, match="unknown runtime"):
         sarcodec.decompress(tmp_path / "old.sarc", runtime="tensorflow")
+
+
+def test_the_synthesis_in_strips_is_the_whole_tiles(codecs: tuple) -> None:
+    _, decoder = codecs
+    y = np.random.default_rng(4).normal(0.0, 2.0, (48, 2 * lite._STRIP + 9, 21)).astype(np.float32)  # 3 strips
+    whole = decoder.model.session.run(["y"], {"x": y[None]})[0]
+    strips = decoder.model.synthesize(y)
+    assert strips.shape == whole.shape
+    np.testing.assert_allclose(strips, whole, rtol=0, atol=1e-5)  # the strips see all the context they need
