@@ -17,9 +17,12 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Phase", "conv2d", "conv_transpose2d", "transposed_phases"]
+__all__ = ["CHUNK", "Phase", "conv2d", "conv_transpose2d", "transposed_phases"]
 
 F32 = npt.NDArray[np.float32]
+#: Output columns computed at a time (96 channels x 8192 float32: 3 MB, in cache across a layer's taps; 1.7x faster
+#: than whole layers on a 1056 px tile here, 4096 and 2048 a little slower).
+CHUNK = 8192
 
 
 @dataclass(frozen=True)
@@ -77,11 +80,16 @@ def _correlate(xpad: F32, taps: list[tuple[int, int, F32]], bias: F32, out_h: in
     (C_in, Hp, Wp) with one spare row."""
     c_in, hp, wp = xpad.shape
     flat = xpad.reshape(c_in, hp * wp)
-    out = np.empty((taps[0][2].shape[0], out_h * wp), np.float32)
+    n = out_h * wp
+    out = np.empty((taps[0][2].shape[0], n), np.float32)
     out[:] = bias[:, None]
-    for dy, dx, w in taps:
-        start = dy * wp + dx
-        out += w @ flat[:, start : start + out_h * wp]
+    product = np.empty((out.shape[0], min(n, CHUNK)), np.float32)
+    for a in range(0, n, CHUNK):  # column chunks: a chunk's sums and products stay in cache across the taps
+        b = min(n, a + CHUNK)
+        for dy, dx, w in taps:
+            start = dy * wp + dx + a
+            np.matmul(w, flat[:, start : start + b - a], out=product[:, : b - a])
+            out[:, a:b] += product[:, : b - a]
     return out.reshape(-1, out_h, wp)[:, :, :out_w]
 
 
