@@ -53,6 +53,7 @@ from sarcodec.io.sarc import MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE, SarcHeader, Sa
 from sarcodec.codec.info import params_of
 from sarcodec.codec.registry import DEFAULT_CODEC, RUNTIMES, LoadedCodec, load_codec, resolve_codec
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
+from sarcodec.io.gcps import MAX_POINTS
 from sarcodec.io.raster import RasterInfo, compact_crs, open_raster
 from sarcodec.jsonfloat import float_from_json, float_to_json
 from sarcodec.preprocess import (
@@ -302,6 +303,10 @@ def compress(
             "coder": f"constriction {_coder_version()}",
         }
         if header["gcps"]:  # such files are format 4 (sarcodec.io.gcps), whose readers take 'EPSG:n' as well
+            points = header["gcps"]["points"]
+            if len(points) > MAX_POINTS or not all(math.isfinite(v) for point in points for v in point):
+                raise BadInputError(f"the raster's {len(points)} ground control points cannot be stored (at most "
+                                    f"{MAX_POINTS}, all finite)")
             header["gcps"]["crs"] = compact_crs(header["gcps"]["crs"])
         bar = tqdm(total=len(rows) * len(cols), desc="compress", unit="tile", disable=None if progress else True, leave=False)
         try:
@@ -483,6 +488,8 @@ def decompress(
     float rounding of PyTorch's), ``"torch"`` always with PyTorch, ``"onnx"`` only without it.
     """
     start = time.monotonic()
+    if runtime not in DECODE_RUNTIMES:
+        raise BadInputError(f"unknown runtime {runtime!r}: give one of {', '.join(DECODE_RUNTIMES)}")
     src = Path(path)
     out = Path(output) if output is not None else None
     if out is not None:

@@ -26,6 +26,8 @@ import contextlib
 import hashlib
 import json
 import math
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,19 +55,35 @@ _STRIP, _HALO = 64, 4
 
 
 def available() -> bool:
-    """Whether onnx and onnxruntime can be imported (the optional ``sarcodec[onnx]`` extra)."""
+    """Whether onnx and onnxruntime can be imported (dependencies of sarcodec, but an installation may lack them)."""
     import importlib.util
 
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
 
 
-def one_blas_thread() -> contextlib.AbstractContextManager[Any]:
+_BLAS_LOCK = threading.Lock()
+_blas_state: dict[str, Any] = {"depth": 0, "limits": None}
+
+
+@contextlib.contextmanager
+def one_blas_thread() -> Iterator[None]:
     """NumPy's BLAS on one thread inside the block (tiles run in parallel, one core each): with two tiles on two
-    cores, letting each product use both cores made decoding ~20 % slower."""
+    cores, letting each product use both cores made decoding ~20 % slower. The setting is process-wide, so
+    overlapping blocks (concurrent decodes) share one limit, restored when the last ends (as ``single_thread``)."""
     from threadpoolctl import threadpool_limits
 
-    limits: contextlib.AbstractContextManager[Any] = threadpool_limits(limits=1, user_api="blas")
-    return limits
+    with _BLAS_LOCK:
+        if _blas_state["depth"] == 0:
+            _blas_state["limits"] = threadpool_limits(limits=1, user_api="blas")
+        _blas_state["depth"] += 1
+    try:
+        yield
+    finally:
+        with _BLAS_LOCK:
+            _blas_state["depth"] -= 1
+            if _blas_state["depth"] == 0:
+                _blas_state["limits"].restore_original_limits()
+                _blas_state["limits"] = None
 
 
 # ------------------------------------------------------------------------------------------- synthesis graph
@@ -325,7 +343,10 @@ def load_lite(name: str, path: Path) -> LiteCodec | None:
         if metadata.get("codec") != "hyperprior" or "integer_hyper.weight0" not in state or not known <= set(state) \
                 or len([k for k in state if k.startswith("integer_hyper.weight")]) != len(_HYPER_SYNTHESIS):
             return None
-        _CACHE[sha] = (LiteHyperprior(state, config), metadata)
+        try:
+            _CACHE[sha] = (LiteHyperprior(state, config), metadata)
+        except Exception:  # noqa: BLE001 (weights this decoder cannot run: the PyTorch path loads or reports them)
+            return None
     model, metadata = _CACHE[sha]
     return LiteCodec(model, name, sha, path, metadata)
 

@@ -237,3 +237,16 @@ def test_api_shows_real_signatures_and_speaks_of_keywords(tmp_path: Path) -> Non
     (tmp_path / "taken.sarc").write_bytes(b"x")
     with pytest.raises(OutputError, match=r"overwrite=True"):
         sarcodec.compress(speckle_intensity((16, 16)), tmp_path / "taken.sarc")
+
+
+def test_non_finite_ground_control_points_are_refused_before_writing(tmp_path: Path) -> None:
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    src = write_geotiff(tmp_path / "nan_gcp.tif", speckle_intensity((32, 32), seed=15), georef=False)
+    with rasterio.open(src, "r+") as ds:
+        ds.gcps = ([GroundControlPoint(row=0, col=0, x=1.0, y=2.0, z=float("nan")),
+                    GroundControlPoint(row=31, col=31, x=1.5, y=2.5, z=0.0)], CRS.from_epsg(4326))
+    with pytest.raises(BadInputError, match="ground control points cannot be stored"):
+        sarcodec.compress(src, tmp_path / "nan_gcp.sarc")
+    assert not (tmp_path / "nan_gcp.sarc").exists()

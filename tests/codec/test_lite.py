@@ -145,6 +145,9 @@ def test_pixels_do_not_depend_on_the_number_of_threads(tmp_path: Path) -> None:
 
 def test_runtime_choice_and_weights_without_the_integer_path(tmp_path: Path) -> None:
     img = speckle_intensity((64, 64), seed=2)
+    sarcodec.compress(img, tmp_path / "bounded.sarc", max_error=0.5)
+    with pytest.raises(BadInputError, match="unknown runtime"):  # checked for every kind of file
+        sarcodec.decompress(tmp_path / "bounded.sarc", runtime="bogus")
     sarcodec.compress(img, tmp_path / "old.sarc", model="hyperprior_v2")  # float64 probability path: PyTorch only
     assert lite.load_lite(*resolve_codec("hyperprior_v2")) is None
     assert sarcodec.decompress(tmp_path / "old.sarc").array is not None  # auto falls back to PyTorch
@@ -161,3 +164,38 @@ def test_the_synthesis_in_strips_is_the_whole_tiles(codecs: tuple) -> None:
     strips = decoder.model.synthesize(y)
     assert strips.shape == whole.shape
     np.testing.assert_allclose(strips, whole, rtol=0, atol=1e-5)  # the strips see all the context they need
+
+
+def test_weights_it_cannot_run_fall_back_to_pytorchs_error(tmp_path: Path) -> None:
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    from sarcodec.errors import IncompatibleModelError
+
+    _, path = resolve_codec(DEFAULT_CODEC)
+    with safe_open(str(path), framework="np") as handle:
+        metadata = handle.metadata()
+    state = load_file(str(path))
+    del state["integer_hyper.rescale1"]
+    broken = tmp_path / "broken.safetensors"
+    save_file(state, str(broken), metadata=metadata)
+    assert lite.load_lite("broken", broken) is None
+    sarcodec.compress(speckle_intensity((32, 32), seed=3), tmp_path / "b.sarc")
+    with pytest.raises(IncompatibleModelError):  # the PyTorch loader's one-line error, not a KeyError
+        sarcodec.decompress(tmp_path / "b.sarc", model=broken)
+
+
+def test_overlapping_decodes_share_one_blas_limit_and_restore_it() -> None:
+    from threadpoolctl import threadpool_info
+
+    def blas_threads() -> set[int]:
+        return {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
+
+    before = blas_threads()
+    first, second = lite.one_blas_thread(), lite.one_blas_thread()
+    first.__enter__()
+    second.__enter__()
+    first.__exit__(None, None, None)  # the first decode ends while the second still runs
+    assert blas_threads() <= {1}
+    second.__exit__(None, None, None)
+    assert blas_threads() == before

@@ -66,3 +66,8 @@ def test_damaged_bytes_are_reported(blob: bytes) -> None:
 def test_an_absurd_count_is_refused_before_anything_is_allocated() -> None:
     with pytest.raises(CorruptFileError, match="at most"):
         unpack_points(pack_points([[1.0] * 5]), MAX_POINTS + 1)
+
+
+def test_more_points_than_a_file_holds_are_refused_when_packing() -> None:
+    with pytest.raises(ValueError, match="at most"):
+        pack_points([[0.0] * 5] * (MAX_POINTS + 1))
