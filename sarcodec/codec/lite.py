@@ -22,12 +22,9 @@ onnxruntime are installed, else PyTorch's (``runtime="torch"`` asks for PyTorch'
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import math
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,7 +38,7 @@ from sarcodec.entropy.keep import keep_masks
 from sarcodec.entropy.tables import decode_grouped
 from sarcodec.errors import CorruptFileError, IncompatibleModelError
 
-__all__ = ["LiteCodec", "LiteHyperprior", "available", "load_lite", "one_blas_thread"]
+__all__ = ["LiteCodec", "LiteHyperprior", "available", "load_lite"]
 
 F32 = npt.NDArray[np.float32]
 #: The hyperprior's layers as ``sarcodec.models.codecs`` builds them (checked against PyTorch's model in the tests):
@@ -59,31 +56,6 @@ def available() -> bool:
     import importlib.util
 
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
-
-
-_BLAS_LOCK = threading.Lock()
-_blas_state: dict[str, Any] = {"depth": 0, "limits": None}
-
-
-@contextlib.contextmanager
-def one_blas_thread() -> Iterator[None]:
-    """NumPy's BLAS on one thread inside the block (tiles run in parallel, one core each): with two tiles on two
-    cores, letting each product use both cores made decoding ~20 % slower. The setting is process-wide, so
-    overlapping blocks (concurrent decodes) share one limit, restored when the last ends (as ``single_thread``)."""
-    from threadpoolctl import threadpool_limits
-
-    with _BLAS_LOCK:
-        if _blas_state["depth"] == 0:
-            _blas_state["limits"] = threadpool_limits(limits=1, user_api="blas")
-        _blas_state["depth"] += 1
-    try:
-        yield
-    finally:
-        with _BLAS_LOCK:
-            _blas_state["depth"] -= 1
-            if _blas_state["depth"] == 0:
-                _blas_state["limits"].restore_original_limits()
-                _blas_state["limits"] = None
 
 
 # ------------------------------------------------------------------------------------------- synthesis graph

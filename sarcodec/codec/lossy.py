@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sarcodec.codec import sidelayer
-from sarcodec.codec.lite import LiteCodec, one_blas_thread
+from sarcodec.codec.lite import LiteCodec
 from sarcodec.codec.pipeline import Band, RowSink, TilePool, cpu_workers, torch_workers, write_bands
 from sarcodec.codec.registry import LoadedCodec
 from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
@@ -37,6 +37,7 @@ from sarcodec.preprocess import (
     normalize_db,
     to_db,
 )
+from sarcodec.threads import one_blas_thread
 
 if TYPE_CHECKING:
     from pathlib import Path

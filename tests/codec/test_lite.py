@@ -22,6 +22,7 @@ from sarcodec.errors import BadInputError
 from sarcodec.evaluate import load_reference
 from sarcodec.models.codecs.integer import z_limit_of
 from sarcodec.models.layers import GDN
+from sarcodec.threads import one_blas_thread
 from tests.conftest import speckle_intensity
 
 REPO = Path(__file__).resolve().parents[2]
@@ -192,7 +193,7 @@ def test_overlapping_decodes_share_one_blas_limit_and_restore_it() -> None:
         return {info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"}
 
     before = blas_threads()
-    first, second = lite.one_blas_thread(), lite.one_blas_thread()
+    first, second = one_blas_thread(), one_blas_thread()
     first.__enter__()
     second.__enter__()
     first.__exit__(None, None, None)  # the first decode ends while the second still runs
