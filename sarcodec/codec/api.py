@@ -53,7 +53,7 @@ from sarcodec.io.sarc import MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE, SarcHeader, Sa
 from sarcodec.codec.info import params_of
 from sarcodec.codec.registry import DEFAULT_CODEC, RUNTIMES, LoadedCodec, load_codec, resolve_codec
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
-from sarcodec.io.gcps import MAX_POINTS
+from sarcodec.io.gcps import check_points
 from sarcodec.io.raster import RasterInfo, compact_crs, open_raster
 from sarcodec.jsonfloat import float_from_json, float_to_json
 from sarcodec.preprocess import (
@@ -303,10 +303,10 @@ def compress(
             "coder": f"constriction {_coder_version()}",
         }
         if header["gcps"]:  # such files are format 4 (sarcodec.io.gcps), whose readers take 'EPSG:n' as well
-            points = header["gcps"]["points"]
-            if len(points) > MAX_POINTS or not all(math.isfinite(v) for point in points for v in point):
-                raise BadInputError(f"the raster's {len(points)} ground control points cannot be stored (at most "
-                                    f"{MAX_POINTS}, all finite)")
+            try:
+                check_points(header["gcps"]["points"])
+            except ValueError as exc:
+                raise BadInputError(f"the raster's ground control points cannot be stored: {exc}") from None
             header["gcps"]["crs"] = compact_crs(header["gcps"]["crs"])
         bar = tqdm(total=len(rows) * len(cols), desc="compress", unit="tile", disable=None if progress else True, leave=False)
         try:
@@ -341,12 +341,10 @@ DECODE_RUNTIMES = ("auto", "torch", "onnx")
 def _codec_for(header: SarcHeader, model: str | Path | None, device: str | None, runtime: str = "torch"
                ) -> LoadedCodec | Any:
     """The decoder of a lossy file: the weights its header names (or ``model``), PyTorch's (on ``device``) or, by
-    ``runtime``, the PyTorch-free one (``sarcodec.codec.lite``: on the CPU, for weights with the integer
-    hyper-decoder)."""
+    ``runtime`` (one of DECODE_RUNTIMES, checked by the caller), the PyTorch-free one (``sarcodec.codec.lite``: on
+    the CPU, for weights with the integer hyper-decoder)."""
     from sarcodec.codec.registry import shipped_codec_with_sha, shipped_codecs
 
-    if runtime not in DECODE_RUNTIMES:
-        raise BadInputError(f"unknown runtime {runtime!r}: give one of {', '.join(DECODE_RUNTIMES)}")
     wanted = header.fields["model"]
     if model is None:  # the shipped weights with the header's SHA-256, whatever their name now
         model = shipped_codec_with_sha(wanted["sha256"])

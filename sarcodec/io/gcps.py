@@ -18,7 +18,7 @@ import numpy.typing as npt
 from sarcodec.errors import CorruptFileError
 from sarcodec.io import packing
 
-__all__ = ["MAX_POINTS", "pack_points", "unpack_points"]
+__all__ = ["MAX_POINTS", "check_points", "pack_points", "unpack_points"]
 
 #: Most points a file may hold (bounds what a damaged header can make the reader allocate and loop over: 0.7 MB,
 #: ~0.2 s); products carry a few hundred.
@@ -41,14 +41,22 @@ def _bits(values: npt.NDArray[np.float64]) -> npt.NDArray[np.uint64]:
     return np.ascontiguousarray(values, dtype=np.float64).view(np.uint64)
 
 
+def check_points(points: list[list[float]]) -> npt.NDArray[np.float64]:
+    """The points as a float64 array (n, 5); ValueError when a file cannot hold them: more than
+    :data:`MAX_POINTS`, or any not finite (a NaN would not be repeated bit for bit: ``inf - inf`` gives a NaN whose
+    bits differ between CPUs, and the header refuses non-finite points)."""
+    if len(points) > MAX_POINTS:
+        raise ValueError(f"{len(points)} points, a .sarc file holds at most {MAX_POINTS}")
+    values = np.asarray(points, dtype=np.float64).reshape(-1, _COORDS)
+    if not np.isfinite(values).all():
+        raise ValueError("the points must be finite")
+    return values
+
+
 def pack_points(points: list[list[float]]) -> bytes:
     """The points (each ``[row, col, x, y, z]``) as one LZMA2 blob; :func:`unpack_points` gives them back bit for
     bit."""
-    if len(points) > MAX_POINTS:
-        raise ValueError(f"{len(points)} ground control points: a .sarc file holds at most {MAX_POINTS}")
-    values = np.asarray(points, dtype=np.float64).reshape(-1, _COORDS)
-    if not np.isfinite(values).all():  # inf - inf would give a NaN whose bits differ between CPUs
-        raise ValueError("ground control points must be finite")
+    values = check_points(points)
     residuals = np.empty(values.shape, np.uint64)
     for i in range(len(values)):  # uint64 differences wrap around: exact for any two bit patterns
         residuals[i] = _bits(values[i]) - _bits(_predictions(values, i))
