@@ -24,12 +24,14 @@ Conventions
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+import sys
+from typing import TYPE_CHECKING, NamedTuple, TypeAlias
 
 import numpy as np
-import pytorch_msssim
-import torch
 from numpy.typing import NDArray
+
+if TYPE_CHECKING:  # PyTorch is imported by the functions that need it: the CFAR detector (the codec's side layer)
+    import torch   # and the NumPy metrics run without it (importing it takes seconds)
 
 __all__ = [
     "CFAR_GUARD",
@@ -63,7 +65,7 @@ __all__ = [
     "ssim",
 ]
 
-ImageLike = NDArray[np.floating] | NDArray[np.integer] | torch.Tensor
+ImageLike: TypeAlias = "NDArray[np.floating] | NDArray[np.integer] | torch.Tensor"
 
 # SSIM as in Wang et al. 2004 and SPEC.md: Gaussian window 11 x 11, sigma 1.5, K1 = 0.01, K2 = 0.03.
 SSIM_WIN_SIZE = 11
@@ -80,8 +82,10 @@ MS_SSIM_MIN_SIZE = (SSIM_WIN_SIZE - 1) * 2**4 + 1
 
 def _as_image(a: ImageLike, name: str) -> NDArray[np.float64]:
     """Return ``a`` as a 2-D float64 NumPy array, dropping leading axes of size 1."""
-    if isinstance(a, torch.Tensor):
-        arr = a.detach().to("cpu", torch.float64).numpy()
+    torch_ = sys.modules.get("torch")  # a tensor needs PyTorch imported already
+    arr: NDArray[np.float64]
+    if torch_ is not None and isinstance(a, torch_.Tensor):
+        arr = a.detach().to("cpu", torch_.float64).numpy()
     else:
         arr = np.asarray(a, dtype=np.float64)
     while arr.ndim > 2 and arr.shape[0] == 1:
@@ -127,6 +131,8 @@ def _check_batch(x: torch.Tensor, ref: torch.Tensor) -> None:
 
 def _metric_dtype(t: torch.Tensor) -> torch.dtype:
     # Half precision loses SSIM's small variances (and overflows in x*x sums): float32 at least.
+    import torch
+
     return torch.float64 if t.dtype == torch.float64 else torch.float32
 
 
@@ -186,6 +192,8 @@ def batch_psnr(x: torch.Tensor, ref: torch.Tensor, data_range: float = 1.0) -> t
     dtype = _metric_dtype(x)
     diff = x.to(dtype) - ref.to(dtype)
     mse = diff.pow(2).flatten(1).mean(dim=1)
+    import torch
+
     return 10.0 * torch.log10(data_range**2 / mse)
 
 
@@ -218,6 +226,9 @@ def _ssim_per_image(
         )
     dtype = _metric_dtype(x)
     # fp16/bf16 autocast would run the window convolutions in half precision: switch it off.
+    import pytorch_msssim
+    import torch
+
     with torch.autocast(device_type=x.device.type, enabled=False):
         x_f = x.to(dtype)
         ref_f = ref.to(dtype)
@@ -276,6 +287,8 @@ def ssim(x: ImageLike, ref: ImageLike, data_range: float = 1.0) -> float:
         Mean SSIM in [-1, 1]; 1.0 for identical images.
     """
     x_arr, ref_arr = _as_pair(x, ref)
+    import torch
+
     x_t = torch.from_numpy(x_arr)[None, None]
     ref_t = torch.from_numpy(ref_arr)[None, None]
     return float(batch_ssim(x_t, ref_t, data_range).item())
@@ -292,6 +305,8 @@ def ms_ssim(x: ImageLike, ref: ImageLike, data_range: float = 1.0) -> float:
         MS-SSIM in [0, 1]; 1.0 for identical images.
     """
     x_arr, ref_arr = _as_pair(x, ref)
+    import torch
+
     x_t = torch.from_numpy(x_arr)[None, None]
     ref_t = torch.from_numpy(ref_arr)[None, None]
     return float(batch_ms_ssim(x_t, ref_t, data_range).item())

@@ -46,23 +46,52 @@ def fill_invalid(x: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]) -> np
         return x
     if not valid.any():
         return np.zeros_like(x)
-    import torch  # here, not at import: compress reads the scene while PyTorch loads
-    import torch.nn.functional as F
-
-    w = torch.from_numpy(np.ascontiguousarray(valid, dtype=np.float64))[None, None]
-    v = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float64))[None, None] * w
+    w = valid.astype(np.float64)
+    v = np.where(valid, x.astype(np.float64), 0.0)
     levels = [(v, w)]
-    while max(levels[-1][0].shape[-2:]) > 1:
-        v, w = (F.avg_pool2d(t, 2, ceil_mode=True) for t in levels[-1])
+    while max(levels[-1][0].shape) > 1:
+        v, w = (_half_mean(t) for t in levels[-1])
         levels.append((v, w))
     v, w = levels[-1]
-    filled = v / w.clamp_min(1e-300)
+    filled = v / np.maximum(w, 1e-300)
     for v, w in reversed(levels[:-1]):
-        up = F.interpolate(filled, size=v.shape[-2:], mode="bilinear", align_corners=False)
-        alpha = w.clamp(0, 1)
-        filled = torch.where(w > 0, v / w.clamp_min(1e-300), up) * alpha + up * (1 - alpha)
-    out = np.where(valid, x, filled[0, 0].numpy().astype(np.float32))
+        up = _bilinear(filled, v.shape)
+        alpha = np.clip(w, 0, 1)
+        filled = np.where(w > 0, v / np.maximum(w, 1e-300), up) * alpha + up * (1 - alpha)
+    out = np.where(valid, x, filled.astype(np.float32))
     return out.astype(np.float32)
+
+
+def _half_mean(t: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    """Means of 2 x 2 blocks, a partial block at an odd edge averaging the pixels it has (PyTorch's
+    ``avg_pool2d(t, 2, ceil_mode=True)``)."""
+    h, w = t.shape
+    sums = np.pad(t, ((0, h % 2), (0, w % 2)))
+    sums = sums[0::2, 0::2] + sums[1::2, 0::2] + sums[0::2, 1::2] + sums[1::2, 1::2]
+    rows = np.full(sums.shape[0], 2.0)
+    cols = np.full(sums.shape[1], 2.0)
+    if h % 2:
+        rows[-1] = 1.0
+    if w % 2:
+        cols[-1] = 1.0
+    out: npt.NDArray[np.float64] = sums / (rows[:, None] * cols[None, :])
+    return out
+
+
+def _bilinear(t: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray[np.float64]:
+    """``t`` resized to ``shape`` by bilinear interpolation (PyTorch's ``interpolate(..., mode="bilinear",
+    align_corners=False)`` with a target size)."""
+
+    def taps(n_in: int, n_out: int) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+        src = np.maximum((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0.0)
+        lo = np.minimum(src.astype(np.intp), n_in - 1)
+        return lo, np.minimum(lo + 1, n_in - 1), src - lo
+
+    r0, r1, fr = taps(t.shape[0], shape[0])
+    c0, c1, fc = taps(t.shape[1], shape[1])
+    rows = t[r0] * (1 - fr)[:, None] + t[r1] * fr[:, None]
+    out: npt.NDArray[np.float64] = rows[:, c0] * (1 - fc) + rows[:, c1] * fc
+    return out
 
 
 class Blender:

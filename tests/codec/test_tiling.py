@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
 
@@ -45,3 +46,20 @@ def test_fill_of_all_valid_and_all_invalid() -> None:
     x = np.full((8, 8), 0.5, np.float32)
     assert fill_invalid(x, np.ones((8, 8), bool)) is x
     np.testing.assert_array_equal(fill_invalid(x, np.zeros((8, 8), bool)), 0.0)
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (3, 5), (7, 2), (64, 63), (33, 100)])
+def test_the_fill_pyramid_is_pytorchs_pooling_and_bilinear_resize(h: int, w: int) -> None:
+    """The push-pull fill runs in NumPy (compress needs no PyTorch); its two operations are PyTorch's
+    ``avg_pool2d(2, ceil_mode=True)`` and ``interpolate(bilinear, align_corners=False)``, as it used before."""
+    import torch
+    import torch.nn.functional as F
+
+    from sarcodec.codec.tiling import _bilinear, _half_mean
+
+    t = np.random.default_rng(h * w).random((h, w))
+    pooled = F.avg_pool2d(torch.from_numpy(t)[None, None], 2, ceil_mode=True)[0, 0].numpy()
+    np.testing.assert_allclose(_half_mean(t), pooled, rtol=1e-14, atol=0)
+    for size in ((2 * h, 2 * w), (2 * h - 1, 2 * w - 1), (h + 1, w + 3)):
+        want = F.interpolate(torch.from_numpy(t)[None, None], size=size, mode="bilinear", align_corners=False)
+        np.testing.assert_allclose(_bilinear(t, size), want[0, 0].numpy(), rtol=1e-13, atol=1e-15)
