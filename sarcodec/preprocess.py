@@ -88,6 +88,10 @@ def db_to_intensity(db: npt.ArrayLike) -> FloatArray:
         return np.power(10.0, np.asarray(db, dtype=np.float64) / 10.0)
 
 
+#: Above this many pixels, 8- and 16-bit rasters are converted through a table of every value (see :func:`to_db`).
+_LOOKUP_MIN = 1 << 17
+
+
 def to_db(values: npt.NDArray[Any], units: str, nodata: float | None = None) -> tuple[FloatArray, BoolArray]:
     """Convert raw raster values in ``units`` to dB of intensity, with a validity mask.
 
@@ -96,6 +100,12 @@ def to_db(values: npt.NDArray[Any], units: str, nodata: float | None = None) -> 
     """
     check_units(units)
     arr = np.asarray(values)
+    if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2 and units != "complex" and arr.size > _LOOKUP_MIN:
+        # 8- and 16-bit rasters (GRD DN): each possible value converted once, then looked up (~10x faster)
+        codes = np.arange(1 << (8 * arr.dtype.itemsize), dtype=arr.dtype.str.replace("i", "u")).view(arr.dtype)
+        db_of, valid_of = to_db(codes, units, nodata)
+        index = arr.view(codes.dtype.str.replace("i", "u"))
+        return db_of[index], valid_of[index]
     valid = np.ones(arr.shape, dtype=bool)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         valid &= arr != nodata

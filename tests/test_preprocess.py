@@ -146,3 +146,22 @@ def test_histogram_of_blocks_of_mixed_integer_dtypes() -> None:
     for block in blocks:
         expected.add(*to_db(block, "intensity", None))
     np.testing.assert_array_equal(db_histogram(iter(blocks), "intensity").counts, expected.counts)
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.int16, np.uint8, np.int8])
+@pytest.mark.parametrize("units, nodata", [("amplitude", None), ("amplitude", 0), ("intensity", 7.0),
+                                           ("db", None), ("amplitude", math.nan)])
+def test_integer_rasters_convert_through_a_table_exactly(monkeypatch: pytest.MonkeyPatch, dtype: type, units: str,
+                                                          nodata: float | None) -> None:
+    """Large 8/16-bit rasters go through a table of every value: the same dB and mask as pixel by pixel."""
+    import sarcodec.preprocess as pre
+
+    info = np.iinfo(dtype)
+    values = np.random.default_rng(3).integers(info.min, info.max + 1, (400, 400)).astype(dtype)
+    assert values.size > pre._LOOKUP_MIN
+    db, valid = to_db(values, units, nodata)
+    monkeypatch.setattr(pre, "_LOOKUP_MIN", values.size)  # pixel by pixel
+    want_db, want_valid = to_db(values, units, nodata)
+    assert db.dtype == want_db.dtype and db.shape == values.shape
+    np.testing.assert_array_equal(valid, want_valid)
+    np.testing.assert_array_equal(db, want_db)  # NaN where invalid in both
