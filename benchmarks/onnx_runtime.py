@@ -1,10 +1,10 @@
-"""`sarcodec compress --runtime onnx` against the default PyTorch runtime, end to end, in the same run.
+"""`sarcodec compress --runtime onnx` (the encoder without PyTorch, `sarcodec.codec.lite`: the default on the CPU
+since 0.7) against `--runtime torch`, end to end, in the same run.
 
 Generates a seeded SIZE x SIZE uint16 amplitude GeoTIFF with speckle (``prepare_bench.make_scene``; default
 4096 x 4096), compresses it with each runtime in its own process (``sarcodec compress``, default model, quality 4,
 CPU), prints MP/s, peak RSS, the ratio onnx/torch and whether the two files are byte-identical (they are when no
-latent sits within float rounding of a rounding boundary; either file decodes to exactly the same pixels as any
-other, since the decoder runs no analysis).
+latent sits within float rounding of a rounding boundary; either file decodes on either decoder).
 
     python benchmarks/onnx_runtime.py [--size 4096] [--quality 4]
 """

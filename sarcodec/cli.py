@@ -294,9 +294,9 @@ def _add_compress(sub: Any) -> None:
     p.add_argument("--tile-size", type=_positive_int, default=1024, help="tile core size in pixels (default 1024)")
     p.add_argument("--overlap", type=int, default=16, help="tile overlap in pixels on each side (default 16)")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
-                   help="runtime of the analysis transform: torch (default) or onnx (ONNX Runtime on the CPU; "
-                   "needs onnxruntime; the file decodes exactly as any other)")
+    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                   help="auto (default): on the CPU without PyTorch (NumPy and ONNX Runtime) when the model allows "
+                   "it, else PyTorch; torch: always PyTorch; onnx: only without PyTorch. The same symbols either way")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=_cmd_compress)
 
@@ -638,8 +638,8 @@ def _add_batch(sub: Any) -> None:
     p.add_argument("--units", choices=UNITS, default=None, help="units of the input values (default: inferred per scene)")
     p.add_argument("--band", type=_positive_int, default=None,
                    help="compress only this 1-based band (default: every band of a multi-band raster)")
-    p.add_argument("--runtime", choices=("torch", "onnx"), default=None,
-                   help="as for compress: runtime of the analysis transform (default torch)")
+    p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default=None,
+                   help="as for compress: auto (default), torch or onnx")
     p.add_argument("--cog", action="store_true", help="with --decompress: write Cloud-Optimized GeoTIFFs")
     p.set_defaults(func=_cmd_batch)
 

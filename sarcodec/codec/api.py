@@ -33,10 +33,11 @@ import contextlib
 import functools
 import math
 import os
+import sys
 import time
 import warnings
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,7 +52,8 @@ from sarcodec.codec.bounded import Bound
 from sarcodec.codec.lossy import DEFAULT_QUALITY
 from sarcodec.io.sarc import MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE, SarcHeader, SarcReader, tile_grid, within_limits
 from sarcodec.codec.info import params_of
-from sarcodec.codec.registry import DEFAULT_CODEC, RUNTIMES, LoadedCodec, load_codec, resolve_codec
+from sarcodec.codec.lite import LiteCodec
+from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec, resolve_codec
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
 from sarcodec.io.gcps import check_points
 from sarcodec.io.raster import RasterInfo, compact_crs, open_raster
@@ -140,6 +142,26 @@ class _ArraySource:
         pass
 
 
+#: Coding runtimes (compress and decompress): ``auto`` (on the CPU without PyTorch when the weights allow it, see
+#: ``sarcodec.codec.lite``), ``torch`` (always PyTorch), ``onnx`` (the PyTorch-free path, or an error).
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+def check_runtime(runtime: str) -> str:
+    """``runtime`` if it is one of RUNTIMES, else BadInputError."""
+    if runtime not in RUNTIMES:
+        raise BadInputError(f"unknown runtime {runtime!r}: give one of {', '.join(RUNTIMES)}")
+    return runtime
+
+
+def _gpu_possible() -> bool:
+    """Whether PyTorch could find a GPU, answered without importing it (2-4 s) where that is certain: on Linux a
+    CUDA or ROCm GPU has its device node."""
+    if not sys.platform.startswith("linux"):
+        return True
+    return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/kfd")
+
+
 def _device(device: str | None) -> torch.device:
     import torch
 
@@ -151,14 +173,31 @@ def _device(device: str | None) -> torch.device:
         raise BadInputError(f"unknown device {device!r}") from None
 
 
-def _load_codec_async(model: str | Path, device: str | None, runtime: str = "torch") -> Future[LoadedCodec]:
-    """Load ``model`` on a thread (importing PyTorch takes ~2 s on a small CPU) while the caller reads the scene;
-    an unknown model name or runtime fails here, at once."""
+def _load(model: str | Path, device: str | None, runtime: str) -> LoadedCodec | LiteCodec:
+    """The codec ``model`` for ``runtime``: without PyTorch on the CPU when the runtime and the weights allow it
+    (``sarcodec.codec.lite``), else PyTorch's on ``device`` (``"auto"``: a GPU when there is one)."""
+    if device in (None, "auto") and not _gpu_possible():
+        device = "cpu"
+    if runtime != "torch" and device == "cpu":
+        from sarcodec.codec.lite import load_lite
+
+        lite = load_lite(*resolve_codec(model))
+        if lite is not None:
+            return lite
+    if runtime == "onnx":
+        raise BadInputError("the onnx runtime runs on the CPU, for weights with the integer hyper-decoder (sarcodec "
+                            ">= 0.5), with onnx and onnxruntime installed: use runtime='torch'")
+    return load_codec(model, _device(device))
+
+
+def _load_codec_async(model: str | Path, device: str | None, runtime: str) -> Future[LoadedCodec | LiteCodec]:
+    """Load ``model`` on a thread (importing PyTorch takes ~2 s on a small CPU, making the ONNX Runtime sessions
+    less) while the caller reads the scene; an unknown model name or runtime fails here, at once."""
     resolve_codec(model)
-    if runtime not in RUNTIMES:
-        raise BadInputError(f"unknown runtime {runtime!r}: give one of {', '.join(RUNTIMES)}")
+    if check_runtime(runtime) == "onnx" and device not in (None, "auto", "cpu"):
+        raise BadInputError("the onnx runtime runs on the CPU: use device='cpu' with it")
     loader = ThreadPoolExecutor(1, thread_name_prefix="sarcodec-load")
-    future = loader.submit(lambda: load_codec(model, _device(device), runtime))
+    future = loader.submit(_load, model, device, runtime)
     loader.shutdown(wait=False)
     return future
 
@@ -188,17 +227,31 @@ def _check_nodata(nodata: float | None, dtype: str) -> None:
         raise BadInputError(f"nodata {nodata} cannot be stored in {dt} (range {info.min}..{info.max})")
 
 
+def _read_ahead(source: Any, windows: list[tuple[int, int, int, int]]) -> Iterator[npt.NDArray[Any]]:
+    """``source.read`` of each window, the next one read on a thread while the caller works on this one (GDAL
+    reads without the GIL: the histogram pass over a 10 000^2 uint16 scene overlaps its reading and counting)."""
+    if not windows:
+        return
+    with ThreadPoolExecutor(1, thread_name_prefix="sarcodec-read") as reader:
+        pending = reader.submit(source.read, windows[0])
+        for window in windows[1:]:
+            block = pending.result()
+            pending = reader.submit(source.read, window)
+            yield block
+        yield pending.result()
+
+
 def _scene_params(source: Any, units: str | None, nodata: float | None,
                   percentiles: tuple[float, float]) -> tuple[PreprocessingParams, str]:
     """Per-scene params from a streaming dB histogram, and how the units were chosen."""
     info = source.info
     rule = "given"
     if units is None:
-        units, rule = infer_units(np.dtype(info.dtype), source.sample())
+        dtype = np.dtype(info.dtype)  # only floats need a look at the values (dB or linear?)
+        units, rule = infer_units(dtype, source.sample() if dtype.kind == "f" else None)
     units = check_units(units)
-    blocks = (source.read((row, 0, min(_HIST_ROWS, info.height - row), info.width))
-              for row in range(0, info.height, _HIST_ROWS))
-    hist = db_histogram(blocks, units, nodata)
+    windows = [(row, 0, min(_HIST_ROWS, info.height - row), info.width) for row in range(0, info.height, _HIST_ROWS)]
+    hist = db_histogram(_read_ahead(source, windows), units, nodata)
     if hist.total == 0:
         raise BadInputError(f"{info.path}: no valid pixels (all NaN, non-positive or nodata)")
     lo, hi = hist.clip_bounds(check_percentiles(percentiles))
@@ -230,7 +283,7 @@ def compress(
     tile_size: int = DEFAULT_TILE,
     overlap: int = DEFAULT_OVERLAP,
     device: str | None = "auto",
-    runtime: str = "torch",
+    runtime: str = "auto",
     overwrite: bool = False,
     progress: bool = False,
 ) -> CompressResult:
@@ -251,8 +304,9 @@ def compress(
         units, band, nodata, clip_percentiles: input interpretation (see ``sarcodec.preprocess``).
         tile_size, overlap: tiling (core size and overlap in pixels; bounded modes do not overlap tiles).
         device: ``"auto"`` (GPU when present), ``"cpu"``, ``"cuda"``...
-        runtime: ``"torch"``, or ``"onnx"``: the analysis transform under ONNX Runtime on the CPU (faster; the
-            file decodes exactly as any other, see ``sarcodec.codec.onnx``).
+        runtime: ``"auto"``: on the CPU without PyTorch when the weights allow it (``sarcodec.codec.lite``: the
+            same symbols as PyTorch's encoder, tested; the correction fitted against the decoder's own pixels);
+            ``"torch"``: PyTorch; ``"onnx"``: only without PyTorch.
     """
     start = time.monotonic()
     if runtime == "onnx" and device in (None, "auto"):
@@ -333,15 +387,11 @@ def compress(
                           None if bound is None else bound.max_error)
 
 
-#: Decoder runtimes: ``auto`` (PyTorch-free on the CPU when the weights allow it, see ``sarcodec.codec.lite``),
-#: ``torch`` (always PyTorch), ``onnx`` (the PyTorch-free decoder or an error).
-DECODE_RUNTIMES = ("auto", "torch", "onnx")
-
 
 def _codec_for(header: SarcHeader, model: str | Path | None, device: str | None, runtime: str = "torch"
                ) -> LoadedCodec | Any:
     """The decoder of a lossy file: the weights its header names (or ``model``), PyTorch's (on ``device``) or, by
-    ``runtime`` (one of DECODE_RUNTIMES, checked by the caller), the PyTorch-free one (``sarcodec.codec.lite``: on
+    ``runtime`` (one of RUNTIMES, checked by the caller), the PyTorch-free one (``sarcodec.codec.lite``: on
     the CPU, for weights with the integer hyper-decoder)."""
     from sarcodec.codec.registry import shipped_codec_with_sha, shipped_codecs
 
@@ -354,17 +404,8 @@ def _codec_for(header: SarcHeader, model: str | Path | None, device: str | None,
             "installation does not ship; pass model=PATH with that .safetensors file"
         )
     name_or_path = model if model is not None else wanted["name"]
-    codec: Any = None
-    if runtime != "torch" and device == "cpu":
-        from sarcodec.codec.lite import load_lite
-
-        codec = load_lite(*resolve_codec(name_or_path))
-    if codec is None and runtime == "onnx":
-        raise BadInputError("the onnx decoder runs on the CPU, for weights with the integer hyper-decoder (sarcodec "
-                            ">= 0.5), with onnx and onnxruntime installed: use runtime='torch'")
     try:
-        if codec is None:
-            codec = load_codec(name_or_path, _device(device))
+        codec = _load(name_or_path, device, runtime)
     except IncompatibleModelError:
         if model is not None:
             raise
@@ -486,8 +527,7 @@ def decompress(
     float rounding of PyTorch's), ``"torch"`` always with PyTorch, ``"onnx"`` only without it.
     """
     start = time.monotonic()
-    if runtime not in DECODE_RUNTIMES:
-        raise BadInputError(f"unknown runtime {runtime!r}: give one of {', '.join(DECODE_RUNTIMES)}")
+    check_runtime(runtime)
     src = Path(path)
     out = Path(output) if output is not None else None
     if out is not None:

@@ -1,23 +1,28 @@
-"""Decoding without PyTorch: the hyperprior's decoder on NumPy and ONNX Runtime (sarcodec 0.6).
+"""Coding without PyTorch: the hyperprior's decoder (sarcodec 0.6) and encoder (0.7) on NumPy and ONNX Runtime.
 
-Importing PyTorch takes 2-4 s on a small CPU, longer than decoding a tile, and the decoder needs little of it. For
-weights that carry the exact integer hyper-decoder (``sarcodec.models.codecs.integer``: the shipped default since
-0.5) this module decodes a tile with:
+Importing PyTorch takes 2-4 s on a small CPU, longer than coding a tile, and coding needs little of it. For weights
+that carry the exact integer hyper-decoder (``sarcodec.models.codecs.integer``: the shipped default since 0.5) this
+module codes a tile with:
 
-- the entropy decoding of z and y (constriction, ``sarcodec.entropy.tables``), as ``FactorizedDensity.decode`` and
-  ``GaussianConditional.decode`` do it;
+- the entropy coding of z and y (constriction, ``sarcodec.entropy.tables``), as ``FactorizedDensity`` and
+  ``GaussianConditional`` encode and decode them;
 - the integer hyper-decoder in NumPy: the same integer weights, the same float32 matrix products per kernel tap
   (exact by the bound the weights were calibrated for, whatever the BLAS), the same correctly rounded rescale,
   leaky ReLU, round-half-even and clamp, the same thresholds: the same means and scale indices as PyTorch's path,
   so the same symbols (tested against it);
-- the synthesis under ONNX Runtime (one thread per tile, as tiles run in parallel), from a graph built from the
-  weights with ``onnx.helper``: conv, inverse GDN, transposed conv, inverse GDN, transposed conv (each transposed
-  conv as a conv and a pixel shuffle), run in strips of latent rows with enough context to give the whole tile's
-  pixels. Its pixels are PyTorch's within float rounding (about 1e-6 relative, as on a GPU), and the same for any
-  number of threads.
+- the transforms under ONNX Runtime (one thread per tile, as tiles run in parallel), from graphs built from the
+  weights with ``onnx.helper``: the synthesis (conv, inverse GDN, transposed conv, inverse GDN, transposed conv,
+  each transposed conv as a conv and a pixel shuffle) and, for the encoder, the analysis (conv, GDN, conv, GDN,
+  conv) and the hyper-analysis (conv, leaky ReLU, conv, leaky ReLU, conv), the full-resolution ones run in strips
+  of latent rows with enough context to give the whole tile's values. The synthesis' pixels are PyTorch's within
+  float rounding (about 1e-6 relative, as on a GPU), and the same for any number of threads.
 
-``sarcodec decompress`` (``runtime="auto"``, on the CPU) takes this path when the weights allow it and onnx and
-onnxruntime are installed, else PyTorch's (``runtime="torch"`` asks for PyTorch's path).
+The encoder writes PyTorch's symbols wherever its analysis does not fall within float rounding of a rounding
+boundary (the bundled samples give byte-identical files), and fits the side layer's correction against this
+module's own synthesis, i.e. exactly what this module decodes.
+
+``sarcodec compress`` and ``decompress`` (``runtime="auto"``, on the CPU) take this path when the weights allow it
+and onnx and onnxruntime are installed, else PyTorch's (``runtime="torch"`` asks for PyTorch's path).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,10 +41,10 @@ import numpy.typing as npt
 
 from sarcodec.entropy.integer_conv import conv2d, conv_transpose2d
 from sarcodec.entropy.keep import keep_masks
-from sarcodec.entropy.tables import decode_grouped
+from sarcodec.entropy.tables import decode_grouped, encode_grouped
 from sarcodec.errors import CorruptFileError, IncompatibleModelError
 
-__all__ = ["LiteCodec", "LiteHyperprior", "available", "load_lite"]
+__all__ = ["LiteAnalysis", "LiteCodec", "LiteHyperprior", "available", "load_lite"]
 
 F32 = npt.NDArray[np.float32]
 #: The hyperprior's layers as ``sarcodec.models.codecs`` builds them (checked against PyTorch's model in the tests):
@@ -46,6 +52,10 @@ F32 = npt.NDArray[np.float32]
 _HYPER_SYNTHESIS = ((True, 2), (True, 2), (False, 1))
 _SYNTHESIS = (("synthesis.0", "conv"), ("synthesis.1", "igdn"), ("synthesis.2", "deconv"), ("synthesis.3", "igdn"),
               ("synthesis.4", "deconv"))
+_ANALYSIS = (("analysis.0", "down"), ("analysis.1", "gdn"), ("analysis.2", "down"), ("analysis.3", "gdn"),
+             ("analysis.4", "conv"))
+_HYPER_ANALYSIS = (("hyper_analysis.0", "conv"), ("hyper_analysis.1", "leaky"), ("hyper_analysis.2", "down"),
+                   ("hyper_analysis.3", "leaky"), ("hyper_analysis.4", "down"))
 _NEGATIVE_SLOPE = np.float32(0.01)
 #: Latent rows the synthesis runs on at a time, and the context rows it is given each side (its reach is 3).
 _STRIP, _HALO = 64, 4
@@ -80,52 +90,61 @@ def _phase_kernel(weight: F32, stride: int, padding: int) -> tuple[F32, int, int
     return out.reshape(c_out * stride * stride, c_in, size, size), t_min, t_max
 
 
-def _synthesis_graph(state: dict[str, npt.NDArray[Any]]) -> bytes:
-    """The synthesis transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights."""
+def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str, str], ...], name: str) -> bytes:
+    """A transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights. ``layers`` are
+    (state prefix, kind): ``conv`` (stride 1), ``down`` (stride 2: ``conv()``), ``deconv`` (``deconv()``), ``gdn``,
+    ``igdn``, ``leaky`` (LeakyReLU 0.01); every convolution is "same"-padded as ``sarcodec.models.layers`` pads it."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits = [], []
     current = "x"
-    for i, (layer, kind) in enumerate(_SYNTHESIS):
+    for i, (layer, kind) in enumerate(layers):
         out = f"h{i}"
-        if kind == "igdn":  # x * sqrt(beta + conv1x1(x^2, gamma)), parameters bounded as GDN.forward bounds them
+        if kind in ("gdn", "igdn"):  # x / or * sqrt(beta + conv1x1(x^2, gamma)), bounded as GDN.forward bounds them
             beta = np.maximum(state[f"{layer}.beta"], np.float32(1e-6)).astype(np.float32)
             gamma = np.maximum(state[f"{layer}.gamma"], np.float32(0.0)).astype(np.float32)[:, :, None, None]
             inits += [numpy_helper.from_array(gamma, f"{layer}.g"), numpy_helper.from_array(beta, f"{layer}.b")]
             nodes += [helper.make_node("Mul", [current, current], [f"{out}.sq"]),
                       helper.make_node("Conv", [f"{out}.sq", f"{layer}.g", f"{layer}.b"], [f"{out}.norm"]),
                       helper.make_node("Sqrt", [f"{out}.norm"], [f"{out}.root"]),
-                      helper.make_node("Mul", [current, f"{out}.root"], [out])]
+                      helper.make_node("Mul" if kind == "igdn" else "Div", [current, f"{out}.root"], [out])]
+        elif kind == "leaky":
+            nodes.append(helper.make_node("LeakyRelu", [current], [out], alpha=float(_NEGATIVE_SLOPE)))
         else:
             weight = state[f"{layer}.weight"].astype(np.float32)
+            bias = state[f"{layer}.bias"].astype(np.float32)
             k = int(weight.shape[-1])
-            inits += [numpy_helper.from_array(weight, f"{layer}.w"),
-                      numpy_helper.from_array(state[f"{layer}.bias"].astype(np.float32), f"{layer}.bias")]
-            if kind == "conv":
+            if kind in ("conv", "down"):
+                stride = 2 if kind == "down" else 1
+                inits += [numpy_helper.from_array(weight, f"{layer}.w"), numpy_helper.from_array(bias, f"{layer}.bias")]
                 nodes.append(helper.make_node("Conv", [current, f"{layer}.w", f"{layer}.bias"], [out],
-                                              kernel_shape=[k, k], pads=[k // 2] * 4, strides=[1, 1]))
+                                              kernel_shape=[k, k], pads=[k // 2] * 4, strides=[stride, stride]))
             else:  # deconv(): stride 2, padding k // 2, output padding 1, run as a conv and a pixel shuffle
                 phased, t_min, t_max = _phase_kernel(weight, 2, k // 2)
-                c_out = int(weight.shape[1])
-                inits[-2] = numpy_helper.from_array(phased, f"{layer}.w")
-                inits[-1] = numpy_helper.from_array(np.repeat(state[f"{layer}.bias"].astype(np.float32), 4),
-                                                    f"{layer}.bias")
+                assert int(weight.shape[1]) * 4 == phased.shape[0]
+                inits += [numpy_helper.from_array(phased, f"{layer}.w"),
+                          numpy_helper.from_array(np.repeat(bias, 4), f"{layer}.bias")]
                 nodes += [helper.make_node("Conv", [current, f"{layer}.w", f"{layer}.bias"], [f"{out}.phases"],
                                            kernel_shape=[t_max - t_min + 1] * 2, pads=[-t_min, -t_min, t_max, t_max],
                                            strides=[1, 1]),
                           helper.make_node("DepthToSpace", [f"{out}.phases"], [out], blocksize=2, mode="CRD")]
-                assert c_out * 4 == phased.shape[0]
         current = out
     nodes.append(helper.make_node("Identity", [current], ["y"]))
-    channels = int(state[f"{_SYNTHESIS[0][0]}.weight"].shape[1])
+    first = state[f"{layers[0][0]}.weight"]
+    channels = int(first.shape[0] if layers[0][1] == "deconv" else first.shape[1])
     graph = helper.make_graph(
-        nodes, "synthesis", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", channels, "h", "w"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", 1, "H", "W"])], inits)
+        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", channels, "h", "w"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "H", "W"])], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="sarcodec")
     model.ir_version = 8  # what onnxruntime >= 1.15 reads
     onnx.checker.check_model(model)
     return bytes(model.SerializeToString())
+
+
+def _synthesis_graph(state: dict[str, npt.NDArray[Any]]) -> bytes:
+    """The synthesis transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights."""
+    return _transform_graph(state, _SYNTHESIS, "synthesis")
 
 
 # ------------------------------------------------------------------------------------------- the decoder
@@ -139,8 +158,6 @@ class LiteHyperprior:
     codec_name = "hyperprior"
 
     def __init__(self, state: dict[str, npt.NDArray[Any]], config: dict[str, Any]) -> None:
-        import onnxruntime
-
         self.config = config
         self.latent_channels = int(config.get("latent_channels", 48))
         self.factor = 4  # the analysis' two stride-2 convolutions; z is 4x coarser still
@@ -157,12 +174,12 @@ class LiteHyperprior:
         self.limits = [float(state[f"integer_hyper.limit{i}"]) for i in range(len(_HYPER_SYNTHESIS) - 1)]
         self.mean_scale = state["integer_hyper.mean_scale"].astype(np.float32)
         self.thresholds = state["integer_hyper.thresholds"].astype(np.float32)  # integers up to 2**24 + 2: exact
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = 1  # tiles run in parallel, one thread each
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(_synthesis_graph(state), options,
-                                                    providers=[("CPUExecutionProvider",
-                                                                {"arena_extend_strategy": "kSameAsRequested"})])
+        self.log_gain = state["log_gain"].astype(np.float32)
+        self.session = _session(_synthesis_graph(state))
+        # the encoder's transforms, built when first needed (a decoder never runs them)
+        self._state = {k: v for k, v in state.items() if k.startswith(("analysis.", "hyper_analysis."))}
+        self._encoder: tuple[Any, Any] | None = None
+        self._encoder_lock = threading.Lock()
 
     def check_quality(self, quality: float) -> float:
         """As ``RDCodec.check_quality``."""
@@ -170,13 +187,15 @@ class LiteHyperprior:
             raise IncompatibleModelError(f"quality must be between 1 and {self.num_levels}, got {quality!r}")
         return float(quality)
 
-    def _inverse_gain(self, quality: float) -> F32:
-        """As ``RDCodec.gains`` (float32, interpolated between levels)."""
+    def _gain(self, quality: float, inverse: bool = True) -> F32:
+        """As ``RDCodec.gains``: the inverse gain (or the gain) of ``quality`` (float32, interpolated between
+        levels)."""
+        logs = self.log_inverse_gain if inverse else self.log_gain
         q = min(max(np.float32(quality) - np.float32(1), np.float32(0)), np.float32(self.num_levels - 1))
         lo = min(int(math.floor(q)), self.num_levels - 2) if self.num_levels > 1 else 0
         hi = min(lo + 1, self.num_levels - 1)
         t = np.float32(q - lo)
-        log = self.log_inverse_gain[lo] * (np.float32(1) - t) + self.log_inverse_gain[hi] * t
+        log = logs[lo] * (np.float32(1) - t) + logs[hi] * t
         gain: F32 = np.exp(log).astype(np.float32)
         return gain
 
@@ -248,21 +267,112 @@ class LiteHyperprior:
         y_hat = self._decode_y(coder, indices, keep_y) + means
         if not coder.is_empty():
             raise CorruptFileError("an entropy-coded tile does not match the shape and model in the header")
-        return np.clip(self.synthesize(y_hat * self._inverse_gain(q)[:, None, None])[:, :, :height, :width], 0.0, 1.0)
+        return np.clip(self.synthesize(y_hat * self._gain(q)[:, None, None])[:, :, :height, :width], 0.0, 1.0)
 
     def synthesize(self, y: F32) -> F32:
-        """The synthesis of ``y`` (C, h, w) -> (1, 1, 4h, 4w), in strips of ``_STRIP`` latent rows computed with
-        ``_HALO`` rows of context each side (the transform reaches 3 latent rows: the strips' pixels are the whole
-        tile's), so that ONNX Runtime's buffers, which its arena keeps, hold a strip instead of a tile: decoding the
+        """The synthesis of ``y`` (C, h, w) -> (1, 1, 4h, 4w), in strips (:func:`_in_strips`): decoding the
         10 000^2 scene peaked at 1769 MiB with whole tiles."""
-        h = y.shape[1]
-        out = np.empty((1, 1, h * self.factor, y.shape[2] * self.factor), np.float32)
-        for a in range(0, h, _STRIP):
-            b = min(h, a + _STRIP)
-            lo, hi = max(0, a - _HALO), min(h, b + _HALO)
-            strip = self.session.run(["y"], {"x": np.ascontiguousarray(y[None, :, lo:hi], dtype=np.float32)})[0]
-            out[:, :, a * self.factor : b * self.factor] = strip[:, :, (a - lo) * self.factor : (b - lo) * self.factor]
-        return out
+        return _in_strips(self.session, y[None], 1, self.factor)
+
+    # --- the encoder ------------------------------------------------------------------------------------------
+    def _encoder_sessions(self) -> tuple[Any, Any]:
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = (_session(_transform_graph(self._state, _ANALYSIS, "analysis")),
+                                 _session(_transform_graph(self._state, _HYPER_ANALYSIS, "hyper_analysis")))
+            return self._encoder
+
+    def analyze(self, x: F32, valid: npt.NDArray[np.bool_] | None = None) -> LiteAnalysis:
+        """As ``RDCodec.analyze``: ``x`` (1, 1, H, W) in [0, 1] padded (replicate, bottom/right) to a multiple of 16,
+        the analysis transform (before any quality's gain) and the latent positions to code."""
+        height, width = x.shape[-2:]
+        m = self.factor * 4
+        padded = np.pad(np.asarray(x, np.float32)[0, 0], ((0, -height % m), (0, -width % m)), mode="edge")
+        keep_y, keep_z = keep_masks(valid, padded.shape, self.factor, m)
+        y = _in_strips(self._encoder_sessions()[0], padded[None, None], self.factor, 1)[0]
+        return LiteAnalysis(y, int(height), int(width), keep_y, keep_z)
+
+    def encode_analysis(self, analysis: LiteAnalysis, quality: float, reconstruct: bool = True
+                        ) -> tuple[bytes, F32 | None]:
+        """As ``RDCodec.encode_analysis`` (``HyperpriorCodec._encode``): the tile's words and, with
+        ``reconstruct``, what the decoder will reconstruct ((1, 1, H, W) float32): this module's own synthesis, so
+        the very pixels this module decodes."""
+        q = self.check_quality(quality)
+        y = analysis.y * self._gain(q, inverse=False)[:, None, None]
+        z = self._encoder_sessions()[1].run(["y"], {"x": np.ascontiguousarray(y[None])})[0][0]
+        low, high = self.z_offsets[:, None, None], (self.z_offsets + self.z_lengths - 1)[:, None, None]
+        z_hat = np.clip(np.round(z.astype(np.float64)), low, high)  # FactorizedDensity.coded_values
+        if analysis.keep_z is not None:  # positions not coded take 0 clamped to the support (default_values)
+            z_hat = np.where(analysis.keep_z[None], z_hat, np.clip(0.0, low, high))
+        means, indices = self.probability_path(z_hat.astype(np.float32))
+        radii = ((self.y_lengths - 1) // 2)[indices]
+        symbols = np.clip(np.round(y - means), -radii, radii).astype(np.int64)  # GaussianConditional.encode
+        if analysis.keep_y is not None:
+            symbols *= analysis.keep_y[None]
+        coder = constriction.stream.stack.AnsCoder()
+        # y first, then z: the decoder pops z (needed to decode y) first
+        y_coded = None if analysis.keep_y is None else np.tile(analysis.keep_y.ravel(), symbols.shape[0])
+        _push(coder, (symbols + radii).reshape(-1), indices.reshape(-1), self.y_tables, y_coded)
+        channels = len(self.z_lengths)
+        z_symbols = (z_hat.astype(np.int64) - self.z_offsets[:, None, None]).transpose(1, 2, 0).reshape(-1)
+        z_coded = None if analysis.keep_z is None else np.repeat(analysis.keep_z.ravel(), channels)
+        _push(coder, z_symbols, np.tile(np.arange(channels), z_symbols.size // channels), self.z_tables, z_coded)
+        words = np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
+        if not reconstruct:
+            return words, None
+        y_hat = symbols.astype(np.float32) + means
+        x_hat = self.synthesize(y_hat * self._gain(q)[:, None, None])[:, :, : analysis.height, : analysis.width]
+        return words, np.clip(x_hat, 0.0, 1.0)
+
+
+@dataclass
+class LiteAnalysis:
+    """What :meth:`LiteHyperprior.analyze` computed (as ``sarcodec.models.codecs.Analysis``, in NumPy): ``y``
+    (C, h, w) before any quality's gain, the tile's unpadded size, the latent positions to code (None: all)."""
+
+    y: F32
+    height: int
+    width: int
+    keep_y: npt.NDArray[np.bool_] | None
+    keep_z: npt.NDArray[np.bool_] | None
+
+
+def _push(coder: Any, symbols: npt.NDArray[np.int64], groups: npt.NDArray[np.int64],
+          tables: list[npt.NDArray[np.int64]], coded: npt.NDArray[np.bool_] | None) -> None:
+    if coded is not None:
+        symbols, groups = symbols[coded], groups[coded]
+    encode_grouped(coder, symbols, groups, tables)
+
+
+def _session(graph: bytes) -> Any:
+    """An ONNX Runtime session on one thread (tiles run in parallel, one thread each), whose arena grows by what
+    is asked, not by doubling."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(graph, options, providers=[("CPUExecutionProvider",
+                                                                    {"arena_extend_strategy": "kSameAsRequested"})])
+
+
+def _in_strips(session: Any, x: F32, scale_in: int, scale_out: int) -> F32:
+    """``session`` on ``x`` (1, C, H, W) in strips of ``_STRIP`` latent rows, each computed with ``_HALO`` latent
+    rows of context each side; a latent row is ``scale_in`` rows of ``x`` and ``scale_out`` rows of the output.
+    The transforms reach 3 latent rows (the analysis 10 pixels, the synthesis 3 latent rows), so the strips give
+    the whole tile's values, and ONNX Runtime's buffers, which its arena keeps, hold a strip instead of a tile."""
+    rows = x.shape[2] // scale_in
+    out: F32 | None = None
+    for a in range(0, rows, _STRIP):
+        b = min(rows, a + _STRIP)
+        lo, hi = max(0, a - _HALO), min(rows, b + _HALO)
+        strip = session.run(["y"], {"x": np.ascontiguousarray(x[:, :, lo * scale_in : hi * scale_in],
+                                                              dtype=np.float32)})[0]
+        if out is None:
+            out = np.empty((*strip.shape[:2], rows * scale_out, strip.shape[3]), np.float32)
+        out[:, :, a * scale_out : b * scale_out] = strip[:, :, (a - lo) * scale_out : (b - lo) * scale_out]
+    assert out is not None
+    return out
 
 
 @dataclass
@@ -310,8 +420,9 @@ def load_lite(name: str, path: Path) -> LiteCodec | None:
             config = json.loads(metadata.get("config", "{}"))
         except Exception:  # noqa: BLE001 (not a readable codec file: the PyTorch path reports it)
             return None
-        known = {f"{layer}.{p}" for layer, kind in _SYNTHESIS
-                 for p in (("beta", "gamma") if kind == "igdn" else ("weight", "bias"))}
+        known = {"log_gain", "log_inverse_gain"} | {
+            f"{layer}.{p}" for layer, kind in _SYNTHESIS + _ANALYSIS + _HYPER_ANALYSIS if kind != "leaky"
+            for p in (("beta", "gamma") if kind in ("gdn", "igdn") else ("weight", "bias"))}
         if metadata.get("codec") != "hyperprior" or "integer_hyper.weight0" not in state or not known <= set(state) \
                 or len([k for k in state if k.startswith("integer_hyper.weight")]) != len(_HYPER_SYNTHESIS):
             return None

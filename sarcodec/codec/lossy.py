@@ -44,12 +44,14 @@ if TYPE_CHECKING:
 
     import torch
 
-    from sarcodec.models.codecs import Analysis
 
 __all__ = ["DEFAULT_QUALITY", "TAG_CODED", "TAG_CONSTANT", "compress_lossy", "decode_lossy_bands", "decode_region",
            "encode_region"]
 
 DEFAULT_QUALITY = 4
+
+#: A codec as loaded for coding: PyTorch's (``sarcodec.codec.registry``) or the PyTorch-free one (``sarcodec.codec.lite``).
+Codec = LoadedCodec | LiteCodec
 
 
 SIDE_DEFAULTS = {"step_hi": sidelayer.STEP_HI_DB, "step_lo": sidelayer.STEP_LO_DB,
@@ -84,13 +86,13 @@ class _PreparedTile:
 
     record: bytes | None
     side: sidelayer.TileSide | None = None
-    analysis: Analysis | None = None
+    analysis: Any = None  # the codec's own: sarcodec.models.codecs.Analysis or sarcodec.codec.lite.LiteAnalysis
     core: tuple[slice, slice] = (slice(None), slice(None))
     inlier: npt.NDArray[np.bool_] | None = None  # core pixels whose decoded value the network gives
     target: FloatArray | None = None  # original intensity at ``inlier`` (0 elsewhere)
 
 
-def _prepare_region(codec: LoadedCodec, db: FloatArray, valid: npt.NDArray[np.bool_], core: tuple[slice, slice],
+def _prepare_region(codec: Codec, db: FloatArray, valid: npt.NDArray[np.bool_], core: tuple[slice, slice],
                     params: PreprocessingParams, side_cfg: dict[str, Any]) -> _PreparedTile:
     """Side layer and analysis of the extended region ``db`` (they do not depend on the quality)."""
     core_valid = valid[core]
@@ -106,12 +108,12 @@ def _prepare_region(codec: LoadedCodec, db: FloatArray, valid: npt.NDArray[np.bo
         return _PreparedTile(bytes([TAG_CONSTANT]) + _F32.pack(float(x_valid[0])) + sidelayer.encode_side(side))
     # The side layer restores its pixels: the network codes a smooth fill there instead of spikes.
     in_side = sidelayer.side_mask(db, valid, lo, hi, side_cfg["step_lo"], side_cfg["step_hi"], targets)
-    analysis = codec.model.analyze(_to_tensor(fill_invalid(x, valid & ~in_side)), valid=valid)
+    analysis = codec.model.analyze(_network_input(codec, fill_invalid(x, valid & ~in_side)), valid=valid)
     inlier = core_valid & ~in_side[core]  # the correction is fitted where the network's pixels are kept
     return _PreparedTile(None, side, analysis, core, inlier, db_to_intensity(np.where(inlier, core_db, 0.0)))
 
 
-def _code_region(codec: LoadedCodec, tile: _PreparedTile, quality: float, params: PreprocessingParams,
+def _code_region(codec: Codec, tile: _PreparedTile, quality: float, params: PreprocessingParams,
                  side_cfg: dict[str, Any]) -> bytes:
     """One tile record of format version 2 (see ``sarcodec.io.sarc``) at ``quality``."""
     if tile.record is not None:
@@ -119,13 +121,13 @@ def _code_region(codec: LoadedCodec, tile: _PreparedTile, quality: float, params
     assert tile.analysis is not None and tile.side is not None and tile.inlier is not None and tile.target is not None
     words, x_hat = codec.model.encode_analysis(tile.analysis, quality)
     assert x_hat is not None
-    decoded_db = denormalize_db(x_hat[0, 0].numpy()[tile.core], params.db_lo, params.db_hi)
+    decoded_db = denormalize_db(np.asarray(x_hat[0, 0])[tile.core], params.db_lo, params.db_hi)
     correction = sidelayer.fit_correction(tile.target, decoded_db, tile.inlier, side_cfg["bias_block"])
     side = dataclasses.replace(tile.side, correction=correction)
     return bytes([TAG_CODED]) + _U32.pack(len(words)) + words + sidelayer.encode_side(side)
 
 
-def encode_region(codec: LoadedCodec, quality: float, db: FloatArray, valid: npt.NDArray[np.bool_],
+def encode_region(codec: Codec, quality: float, db: FloatArray, valid: npt.NDArray[np.bool_],
                    core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any]) -> bytes:
     """One tile record of format version 2 from the dB of its extended region."""
     return _code_region(codec, _prepare_region(codec, db, valid, core, params, side_cfg), quality, params, side_cfg)
@@ -141,10 +143,26 @@ def _tile_regions(db_band: FloatArray, valid_band: npt.NDArray[np.bool_], e0: in
         yield db_band[:, f0:f1], valid_band[:, f0:f1], (rows, slice(c0 - f0, c1 - f0))
 
 
-def _to_tensor(x: npt.NDArray[np.float32]) -> torch.Tensor:
+def _network_input(codec: Codec, x: npt.NDArray[np.float32]) -> Any:
+    """``x`` (H, W) as the codec's ``analyze`` takes it: (1, 1, H, W), a tensor for PyTorch's."""
+    x = np.ascontiguousarray(x, dtype=np.float32)[None, None]
+    if isinstance(codec, LiteCodec):
+        return x
     import torch
 
-    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None, None]
+    return torch.from_numpy(x)
+
+
+@contextlib.contextmanager
+def _tile_pool(codec: Codec) -> Iterator[TilePool[Any, Any]]:
+    """The pool tiles are coded in. PyTorch: one tile per PyTorch thread, each on one thread; without PyTorch: one
+    tile per core, each with one BLAS thread (NumPy's matrix products of the integer hyper-decoder)."""
+    if isinstance(codec, LiteCodec):
+        with TilePool[Any, Any](cpu_workers()) as pool, one_blas_thread():
+            yield pool
+    else:
+        with TilePool[Any, Any](torch_workers(), codec.device.type == "cpu") as pool:
+            yield pool
 
 
 def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any], tile: int, overlap: int) -> int:
@@ -160,7 +178,7 @@ def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any
     return framing_bytes(len(stored_header), len(rows), len(cols)) + masks
 
 
-def _choose_quality(codec: LoadedCodec, pool: TilePool[Any, Any], source: Any, params: PreprocessingParams,
+def _choose_quality(codec: Codec, pool: TilePool[Any, Any], source: Any, params: PreprocessingParams,
                     target: float, fixed: int, tile: int, overlap: int, side_cfg: dict[str, Any]
                     ) -> tuple[float, str]:
     """Highest quality whose file on a sample of up to 6 tiles is <= ``target`` bpp (bisection, 8 steps).
@@ -205,7 +223,7 @@ def _choose_quality(codec: LoadedCodec, pool: TilePool[Any, Any], source: Any, p
     return math.floor(lo * 1e4) / 1e4, ""
 
 
-def compress_lossy(codec: LoadedCodec, reader: Any, params: PreprocessingParams, header: dict[str, Any], out: Path,
+def compress_lossy(codec: Codec, reader: Any, params: PreprocessingParams, header: dict[str, Any], out: Path,
                     quality: float | None, bpp: float | None, bar: Any) -> tuple[float, str]:
     """Write a lossy file (format 2); returns the quality used and a note about a ``bpp`` target."""
     if quality is not None:
@@ -219,7 +237,7 @@ def compress_lossy(codec: LoadedCodec, reader: Any, params: PreprocessingParams,
                   quality=float(DEFAULT_QUALITY if quality is None else quality), side=dict(SIDE_DEFAULTS))
     side_cfg: dict[str, Any] = header["side"]
     note = ""
-    with TilePool[bytes, bytes](torch_workers(), codec.device.type == "cpu") as pool:
+    with _tile_pool(codec) as pool:
         if bpp is not None:
             fixed = _fixed_bytes(reader, params, header, tile_size, overlap)
             header["quality"], note = _choose_quality(codec, pool, reader, params, bpp, fixed, tile_size, overlap,
@@ -240,7 +258,7 @@ def compress_lossy(codec: LoadedCodec, reader: Any, params: PreprocessingParams,
     return q, note
 
 
-def decode_region(codec: LoadedCodec | LiteCodec, quality: float, payload: bytes, valid: npt.NDArray[np.bool_],
+def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArray[np.bool_],
                    core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any],
                    correction: npt.NDArray[np.float32], outliers: list[tuple[Any, ...]], col: int
                    ) -> npt.NDArray[np.float32] | None:
@@ -294,14 +312,14 @@ _WRITE_ROWS = 128
 _DecodedBand = tuple[int, int, int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]
 
 
-def _decode_v1(codec: LoadedCodec | LiteCodec, quality: float, payload: bytes, height: int, width: int
+def _decode_v1(codec: Codec, quality: float, payload: bytes, height: int, width: int
                ) -> npt.NDArray[np.float32]:
     """Decode one tile record of format version 1 (the network's payload only)."""
     x: npt.NDArray[np.float32] = np.asarray(codec.model.decompress_tile(payload, height, width, quality)[0, 0])
     return x
 
 
-def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: LoadedCodec | LiteCodec, quality: float,
+def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: Codec, quality: float,
                         reader: SarcReader, sink: RowSink, bar: Any) -> None:
     """Decode, blend and write the bands of a lossy file (format 1 or 2), tiles in parallel."""
     h, w, overlap = header.height, header.width, header.overlap
@@ -356,11 +374,6 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: L
                                                   core, params, side_cfg, correction[:, c0:c1], outliers, c0))
             yield (r0, r1, e0, valid, correction, outliers), jobs
 
-    # PyTorch's decoder: one tile per PyTorch thread, each on one thread; the PyTorch-free one: one tile per core,
-    # each with one BLAS thread (NumPy's matrix products of the integer hyper-decoder)
-    lite = isinstance(codec, LiteCodec)
-    workers, torch_cpu = (cpu_workers(), False) if lite else (torch_workers(), codec.device.type == "cpu")
-    with TilePool[_DecodedBand, npt.NDArray[np.float32] | None](workers, torch_cpu) as pool, \
-            (one_blas_thread() if lite else contextlib.nullcontext()):
+    with _tile_pool(codec) as pool:
         for band in pool.run(bands()):
             finish(band)  # the previous band, while the next one decodes

@@ -1,4 +1,4 @@
-"""ONNX export of a codec's networks, and ONNX Runtime as the encoder's analysis runtime.
+"""ONNX export of a codec's networks (`sarcodec export`), and a runner for the exported graphs.
 
 ``sarcodec export [MODEL] -o DIR`` writes the four transforms (``analysis``, ``synthesis``, and for the hyperprior
 ``hyper_analysis`` and ``hyper_synthesis``) as ONNX graphs with dynamic batch, height and width, and
@@ -6,14 +6,9 @@
 files' SHA-256 and how the pieces fit together. Entropy coding stays in Python (constriction): the graphs are what
 another runtime needs to run the transforms; a ``.sarc`` file stays tied to the weights (``model_sha256``).
 
-``sarcodec compress --runtime onnx`` runs the analysis transform under ONNX Runtime (one thread per tile, as tiles
-run in parallel). Per tile the analysis is ~1.5x faster than PyTorch's oneDNN on this CPU
-(``benchmarks/runtime_choice.py``), but end to end the export at start-up and the rest of the tile's work eat the
-gain (``benchmarks/onnx_runtime.py``; figures in the README), so it is an option, not the default. Only the
-encoder's analysis changes: the decoder runs no analysis and the synthesis stays PyTorch's on every path, so files
-written this way decode to exactly the same pixels as any other. The symbols can differ from a PyTorch encode where
-a latent sits within float rounding of a rounding boundary (the bundled samples and dev images give byte-identical
-files; a 2048 x 2048 synthetic scene gave a file of the same size, not identical).
+Coding itself does not use these files: ``sarcodec compress`` and ``decompress`` build their own ONNX graphs from the
+weights when they run without PyTorch (``sarcodec.codec.lite``, the default on the CPU). :class:`OrtTransform` runs
+an exported graph (the parity tests use it).
 """
 
 from __future__ import annotations

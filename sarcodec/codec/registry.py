@@ -98,20 +98,15 @@ def resolve_codec(name_or_path: str | Path) -> tuple[str, Path]:
     )
 
 
-#: Networks by (weights SHA-256, device, runtime): building one takes a while. Only the network and its metadata are shared;
+#: Networks by (weights SHA-256, device): building one takes a while. Only the network and its metadata are shared;
 #: the name and path are always those of the request, so a copy of a weights file under another name is named as
 #: asked (headers written with it name it, not whichever copy was loaded first).
-_CACHE: dict[tuple[str, str, str], tuple[RDCodec, dict[str, Any]]] = {}
+_CACHE: dict[tuple[str, str], tuple[RDCodec, dict[str, Any]]] = {}
 
 
-#: Runtimes of the encoder's analysis transform: PyTorch, or ONNX Runtime (CPU; see sarcodec/codec/onnx.py).
-RUNTIMES = ("torch", "onnx")
-
-
-def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.device = "cpu",
-               runtime: str = "torch") -> LoadedCodec:
-    """Load a shipped codec by name or a ``.safetensors`` codec file by path (networks cached per file content,
-    device and runtime). ``runtime="onnx"`` runs the analysis transform under ONNX Runtime (CPU only)."""
+def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.device = "cpu") -> LoadedCodec:
+    """Load a shipped codec by name or a ``.safetensors`` codec file by path (networks cached per file content and
+    device). Coding without PyTorch loads the same files with ``sarcodec.codec.lite.load_lite``."""
     import torch
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -119,16 +114,12 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
     from sarcodec.models.codecs import create_codec
 
     name, path = resolve_codec(name_or_path)
-    if runtime not in RUNTIMES:
-        raise BadInputError(f"unknown runtime {runtime!r}: give one of {', '.join(RUNTIMES)}")
-    if runtime == "onnx" and torch.device(device).type != "cpu":
-        raise BadInputError("the onnx runtime runs on the CPU: use device='cpu' with it")
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise IncompatibleModelError(f"{path}: cannot be read ({exc.strerror or exc})") from None
     sha = hashlib.sha256(data).hexdigest()
-    key = (sha, str(device), runtime)
+    key = (sha, str(device))
     if key in _CACHE:
         model, metadata = _CACHE[key]
         return LoadedCodec(model=model, name=name, sha256=sha, path=path, metadata=metadata)
@@ -162,10 +153,6 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
     except RuntimeError as exc:
         raise IncompatibleModelError(f"{path}: weights do not fit the {metadata.get('codec')} architecture ({exc})") from None
     model.eval().to(device)
-    if runtime == "onnx":
-        from sarcodec.codec.onnx import OrtTransform, onnx_bytes
-
-        model.analysis_runner = OrtTransform(onnx_bytes(model.analysis, 1))
     _CACHE[key] = (model, metadata)
     return LoadedCodec(model=model, name=name, sha256=sha, path=path, metadata=metadata)
 

@@ -220,7 +220,7 @@ def _checked_options(options: Mapping[str, Any], decompress: bool) -> dict[str, 
     if "runtime" in given:  # checked here, not once per scene on the workers
         import importlib.util
 
-        from sarcodec.codec.registry import RUNTIMES
+        from sarcodec.codec.api import RUNTIMES
 
         if given["runtime"] not in RUNTIMES:
             raise BadInputError(f"runtime must be one of {', '.join(RUNTIMES)}, got {given['runtime']!r}")

@@ -46,15 +46,21 @@ def test_the_layers_it_assumes_are_the_models(codecs: tuple) -> None:
         assert isinstance(layer, nn.ConvTranspose2d) == transposed and layer.stride == (stride, stride)
         assert layer.padding == (k // 2, k // 2)
         assert getattr(layer, "output_padding", (0, 0)) == ((stride - 1,) * 2 if transposed else (0, 0))
-    kinds = {"conv": nn.Conv2d, "deconv": nn.ConvTranspose2d, "igdn": GDN}
-    for (name, kind), layer in zip(lite._SYNTHESIS, model.synthesis, strict=True):
-        assert name == f"synthesis.{list(model.synthesis).index(layer)}" and type(layer) is kinds[kind]
-        if kind == "igdn":
-            assert layer.inverse
-        else:
-            k = layer.weight.shape[-1]
-            assert layer.padding == (k // 2, k // 2) and layer.stride == ((1, 1) if kind == "conv" else (2, 2))
-            assert kind == "conv" or layer.output_padding == (1, 1)
+    kinds = {"conv": nn.Conv2d, "down": nn.Conv2d, "deconv": nn.ConvTranspose2d, "igdn": GDN, "gdn": GDN,
+             "leaky": nn.LeakyReLU}
+    for layers, net in ((lite._SYNTHESIS, model.synthesis), (lite._ANALYSIS, model.analysis),
+                        (lite._HYPER_ANALYSIS, model.hyper_analysis)):
+        prefix = layers[0][0].split(".")[0]
+        for i, ((name, kind), layer) in enumerate(zip(layers, net, strict=True)):
+            assert name == f"{prefix}.{i}" and type(layer) is kinds[kind], name
+            if kind in ("gdn", "igdn"):
+                assert layer.inverse == (kind == "igdn")
+            elif kind == "leaky":
+                assert np.float32(layer.negative_slope) == lite._NEGATIVE_SLOPE
+            else:
+                k = layer.weight.shape[-1]
+                assert layer.padding == (k // 2, k // 2) and layer.stride == ((1, 1) if kind == "conv" else (2, 2))
+                assert kind != "deconv" or layer.output_padding == (1, 1)
 
 
 def test_the_probability_path_gives_the_same_means_and_indices(codecs: tuple) -> None:
@@ -111,6 +117,60 @@ def test_tiles_decode_to_pytorchs_pixels(codecs: tuple, quality: float, holes: b
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)  # same symbols: rounding only
 
 
+@pytest.mark.parametrize("quality, holes", [(1.0, True), (3.7, False), (8.0, True)])
+def test_tiles_encode_to_pytorchs_symbols(codecs: tuple, quality: float, holes: bool) -> None:
+    """The encoder without PyTorch writes PyTorch's words on a real crop, and what it says the decoder will
+    reconstruct is exactly what this module decodes."""
+    torch_codec, coder = codecs
+    x = load_reference(SAMPLE).x[:100, :90].astype(np.float32)
+    h, w = x.shape
+    valid = np.ones(x.shape, bool)
+    if holes:
+        valid[:60, :50] = False
+    expected = torch_codec.model.analyze(torch.from_numpy(x)[None, None], valid)
+    analysis = coder.model.analyze(x[None, None], valid)
+    np.testing.assert_allclose(analysis.y, expected.y[0].numpy(), rtol=0, atol=1e-4)  # float rounding only
+    assert np.array_equal(analysis.keep_y, expected.keep_y) and np.array_equal(analysis.keep_z, expected.keep_z)
+    words, x_hat = coder.model.encode_analysis(analysis, quality)
+    assert words == torch_codec.model.encode_analysis(expected, quality, reconstruct=False)[0]
+    assert x_hat is not None and x_hat.shape == (1, 1, h, w) == (1, 1, 100, 90)
+    np.testing.assert_array_equal(x_hat, coder.model.decompress_tile(words, h, w, quality, valid))
+    assert coder.model.encode_analysis(analysis, quality, reconstruct=False) == (words, None)
+
+
+def test_the_analysis_in_strips_is_the_whole_tiles(codecs: tuple) -> None:
+    _, coder = codecs
+    x = np.random.default_rng(5).random((1, 1, 4 * (2 * lite._STRIP + 5), 36)).astype(np.float32)  # 3 strips
+    session = coder.model._encoder_sessions()[0]
+    whole = session.run(["y"], {"x": x})[0]
+    strips = lite._in_strips(session, x, coder.model.factor, 1)
+    assert strips.shape == whole.shape
+    np.testing.assert_allclose(strips, whole, rtol=0, atol=1e-5)
+
+
+def test_compress_and_decompress_never_import_torch_on_the_cpu(tmp_path: Path) -> None:
+    img = speckle_intensity((300, 260), looks=1, seed=23)
+    img[:40, :50] = np.nan
+    np.save(tmp_path / "img.npy", img)
+    code = ("import sys; sys.modules['torch'] = None\n"  # any import of PyTorch fails
+            "import numpy as np, sarcodec\n"
+            "for bpp in (None, 1.0):\n"
+            "    sarcodec.compress(np.load(sys.argv[1]), sys.argv[2] + f'{bpp}.sarc', bpp=bpp, device='cpu', "
+            "tile_size=128, overlap=8)\n")
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "img.npy"), str(tmp_path / "lite")], check=True,
+                   cwd=REPO)
+    sarcodec.compress(img, tmp_path / "torch.sarc", runtime="torch", device="cpu", tile_size=128, overlap=8)
+    lite_file = tmp_path / "liteNone.sarc"
+    sizes = (lite_file.stat().st_size, (tmp_path / "torch.sarc").stat().st_size)
+    assert abs(sizes[0] - sizes[1]) <= 0.002 * sizes[1], sizes  # the same symbols but where float rounding differs
+    got = sarcodec.decompress(lite_file).array
+    want = sarcodec.decompress(tmp_path / "torch.sarc").array
+    ok = np.isfinite(img)  # NaN in, 0 out (linear units without a nodata value)
+    assert (got[~ok] == 0).all() and (got[ok] > 0).all()
+    assert np.median(np.abs(10 * np.log10(got[ok] / want[ok]))) < 0.01
+    assert sarcodec.decompress(tmp_path / "lite1.0.sarc").array is not None
+
+
 def test_decompress_never_imports_torch_on_its_default_path(tmp_path: Path) -> None:
     img = speckle_intensity((300, 260), looks=1, seed=21)
     img[:40, :50] = np.nan
@@ -144,9 +204,15 @@ def test_pixels_do_not_depend_on_the_number_of_threads(tmp_path: Path) -> None:
         np.testing.assert_array_equal(np.load(tmp_path / "1.npy"), np.load(tmp_path / f"{threads}.npy"))
 
 
-def test_runtime_choice_and_weights_without_the_integer_path(tmp_path: Path) -> None:
+def test_runtime_choice_and_weights_without_the_integer_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     img = speckle_intensity((64, 64), seed=2)
     sarcodec.compress(img, tmp_path / "bounded.sarc", max_error=0.5)
+    from sarcodec.codec import api
+
+    assert isinstance(api._load(DEFAULT_CODEC, "cpu", "auto"), lite.LiteCodec)
+    assert not isinstance(api._load(DEFAULT_CODEC, "cpu", "torch"), lite.LiteCodec)
+    monkeypatch.setattr(api, "_gpu_possible", lambda: False)  # "auto" is the CPU where no GPU can be
+    assert isinstance(api._load(DEFAULT_CODEC, "auto", "auto"), lite.LiteCodec)
     with pytest.raises(BadInputError, match="unknown runtime"):  # checked for every kind of file
         sarcodec.decompress(tmp_path / "bounded.sarc", runtime="bogus")
     sarcodec.compress(img, tmp_path / "old.sarc", model="hyperprior_v2")  # float64 probability path: PyTorch only
@@ -154,6 +220,9 @@ def test_runtime_choice_and_weights_without_the_integer_path(tmp_path: Path) -> 
     assert sarcodec.decompress(tmp_path / "old.sarc").array is not None  # auto falls back to PyTorch
     with pytest.raises(BadInputError, match="runtime='torch'"):
         sarcodec.decompress(tmp_path / "old.sarc", runtime="onnx")
+    with pytest.raises(BadInputError, match="runtime='torch'"):
+        sarcodec.compress(img, tmp_path / "old2.sarc", model="hyperprior_v2", runtime="onnx")
+    assert not (tmp_path / "old2.sarc").exists()
     with pytest.raises(BadInputError, match="unknown runtime"):
         sarcodec.decompress(tmp_path / "old.sarc", runtime="tensorflow")
 

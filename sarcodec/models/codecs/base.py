@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import constriction
@@ -89,9 +89,6 @@ class RDCodec(nn.Module):
             "lambdas": [float(v) for v in lambdas],
         }
         self.lambdas = tuple(float(v) for v in lambdas)
-        #: Runs the analysis transform when coding instead of ``self.analysis`` (ONNX Runtime, see
-        #: sarcodec/codec/onnx.py); None: PyTorch. Not a submodule: stays out of state_dict.
-        self.analysis_runner: Callable[[Tensor], Tensor] | None = None
         self.analysis = nn.Sequential(
             conv(1, channels), GDN(channels), conv(channels, channels), GDN(channels),
             conv(channels, latent_channels, kernel=3, stride=1),
@@ -173,10 +170,7 @@ class RDCodec(nn.Module):
         # The analysis may use oneDNN: only the symbols it produces must be reproducible, and the decoder
         # recomputes nothing from it. Channels-last is ~1.5x faster on the CPU.
         with self._coding_threads():
-            if self.analysis_runner is not None:
-                y = self.analysis_runner(padded.contiguous()).to(padded.device)
-            else:
-                y = self.analysis(padded.contiguous(memory_format=torch.channels_last)).contiguous()
+            y = self.analysis(padded.contiguous(memory_format=torch.channels_last)).contiguous()
         return Analysis(y, int(height), int(width), keep_y, keep_z)
 
     @torch.no_grad()
