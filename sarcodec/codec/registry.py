@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sarcodec.errors import BadInputError, IncompatibleModelError
+from sarcodec.errors import IncompatibleModelError
 
 if TYPE_CHECKING:  # PyTorch is imported when a model is loaded, not with this module (its names are light)
     import torch
