@@ -197,7 +197,13 @@ class RDObjective(Objective):
         return f", {codec.num_levels} quality levels, lambdas {list(codec.lambdas)}"
 
     def main_parameters(self, model: nn.Module) -> list[nn.Parameter]:  # noqa: D102
-        return [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+        return [p for n, p in model.named_parameters() if not n.endswith("quantiles") and self._trained(n)]
+
+    def _trained(self, name: str) -> bool:
+        """Whether the parameter ``name`` is trained (``rd.train_only``; DDP's ``module.`` prefix ignored)."""
+        if not self.config.train_only:
+            return True
+        return name.removeprefix("module.").split(".")[0] in self.config.train_only.split(",")
 
     def decayed(self, model: nn.Module) -> set[nn.Parameter]:
         """Only convolution kernels: a codec's gains, GDN matrices and density parameters are not weights to
@@ -213,6 +219,14 @@ class RDObjective(Objective):
 
     def prepare(self, model: nn.Module, train_set: PatchDataset, device: torch.device) -> None:  # noqa: D102
         codec: RDCodec = model  # type: ignore[assignment]
+        if self.config.train_only:
+            modules = {n for n, _ in model.named_children()}
+            unknown = set(self.config.train_only.split(",")) - modules
+            if unknown:
+                raise BadInputError(f"rd.train_only names {', '.join(sorted(unknown))}, which the model lacks "
+                                    f"(its modules: {', '.join(sorted(modules))})")
+            for name, p in model.named_parameters():  # frozen: no gradients computed for them at all
+                p.requires_grad_(self._trained(name) or name.endswith("quantiles"))
         self.lambdas = torch.tensor(codec.lambdas, device=device)
         self.spans = torch.from_numpy(image_db_spans(train_set.manifest))
 
@@ -223,12 +237,21 @@ class RDObjective(Objective):
         from sarcodec.codec.registry import load_codec
 
         start_from = load_codec(self.config.init).model
-        if start_from.config != model.config:
+        # the same architecture, or one that extends it (e.g. a context model over these transforms): every
+        # setting of the source is the run's, and its weights fill the modules they share
+        if any(self._module(model).config.get(k) != v for k, v in start_from.config.items()):
             raise IncompatibleModelError(f"rd.init {self.config.init} has config {start_from.config}, "
                                          f"the run wants {model.config}")
-        weights = {k: v for k, v in start_from.state_dict().items() if "table_" not in k}
-        model.load_state_dict(weights, strict=False)
-        log(f"initialised from {self.config.init}")
+        # coding tables and the integer hyper-decoder are made again when the run finishes
+        weights = {k: v for k, v in start_from.state_dict().items()
+                   if "table_" not in k and not k.startswith("integer_hyper.")}
+        missing, unexpected = model.load_state_dict(weights, strict=False)
+        if unexpected:
+            raise IncompatibleModelError(f"rd.init {self.config.init} has weights the run's model lacks: "
+                                         f"{', '.join(unexpected[:5])}")
+        shared = {k.split(".")[0] for k in weights}
+        new = sorted({k.split(".")[0] for k in missing} - shared)
+        log(f"initialised from {self.config.init}" + (f" (new modules: {', '.join(new)})" if new else ""))
 
     def _module(self, model: nn.Module) -> RDCodec:
         """The codec itself (``model`` may be wrapped by DistributedDataParallel)."""

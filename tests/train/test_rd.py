@@ -100,6 +100,40 @@ def test_fine_tuning_starts_from_given_weights(tiny_dataset: Path, tmp_path: Pat
               log=_quiet)
 
 
+def test_a_context_model_trains_over_fixed_transforms(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A checkerboard context over a trained hyperprior starts as exactly that hyperprior (its correction is zero),
+    and rd.train_only trains the context alone."""
+    from sarcodec.models.codecs import create_codec
+
+    train(_config(tiny_dataset, tmp_path / "first", ("epochs", 1)), log=_quiet)
+    start = tmp_path / "first" / "tiny_codec.safetensors"
+    base = load_codec(start).model.eval()
+    context = create_codec("hyperprior_checkerboard", **base.config, context_channels=4).eval()
+    context.load_state_dict({k: v for k, v in base.state_dict().items()
+                             if not k.startswith("integer_hyper.") and "table_" not in k}, strict=False)
+    x, q = torch.rand(3, 1, 32, 32), torch.tensor([1.0, 1.5, 2.0])
+    with torch.no_grad():
+        a, b = base(x, q), context(x, q)
+    assert torch.equal(a["x_hat"], b["x_hat"])
+    assert all(torch.equal(u, v) for u, v in zip(a["likelihoods"], b["likelihoods"]))
+    pairs = [("model.name", "hyperprior_checkerboard"), ("model.context_channels", 4), ("rd.init", str(start)),
+             ("epochs", 1)]
+    train(_config(tiny_dataset, tmp_path / "ctx", *pairs, ("rd.train_only", "context,context_parameters")),
+          log=_quiet)
+    after = load_checkpoint(tmp_path / "ctx" / "last.pth")["model_state_dict"]
+    before = base.state_dict()
+    for key in ("analysis.0.weight", "synthesis.4.bias", "hyper_synthesis.0.weight", "log_gain",
+                "hyper_density.matrices.0"):
+        assert torch.equal(before[key], after[key]), key
+    assert after["context_parameters.2.weight"].abs().sum() > 0  # it moved from zero
+    with pytest.raises(BadInputError, match="rd.train_only names contxt"):
+        train(_config(tiny_dataset, tmp_path / "bad", *pairs, ("rd.train_only", "contxt")), log=_quiet)
+    from sarcodec.errors import IncompatibleModelError
+
+    with pytest.raises(IncompatibleModelError, match="no exact integer form"):  # training only, so far
+        load_codec(tmp_path / "ctx" / "tiny_codec.safetensors").model.compress_tile(x[:1], 1)
+
+
 def test_config_errors_name_the_key(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="objective must be one of autoencoder, rd"):
         _config(tiny_dataset, tmp_path, ("objective", "gan"))
@@ -111,10 +145,10 @@ def test_config_errors_name_the_key(tiny_dataset: Path, tmp_path: Path) -> None:
         _config(tiny_dataset, tmp_path, ("precision", "bf16"))
 
 
-@pytest.mark.parametrize("name", ["hyperprior", "factorized", "hyperprior_finetune"])
+@pytest.mark.parametrize("name", ["hyperprior", "factorized", "hyperprior_finetune", "hyperprior_checkerboard"])
 def test_shipped_codec_configs_load(name: str) -> None:
     config = load_config(Path(__file__).parents[2] / "configs" / "codec" / f"{name}.yaml")
-    assert config.objective == "rd" and config.model.name in ("hyperprior", "factorized")
+    assert config.objective == "rd" and config.model.name in ("hyperprior", "factorized", "hyperprior_checkerboard")
 
 
 def test_add_speckle_keeps_range_and_adds_variance(tiny_dataset: Path) -> None:
