@@ -14,7 +14,6 @@ integer form of the probability path first (see the SPEC on deterministic decodi
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import constriction
 import torch
@@ -23,8 +22,8 @@ from torch import Tensor, nn
 
 from sarcodec.errors import IncompatibleModelError
 from sarcodec.models._registry import register_model
-from sarcodec.models.codecs.base import DEFAULT_LAMBDAS, Keep, ste_round
-from sarcodec.models.codecs.hyperprior import HyperpriorCodec
+from sarcodec.models.codecs.base import DEFAULT_LAMBDAS, Keep
+from sarcodec.models.codecs.hyperprior import HyperpriorCodec, RoundFn
 from sarcodec.models.layers import conv
 
 __all__ = ["CheckerboardHyperprior", "anchor_mask"]
@@ -63,9 +62,9 @@ class CheckerboardHyperprior(HyperpriorCodec):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
-    def entropy_parameters(self, y: Tensor, hyper: Tensor, round_fn: Any) -> tuple[Tensor, Tensor, Tensor]:
-        """Means, scales and the quantized latent of ``y`` given the hyper-decoder's output ``hyper`` (means and
-        raw scales, ``2M`` channels); ``round_fn(y, means)`` quantizes around the means."""
+    def entropy_parameters(self, y: Tensor, hyper: Tensor, round_fn: RoundFn) -> tuple[Tensor, Tensor, Tensor]:
+        """As ``HyperpriorCodec.entropy_parameters``, the non-anchors' means and scales corrected from the
+        quantized anchors around them."""
         means_h, raw_h = hyper.chunk(2, dim=1)
         anchors = anchor_mask(y.shape[-2], y.shape[-1], y.device)
         y_anchor = round_fn(y, means_h) * anchors
@@ -76,16 +75,6 @@ class CheckerboardHyperprior(HyperpriorCodec):
         # the quantized value's gradient with respect to the means is zero (straight-through): detached, a run
         # that trains only the context (rd.train_only) needs no backward pass through the synthesis
         return means, scales, round_fn(y, means.detach())
-
-    def forward(self, x: Tensor, quality: Tensor) -> dict[str, Any]:  # noqa: D102
-        gain, _ = self.gains(quality.to(x.device))
-        y = self.analysis(x) * gain
-        z = self.hyper_analysis(y)
-        z_tilde, z_likelihoods = self.hyper_density(z)
-        round_fn = ste_round if self.training else (lambda v, mu: torch.round(v - mu) + mu)
-        means, scales, y_hat = self.entropy_parameters(y, self.hyper_synthesis(z_tilde), round_fn)
-        _, y_likelihoods = self.conditional(y, scales, means)
-        return {"x_hat": self._synthesize(y_hat, quality), "likelihoods": [y_likelihoods, z_likelihoods]}
 
     def _encode(self, coder: constriction.stream.stack.AnsCoder, y: Tensor, quality: Tensor,
                 keep_y: Keep = None, keep_z: Keep = None) -> Tensor:

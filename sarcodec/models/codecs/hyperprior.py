@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import constriction
@@ -20,9 +20,17 @@ from sarcodec.models.codecs.base import DEFAULT_LAMBDAS, Keep, RDCodec, ste_roun
 from sarcodec.models.codecs.integer import IntegerHyperSynthesis, z_limit_of
 from sarcodec.models.layers import conv, deconv
 
-__all__ = ["HyperpriorCodec"]
+__all__ = ["HyperpriorCodec", "RoundFn", "round_around"]
 
 _PROBABILITY_PATH_LOCK = threading.Lock()
+
+#: Quantizes a latent around its means: ``ste_round`` in training, :func:`round_around` in evaluation.
+RoundFn = Callable[[Tensor, Tensor], Tensor]
+
+
+def round_around(y: Tensor, means: Tensor) -> Tensor:
+    """``round(y - means) + means``: the latent the decoder sees (evaluation)."""
+    return torch.round(y - means) + means
 
 
 @register_model("hyperprior", kind="codec")
@@ -78,18 +86,21 @@ class HyperpriorCodec(RDCodec):
     def downsampling_factor_total(self) -> int:  # noqa: D102
         return self.downsampling_factor * 4
 
-    def _hyper_params(self, z_hat: Tensor) -> tuple[Tensor, Tensor]:
-        means, scales = self.hyper_synthesis(z_hat).chunk(2, dim=1)
-        return means, F.softplus(scales)
+    def entropy_parameters(self, y: Tensor, hyper: Tensor, round_fn: RoundFn) -> tuple[Tensor, Tensor, Tensor]:
+        """Means, scales and the quantized latent of ``y`` (training and validation) from the hyper-decoder's
+        output ``hyper`` (means and raw scales, ``2M`` channels); ``round_fn(y, means)`` quantizes around the means.
+        Context models override this."""
+        means, raw = hyper.chunk(2, dim=1)
+        return means, F.softplus(raw), round_fn(y, means)
 
     def forward(self, x: Tensor, quality: Tensor) -> dict[str, Any]:  # noqa: D102
         gain, _ = self.gains(quality.to(x.device))
         y = self.analysis(x) * gain
         z = self.hyper_analysis(y)
         z_tilde, z_likelihoods = self.hyper_density(z)
-        means, scales = self._hyper_params(z_tilde)
+        round_fn = ste_round if self.training else round_around
+        means, scales, y_hat = self.entropy_parameters(y, self.hyper_synthesis(z_tilde), round_fn)
         _, y_likelihoods = self.conditional(y, scales, means)
-        y_hat = ste_round(y, means) if self.training else torch.round(y - means) + means
         return {"x_hat": self._synthesize(y_hat, quality), "likelihoods": [y_likelihoods, z_likelihoods]}
 
     def _hyper_synthesis_float64(self) -> nn.Module:
