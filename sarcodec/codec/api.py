@@ -52,7 +52,7 @@ from sarcodec.codec.bounded import Bound
 from sarcodec.codec.lossy import DEFAULT_QUALITY
 from sarcodec.io.sarc import MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE, SarcHeader, SarcReader, tile_grid, within_limits
 from sarcodec.codec.info import params_of
-from sarcodec.codec.lite import LiteCodec
+from sarcodec.codec.lite import LiteCodec, load_lite
 from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec, resolve_codec
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
 from sarcodec.io.gcps import check_points
@@ -179,8 +179,6 @@ def _load(model: str | Path, device: str | None, runtime: str) -> LoadedCodec | 
     if device in (None, "auto") and not _gpu_possible():
         device = "cpu"
     if runtime != "torch" and device == "cpu":
-        from sarcodec.codec.lite import load_lite
-
         lite = load_lite(*resolve_codec(model))
         if lite is not None:
             return lite
@@ -191,8 +189,8 @@ def _load(model: str | Path, device: str | None, runtime: str) -> LoadedCodec | 
 
 
 def _load_codec_async(model: str | Path, device: str | None, runtime: str) -> Future[LoadedCodec | LiteCodec]:
-    """Load ``model`` on a thread (importing PyTorch takes ~2 s on a small CPU, making the ONNX Runtime sessions
-    less) while the caller reads the scene; an unknown model name or runtime fails here, at once."""
+    """Load ``model`` on a thread while the caller reads the scene (importing PyTorch takes ~2 s on a small CPU,
+    importing ONNX Runtime and building its sessions ~0.4 s); an unknown model name or runtime fails here, at once."""
     resolve_codec(model)
     if check_runtime(runtime) == "onnx" and device not in (None, "auto", "cpu"):
         raise BadInputError("the onnx runtime runs on the CPU: use device='cpu' with it")

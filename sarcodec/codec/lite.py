@@ -167,6 +167,9 @@ class LiteHyperprior:
         self.z_lengths = state["hyper_density.table_lengths"].astype(np.int64)
         self.z_tables = _tables(state["hyper_density.table_counts"], self.z_lengths)
         self.y_lengths = state["conditional.table_lengths"].astype(np.int64)
+        self.y_radii = (self.y_lengths - 1) // 2  # symbol r of a table is the value 0
+        # what an uncoded z position holds (FactorizedDensity.default_values): 0 clamped to each channel's support
+        self.z_default = np.clip(0, self.z_offsets, self.z_offsets + self.z_lengths - 1)
         self.y_tables = _tables(state["conditional.table_counts"], self.y_lengths)
         self.weights = [state[f"integer_hyper.weight{i}"].astype(np.float32) for i in range(len(_HYPER_SYNTHESIS))]
         self.biases = [state[f"integer_hyper.bias{i}"].astype(np.float32) for i in range(len(_HYPER_SYNTHESIS))]
@@ -232,14 +235,13 @@ class LiteHyperprior:
             symbols = decode_grouped(coder, groups, self.z_tables)
         else:
             coded = np.repeat(keep.ravel(), channels)
-            default = np.clip(0, self.z_offsets, self.z_offsets + self.z_lengths - 1) - self.z_offsets
-            symbols = np.tile(default, h * w)
+            symbols = np.tile(self.z_default - self.z_offsets, h * w)
             symbols[coded] = decode_grouped(coder, groups[coded], self.z_tables)
         q = symbols.reshape(h, w, channels).transpose(2, 0, 1) + self.z_offsets[:, None, None]
         return q.astype(np.float32)
 
     def _decode_y(self, coder: Any, indices: npt.NDArray[np.int64], keep: npt.NDArray[np.bool_] | None) -> F32:
-        radii = ((self.y_lengths - 1) // 2)[indices]
+        radii = self.y_radii[indices]
         groups = indices.reshape(-1)
         if keep is None:
             symbols = decode_grouped(coder, groups, self.y_tables)
@@ -302,10 +304,10 @@ class LiteHyperprior:
         z = self._encoder_sessions()[1].run(["y"], {"x": np.ascontiguousarray(y[None])})[0][0]
         low, high = self.z_offsets[:, None, None], (self.z_offsets + self.z_lengths - 1)[:, None, None]
         z_hat = np.clip(np.round(z.astype(np.float64)), low, high)  # FactorizedDensity.coded_values
-        if analysis.keep_z is not None:  # positions not coded take 0 clamped to the support (default_values)
-            z_hat = np.where(analysis.keep_z[None], z_hat, np.clip(0.0, low, high))
+        if analysis.keep_z is not None:  # positions not coded hold the default the decoder puts there
+            z_hat = np.where(analysis.keep_z[None], z_hat, self.z_default[:, None, None])
         means, indices = self.probability_path(z_hat.astype(np.float32))
-        radii = ((self.y_lengths - 1) // 2)[indices]
+        radii = self.y_radii[indices]
         symbols = np.clip(np.round(y - means), -radii, radii).astype(np.int64)  # GaussianConditional.encode
         if analysis.keep_y is not None:
             symbols *= analysis.keep_y[None]

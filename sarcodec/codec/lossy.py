@@ -42,7 +42,6 @@ from sarcodec.threads import one_blas_thread
 if TYPE_CHECKING:
     from pathlib import Path
 
-
 __all__ = ["DEFAULT_QUALITY", "TAG_CODED", "TAG_CONSTANT", "compress_lossy", "decode_lossy_bands", "decode_region",
            "encode_region"]
 
