@@ -118,7 +118,7 @@ class RDConfig:
 
     aux_lr: float = 1e-3  # Adam on the factorized densities' tail quantiles (constant rate)
     speckle_prob: float = 0.0  # share of training patches given extra 1..3-look speckle (objectives.add_speckle)
-    init: str | None = None  # a codec .safetensors to start from (fine-tuning): same architecture and config
+    init: str | None = None  # a codec .safetensors to start from (fine-tuning): its architecture, or one extending it
     val_patches: int = 512  # validation patches of the per-level bpp/PSNR table stored with the exported weights
     # comma-separated modules to train, the rest frozen (e.g. "context,context_parameters": a context model over
     # fixed transforms, fine-tuned from rd.init); null: all

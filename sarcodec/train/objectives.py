@@ -188,6 +188,8 @@ class RDObjective(Objective):
         self.config = config.rd
         self.spans: torch.Tensor | None = None  # dB span of each source image (speckle augmentation)
         self.lambdas: torch.Tensor | None = None
+        #: the top-level modules rd.train_only names (None: all are trained)
+        self.train_only = set(self.config.train_only.split(",")) if self.config.train_only else None
 
     def build(self, config: ModelConfig) -> nn.Module:  # noqa: D102
         return build_network(self.name, config.name, codec_kwargs(config))
@@ -201,9 +203,7 @@ class RDObjective(Objective):
 
     def _trained(self, name: str) -> bool:
         """Whether the parameter ``name`` is trained (``rd.train_only``; DDP's ``module.`` prefix ignored)."""
-        if not self.config.train_only:
-            return True
-        return name.removeprefix("module.").split(".")[0] in self.config.train_only.split(",")
+        return self.train_only is None or name.removeprefix("module.").split(".")[0] in self.train_only
 
     def decayed(self, model: nn.Module) -> set[nn.Parameter]:
         """Only convolution kernels: a codec's gains, GDN matrices and density parameters are not weights to
@@ -219,9 +219,9 @@ class RDObjective(Objective):
 
     def prepare(self, model: nn.Module, train_set: PatchDataset, device: torch.device) -> None:  # noqa: D102
         codec: RDCodec = model  # type: ignore[assignment]
-        if self.config.train_only:
+        if self.train_only is not None:
             modules = {n for n, _ in model.named_children()}
-            unknown = set(self.config.train_only.split(",")) - modules
+            unknown = self.train_only - modules
             if unknown:
                 raise BadInputError(f"rd.train_only names {', '.join(sorted(unknown))}, which the model lacks "
                                     f"(its modules: {', '.join(sorted(modules))})")
