@@ -100,12 +100,15 @@ def to_db(values: npt.NDArray[Any], units: str, nodata: float | None = None) -> 
     """
     check_units(units)
     arr = np.asarray(values)
-    if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2 and units != "complex" and arr.size > _LOOKUP_MIN:
-        # 8- and 16-bit rasters (GRD DN): each possible value converted once, then looked up (~10x faster)
-        codes = np.arange(1 << (8 * arr.dtype.itemsize), dtype=arr.dtype.str.replace("i", "u")).view(arr.dtype)
-        db_of, valid_of = to_db(codes, units, nodata)
-        index = arr.view(codes.dtype.str.replace("i", "u"))
-        return db_of[index], valid_of[index]
+    table = db_lookup(arr.dtype, units, nodata) if arr.size > _LOOKUP_MIN else None
+    if table is not None:  # 8- and 16-bit rasters (GRD DN): each possible value converted once (~10x faster)
+        index = value_codes(arr)
+        return table[0][index], table[1][index]
+    return _to_db_each(arr, units, nodata)
+
+
+def _to_db_each(arr: npt.NDArray[Any], units: str, nodata: float | None) -> tuple[FloatArray, BoolArray]:
+    """:func:`to_db` value by value."""
     valid = np.ones(arr.shape, dtype=bool)
     if nodata is not None and not (isinstance(nodata, float) and math.isnan(nodata)):
         valid &= arr != nodata
@@ -123,6 +126,23 @@ def to_db(values: npt.NDArray[Any], units: str, nodata: float | None = None) -> 
     valid &= np.isfinite(db)
     db = np.where(valid, db, np.nan)
     return db, valid
+
+
+def value_codes(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """An 8- or 16-bit integer array's bit patterns (0 .. 2**bits - 1): the index of each value in a
+    :func:`db_lookup` table (a view, no copy)."""
+    return values.view(values.dtype.str.replace("i", "u"))
+
+
+def db_lookup(dtype: npt.DTypeLike, units: str, nodata: float | None = None
+              ) -> tuple[FloatArray, BoolArray] | None:
+    """:func:`to_db` of every value of an 8- or 16-bit integer ``dtype``, indexed by :func:`value_codes`; None for
+    other dtypes and for complex units. ``table[0][value_codes(a)]`` is ``to_db(a, ...)[0]``, exactly."""
+    dt = np.dtype(dtype)
+    if dt.kind not in "ui" or dt.itemsize > 2 or units == "complex":
+        return None
+    codes = np.arange(1 << (8 * dt.itemsize), dtype=dt.str.replace("i", "u")).view(dt)
+    return _to_db_each(codes, units, nodata)
 
 
 def db_to_units(db: npt.ArrayLike, units: str) -> npt.NDArray[Any]:
@@ -302,6 +322,9 @@ class DbHistogram:
         return self.percentile(lo), self.percentile(hi)
 
 
+_COUNT_CHUNK = 1 << 19  # values per np.bincount call: 2^19 counted 1.7x as fast as 5 M (10k scene's blocks) here
+
+
 def db_histogram(blocks: Iterable[npt.NDArray[Any]], units: str, nodata: float | None = None) -> DbHistogram:
     """Histogram of the valid dB values of raw blocks (e.g. a raster's row blocks): one streaming pass.
 
@@ -312,8 +335,10 @@ def db_histogram(blocks: Iterable[npt.NDArray[Any]], units: str, nodata: float |
     for block in blocks:
         arr = np.asarray(block)
         if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2 and units != "complex":
-            codes = arr.view(arr.dtype.str.replace("i", "u"))  # the bit pattern of each value, 0 .. 2**bits - 1
-            counts = np.bincount(codes.ravel(), minlength=1 << (8 * arr.dtype.itemsize))
+            codes = value_codes(arr).ravel()
+            counts = np.zeros(1 << (8 * arr.dtype.itemsize), np.int64)
+            for start in range(0, codes.size, _COUNT_CHUNK):  # bincount's intp copy of a chunk stays in cache
+                counts += np.bincount(codes[start:start + _COUNT_CHUNK], minlength=counts.size)
             key = arr.dtype.str
             by_value[key] = counts if key not in by_value else by_value[key] + counts
         else:

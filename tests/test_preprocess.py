@@ -165,3 +165,18 @@ def test_integer_rasters_convert_through_a_table_exactly(monkeypatch: pytest.Mon
     assert db.dtype == want_db.dtype and db.shape == values.shape
     np.testing.assert_array_equal(valid, want_valid)
     np.testing.assert_array_equal(db, want_db)  # NaN where invalid in both
+
+
+def test_db_lookup_tables_only_small_integer_dtypes() -> None:
+    """A table of every value for 8/16-bit integers (indexed by the bit pattern, so signed values too), none for
+    wider or float dtypes or complex units."""
+    from sarcodec.preprocess import db_lookup, value_codes
+
+    values = np.array([-300, -1, 0, 1, 7, 32767], dtype=np.int16)
+    table = db_lookup(np.int16, "amplitude", 7.0)
+    assert table is not None and table[0].size == 1 << 16
+    db, valid = to_db(values, "amplitude", 7.0)
+    np.testing.assert_array_equal(table[0][value_codes(values)], db)
+    np.testing.assert_array_equal(table[1][value_codes(values)], valid)
+    assert db_lookup(np.int32, "amplitude") is None and db_lookup(np.float32, "db") is None
+    assert db_lookup(np.int16, "complex") is None

@@ -100,3 +100,27 @@ def test_set_cpu_workers_caps_the_bounded_pool() -> None:
     finally:
         set_cpu_workers(None)
     assert cpu_workers() == cores
+
+
+@pytest.mark.parametrize("dtype, units, nodata", [(np.uint16, "amplitude", 0.0), (np.int16, "intensity", -1.0),
+                                                  (np.uint8, "db", None), (np.float32, "amplitude", 0.0)])
+def test_band_rows_give_each_tile_the_db_of_its_columns(dtype: type, units: str, nodata: float | None) -> None:
+    """Integer bands keep their raw values and each tile converts its own columns (on its worker): the same float32
+    dB and validity as converting the whole band."""
+    from sarcodec.codec import api, lossy
+    from sarcodec.preprocess import make_params, to_db
+
+    values = np.random.default_rng(5).integers(0, 120, (70, 90)).astype(dtype)
+    values[3, :7] = 0 if nodata is None else nodata
+    params = make_params(units, np.dtype(dtype).name, -5.0, 40.0, nodata=nodata)
+    source = api._ArraySource(values, nodata)
+    table = lossy._db_table(np.dtype(dtype).name, params)
+    assert (table is None) == (np.dtype(dtype).kind == "f")
+    band = lossy._band_rows(source, params, 16, 48, 8, table)
+    want_db, want_valid = to_db(values[8:56], units, nodata)
+    assert band.first == 8
+    np.testing.assert_array_equal(band.valid, want_valid)
+    for cols in (slice(0, 40), slice(24, 90)):
+        db = band.db(cols)
+        assert db.dtype == np.float32
+        np.testing.assert_array_equal(db, want_db[:, cols].astype(np.float32))
