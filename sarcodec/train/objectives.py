@@ -381,6 +381,18 @@ def patch_db_ranges(root: str | Path, split: str) -> torch.Tensor:
     return torch.from_numpy(image_db_spans(manifest)[index[:, 0]])
 
 
+def looks_speckle(looks: torch.Tensor, shape: torch.Size | tuple[int, ...], generator: torch.Generator
+                  ) -> torch.Tensor:
+    """Unit-mean L-look intensity speckle, Gamma(L, 1/L), for integer ``looks`` (broadcast to ``shape``; 1..3):
+    the mean of L unit exponentials, all drawn from ``generator`` (``torch._standard_gamma`` would draw from
+    PyTorch's global generator whatever it is given)."""
+    top = int(looks.max())
+    uniform = torch.rand((top, *shape), generator=generator)
+    exponential = -torch.log1p(-uniform)  # uniform in [0, 1): finite, >= 0
+    used = torch.arange(top, dtype=looks.dtype).view(-1, *[1] * len(shape)) < looks
+    return (exponential * used).sum(0) / looks
+
+
 def add_speckle(x: torch.Tensor, spans: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """Patches as if from fewer looks: multiply the intensity by L-look gamma speckle (L in 1..3), then re-map the
     patch to [0, 1] with its clip range widened to the new 0.1/99.9 percentiles.
@@ -390,7 +402,7 @@ def add_speckle(x: torch.Tensor, spans: torch.Tensor, generator: torch.Generator
     """
     n = x.shape[0]
     looks = torch.randint(1, 4, (n, 1, 1, 1), generator=generator).float()
-    gamma = torch._standard_gamma(looks.expand_as(x).contiguous()) / looks  # noqa: SLF001 (seedable via manual_seed)
+    gamma = looks_speckle(looks, x.shape, generator)
     db = x * spans.view(-1, 1, 1, 1) + 10 * torch.log10(gamma.clamp_min(1e-12))
     flat = db.flatten(1)
     lo = torch.minimum(torch.quantile(flat, 0.001, dim=1), torch.zeros(n)).view(-1, 1, 1, 1)

@@ -196,3 +196,26 @@ def test_evaluate_refuses_a_codec_checkpoint(tiny_dataset: Path, scene_dir: Path
     train(_config(tiny_dataset, tmp_path / "run", ("epochs", 1)), log=_quiet)
     with pytest.raises(BadInputError, match="a codec's training checkpoint"):
         evaluate_checkpoints([tmp_path / "run"], [scene_dir], tmp_path / "eval", log=_quiet)
+
+
+def test_add_speckle_draws_only_from_the_generator_it_is_given(tiny_dataset: Path) -> None:
+    """Same seed, same speckle, whatever PyTorch's global generator did in between (compare_codecs_val.py's
+    speckled validation set must be the same in every run)."""
+    x = load_patches(tiny_dataset, "train")[:4]
+    spans = patch_db_ranges(tiny_dataset, "train")[:4]
+    first = add_speckle(x, spans, torch.Generator().manual_seed(1))
+    torch.rand(1000)  # moves the global generator
+    torch.manual_seed(12345)
+    torch.testing.assert_close(add_speckle(x, spans, torch.Generator().manual_seed(1)), first, rtol=0, atol=0)
+    assert not torch.equal(add_speckle(x, spans, torch.Generator().manual_seed(2)), first)
+
+
+@pytest.mark.parametrize("looks", [1, 2, 3])
+def test_looks_speckle_has_the_l_look_gamma_moments(looks: int) -> None:
+    """Unit mean, variance 1/L (the L-look intensity speckle), nonnegative."""
+    from sarcodec.train.objectives import looks_speckle
+
+    g = looks_speckle(torch.full((1, 1, 1, 1), float(looks)), (1, 1, 400, 500), torch.Generator().manual_seed(0))
+    assert g.shape == (1, 1, 400, 500) and float(g.min()) >= 0
+    assert abs(float(g.mean()) - 1) < 0.01
+    assert abs(float(g.var()) - 1 / looks) < 0.02
