@@ -674,6 +674,14 @@ def peak_db(x: ImageLike, ref: ImageLike, valid: NDArray[np.bool_] | None = None
     return float(np.median(np.abs(_db(x_arr[bright]) - _db(ref_arr[bright]))))
 
 
+def _window_counts(shape: tuple[int, ...], size: int) -> NDArray[np.float64]:
+    """Pixels of an image of ``shape`` inside each pixel's ``size`` x ``size`` window, placed as scipy's filters
+    place it (``size // 2`` before the pixel): the product of its row and column extents, no filtering."""
+    rows, cols = (np.minimum(np.arange(n) + size - 1 - size // 2, n - 1) - np.maximum(np.arange(n) - size // 2, 0) + 1
+                  for n in shape)
+    return np.outer(rows, cols).astype(np.float64)
+
+
 def cfar_detections(intensity: ImageLike, valid: NDArray[np.bool_] | None = None,
                     threshold_db: float = CFAR_THRESHOLD_DB, window: int = CFAR_WINDOW,
                     guard: int = CFAR_GUARD) -> NDArray[np.bool_]:
@@ -692,8 +700,12 @@ def cfar_detections(intensity: ImageLike, valid: NDArray[np.bool_] | None = None
             ndimage.correlate1d(values, ones, 0, mode="constant"), ones, 1, mode="constant")
         return out
 
+    def count(size: int) -> NDArray[np.float64]:  # of valid pixels in each window
+        return _window_counts(arr.shape, size) if all_ok else box(okf, size)
+
+    all_ok = bool(ok.all())
     ring_sum = box(weighted, window) - box(weighted, guard)
-    ring_count = np.rint(box(okf, window) - box(okf, guard))
+    ring_count = np.rint(count(window) - count(guard))
     ring_mean = ring_sum / np.maximum(ring_count, 1.0)
     result: NDArray[np.bool_] = ok & (ring_count > 0) & (arr > ring_mean * 10.0 ** (threshold_db / 10.0))
     return result

@@ -98,3 +98,43 @@ def test_non_positive_reconstructions_count_as_the_darkest_original() -> None:
     ref = np.array([[1.0, 4.0], [2.0, 8.0]])
     recon = np.array([[0.0, 4.0], [np.nan, 8.0]])
     assert metrics.bias_db(recon, ref) == pytest.approx(10 * math.log10((1 + 4 + 1 + 8) / 15))
+
+
+@pytest.mark.parametrize("window, guard", [(31, 9), (8, 4), (7, 2)])
+def test_cfar_detections_with_every_pixel_valid_match_a_loop(window: int, guard: int) -> None:
+    """All pixels valid (the counts come from the window's extent, not from a box filter of the mask): the same
+    detections as a loop over each ring, for odd and even window sizes (a window of size s reaches s // 2 pixels
+    before the centre, as scipy's filters)."""
+    ref = speckle_intensity((24, 29), looks=1, seed=3).astype(np.float64)
+    ref[3, 4] *= 300.0
+    ref[20, 25] *= 500.0
+    ref[12, 0] *= 800.0  # at the edge
+    h, w = ref.shape
+
+    def span(i: int, size: int, n: int) -> range:
+        return range(max(i - size // 2, 0), min(i + size - 1 - size // 2, n - 1) + 1)
+
+    expected = set()
+    for i in range(h):
+        for j in range(w):
+            guard_rows, guard_cols = span(i, guard, h), span(j, guard, w)
+            ring = [ref[a, b] for a in span(i, window, h) for b in span(j, window, w)
+                    if not (a in guard_rows and b in guard_cols)]
+            if ring and ref[i, j] > 10 ** 1.2 * (sum(ring) / len(ring)):
+                expected.add((i, j))
+    got = metrics.cfar_detections(ref, np.ones(ref.shape, bool), window=window, guard=guard)
+    assert {(int(i), int(j)) for i, j in zip(*np.nonzero(got))} == expected
+    assert len(expected) >= 2
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (24, 29), (40, 8)])
+def test_window_counts_equal_a_box_filter_of_ones(shape: tuple[int, int]) -> None:
+    """The all-valid CA-CFAR counts window pixels from the window's extent: the same as scipy's box filter of the
+    mask, for odd and even sizes."""
+    from scipy import ndimage
+
+    for size in range(1, 12):
+        ones = np.ones(size)
+        box = ndimage.correlate1d(ndimage.correlate1d(np.ones(shape), ones, 0, mode="constant"), ones, 1,
+                                  mode="constant")
+        np.testing.assert_array_equal(metrics._window_counts(shape, size), box)
