@@ -165,11 +165,16 @@ def interpolate_correction(blocks_db: FloatArray, shape: tuple[int, int], block:
 
 
 def _block_sums(values: FloatArray, block: int) -> FloatArray:
+    """Sums (float64) over the ``block`` x ``block`` blocks of ``values`` (partial blocks at the far edges). A float32
+    array is summed along its rows in float32 first (runs of ``block`` contiguous values: ~2x faster)."""
     h, w = values.shape
     gh, gw = correction_grid((h, w), block)
-    padded = np.zeros((gh * block, gw * block), values.dtype)
-    padded[:h, :w] = values
-    sums: FloatArray = padded.reshape(gh, block, gw, block).sum(axis=(1, 3), dtype=np.float64)
+    if (h, w) != (gh * block, gw * block):
+        padded = np.zeros((gh * block, gw * block), values.dtype)
+        padded[:h, :w] = values
+        values = padded
+    rows = values.reshape(gh * block, gw, block).sum(axis=2)
+    sums: FloatArray = rows.reshape(gh, block, gw).sum(axis=1, dtype=np.float64)
     return sums
 
 
@@ -193,7 +198,10 @@ def fit_correction(orig_intensity: FloatArray, decoded_db: FloatArray, use: npt.
     blocks[ok] = 10.0 * np.log10(target[ok] / start[ok])
     for _ in range(_FIT_ITERATIONS):
         full = interpolate_correction(blocks.astype(np.float32), shape, block)
-        achieved = _block_sums(decoded_intensity * np.exp(full * np.float32(_LN10_10)), block)
+        full *= np.float32(_LN10_10)  # in place: decoded_intensity * exp(full * ln(10) / 10)
+        np.exp(full, out=full)
+        full *= decoded_intensity
+        achieved = _block_sums(full, block)
         step = np.zeros_like(blocks)
         ok = has & (achieved > 0)
         step[ok] = 10.0 * np.log10(target[ok] / achieved[ok])
