@@ -86,21 +86,31 @@ class _BandRows:
         return block if self.db_of is None else self.db_of[block]
 
 
-def _db_table(dtype: str, params: PreprocessingParams) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]] | None:
-    """dB (float32) and validity of every value of an 8/16-bit ``dtype``; None for other rasters."""
+@dataclass(frozen=True)
+class _DbTable:
+    """dB (float32) and validity of every value of an 8- or 16-bit integer ``dtype`` (``preprocess.db_lookup``)."""
+
+    dtype: np.dtype[Any]
+    db: npt.NDArray[np.float32]
+    valid: npt.NDArray[np.bool_]
+
+
+def _db_table(dtype: str, params: PreprocessingParams) -> _DbTable | None:
+    """The :class:`_DbTable` of rasters of ``dtype``; None for other rasters."""
     table = db_lookup(dtype, params.units, params.nodata)
-    return None if table is None else (table[0].astype(np.float32), table[1])
+    return None if table is None else _DbTable(np.dtype(dtype), table[0].astype(np.float32), table[1])
 
 
 def _band_rows(source: Any, params: PreprocessingParams, r0: int, r1: int, overlap: int,
-               table: tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]] | None) -> _BandRows:
-    """The extended rows of the band with core rows [r0, r1); ``table``: :func:`_db_table` of the raster."""
+               table: _DbTable | None) -> _BandRows:
+    """The extended rows of the band with core rows [r0, r1); ``table``: :func:`_db_table` of the raster's dtype
+    (used only when the rows read have that dtype)."""
     h, w = source.info.height, source.info.width
     e0, e1 = extended(r0, r1, h, overlap)
     raw = source.read((e0, 0, e1 - e0, w))
-    if table is not None:
+    if table is not None and raw.dtype == table.dtype:
         codes = value_codes(raw)
-        return _BandRows(e0, table[1][codes], codes, table[0])
+        return _BandRows(e0, table.valid[codes], codes, table.db)
     db, valid = to_db(raw, params.units, params.nodata)
     return _BandRows(e0, valid, db.astype(np.float32))
 

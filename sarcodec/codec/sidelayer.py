@@ -165,8 +165,9 @@ def interpolate_correction(blocks_db: FloatArray, shape: tuple[int, int], block:
 
 
 def _block_sums(values: FloatArray, block: int) -> FloatArray:
-    """Sums (float64) over the ``block`` x ``block`` blocks of ``values`` (partial blocks at the far edges). A float32
-    array is summed along its rows in float32 first (runs of ``block`` contiguous values: ~2x faster)."""
+    """Sums over the ``block`` x ``block`` blocks of ``values`` (partial blocks at the far edges), returned as float64:
+    each row's runs of ``block`` values are summed in the array's dtype (float32 for the decoded maps: ~2x faster,
+    within float32 rounding of float64 sums), then the rows of a block in float64."""
     h, w = values.shape
     gh, gw = correction_grid((h, w), block)
     if (h, w) != (gh * block, gw * block):

@@ -103,7 +103,8 @@ def test_set_cpu_workers_caps_the_bounded_pool() -> None:
 
 
 @pytest.mark.parametrize("dtype, units, nodata", [(np.uint16, "amplitude", 0.0), (np.int16, "intensity", -1.0),
-                                                  (np.uint8, "db", None), (np.float32, "amplitude", 0.0)])
+                                                  (np.uint8, "db", None), (np.int8, "amplitude", 3.0),
+                                                  (np.float32, "amplitude", 0.0)])
 def test_band_rows_give_each_tile_the_db_of_its_columns(dtype: type, units: str, nodata: float | None) -> None:
     """Integer bands keep their raw values and each tile converts its own columns (on its worker): the same float32
     dB and validity as converting the whole band."""
@@ -137,3 +138,19 @@ def test_compress_timeline_script_reaches_the_first_tile() -> None:
     assert labels[-1] == "FIRST TILE"
     for step in ("sarcodec imported", "open end", "histogram end", "model end", "band rows end", "mask end"):
         assert step in labels
+
+
+def test_band_rows_convert_rows_of_another_dtype_directly() -> None:
+    """A reader handing back another dtype than its raster info says: no table lookup (it would index the wrong
+    table), the values are converted directly."""
+    from sarcodec.codec import api, lossy
+    from sarcodec.preprocess import make_params, to_db
+
+    values = np.random.default_rng(6).integers(-50, 120, (40, 30)).astype(np.int16)
+    params = make_params("amplitude", "uint16", -5.0, 40.0, nodata=0.0)
+    table = lossy._db_table("uint16", params)
+    band = lossy._band_rows(api._ArraySource(values, 0.0), params, 0, 40, 0, table)
+    assert band.db_of is None
+    want_db, want_valid = to_db(values, "amplitude", 0.0)
+    np.testing.assert_array_equal(band.valid, want_valid)
+    np.testing.assert_array_equal(band.db(slice(None)), want_db.astype(np.float32))

@@ -93,3 +93,19 @@ def test_correction_interpolation_and_fit_preserve_block_means() -> None:
             sel = (slice(r, r + 32), slice(c, c + 32))
             ratio = corrected[sel][use[sel]].sum() / orig[sel][use[sel]].sum()
             assert abs(10 * np.log10(ratio)) < 0.02
+
+
+@pytest.mark.parametrize("shape", [(64, 96), (70, 45), (32, 32), (5, 7)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_block_sums_equal_float64_sums_of_each_block(shape: tuple[int, int], dtype: type) -> None:
+    """Whole and partial blocks; float32 maps (summed along rows in float32 first) within float32 rounding."""
+    from sarcodec.codec.sidelayer import _block_sums
+
+    values = np.random.default_rng(2).gamma(1.0, 1.0, shape).astype(dtype)
+    got = _block_sums(values, 32)
+    gh, gw = -(-shape[0] // 32), -(-shape[1] // 32)
+    assert got.shape == (gh, gw) and got.dtype == np.float64
+    for i in range(gh):
+        for j in range(gw):
+            want = values[32 * i : 32 * i + 32, 32 * j : 32 * j + 32].astype(np.float64).sum()
+            assert got[i, j] == pytest.approx(want, rel=1e-6 if dtype == np.float32 else 1e-12)
