@@ -163,7 +163,7 @@ def main() -> int:
                      other_sarc.stat().st_size * 8 / (args.size * args.size))
         bounded = args.lossless or args.max_error is not None
         enc_first = first_tile_seconds("sarcodec.codec.bounded:bounded_record" if bounded
-                                       else "sarcodec.codec.lossy:encode_region", compress)
+                                       else "sarcodec.codec.lossy:_encode_band_tile", compress)
         dec_first = first_tile_seconds("sarcodec.codec.bounded:decode_bounded_tile" if bounded
                                        else "sarcodec.codec.lossy:decode_region", decompress)
         torch_runs = None
@@ -173,7 +173,7 @@ def main() -> int:
             enc_torch[enc_torch.index(str(sarc))] = str(torch_sarc)
             dec_torch = [*decompress, "--runtime", "torch"]
             torch_runs = ((*run_measured([*sarcodec, *enc_torch]),
-                           first_tile_seconds("sarcodec.codec.lossy:encode_region", enc_torch),
+                           first_tile_seconds("sarcodec.codec.lossy:_encode_band_tile", enc_torch),
                            torch_sarc.stat().st_size * 8 / (args.size * args.size)),
                           (*run_measured([*sarcodec, *dec_torch]),
                            first_tile_seconds("sarcodec.codec.lossy:decode_region", dec_torch)))
