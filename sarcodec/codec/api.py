@@ -44,7 +44,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-from tqdm import tqdm
 
 from sarcodec.version import __version__
 from sarcodec.codec import bounded, lossy
@@ -195,6 +194,7 @@ def _load_codec_async(model: str | Path, device: str | None, runtime: str) -> Fu
     if check_runtime(runtime) == "onnx" and device not in (None, "auto", "cpu"):
         raise BadInputError("the onnx runtime runs on the CPU: use device='cpu' with it")
     loader = ThreadPoolExecutor(1, thread_name_prefix="sarcodec-load")
+    loader.submit(_coder_version)  # for the header, off the main thread
     future = loader.submit(_load, model, device, runtime)
     loader.shutdown(wait=False)
     return future
@@ -258,10 +258,31 @@ def _scene_params(source: Any, units: str | None, nodata: float | None,
     return params, rule
 
 
+@functools.lru_cache(maxsize=1)
 def _coder_version() -> str:
-    from importlib.metadata import version
+    from importlib.metadata import version  # ~40 ms of imports: compress asks for it on the loader thread first
 
     return version("constriction")
+
+
+class _NoProgress:
+    """What compress and decompress report progress to when not asked to (tqdm is not even imported)."""
+
+    def update(self, n: int = 1) -> None:  # noqa: D102
+        pass
+
+    def close(self) -> None:  # noqa: D102
+        pass
+
+
+def _progress_bar(total: int, desc: str, progress: bool) -> Any:
+    """A tqdm bar over ``total`` tiles on stderr when ``progress`` and stderr is a terminal (what tqdm's
+    ``disable=None`` would decide), else :class:`_NoProgress`."""
+    if not (progress and sys.stderr.isatty()):
+        return _NoProgress()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="tile", leave=False)
 
 
 def compress(
@@ -360,7 +381,7 @@ def compress(
             except ValueError as exc:
                 raise BadInputError(f"the raster's ground control points cannot be stored: {exc}") from None
             header["gcps"]["crs"] = compact_crs(header["gcps"]["crs"])
-        bar = tqdm(total=len(rows) * len(cols), desc="compress", unit="tile", disable=None if progress else True, leave=False)
+        bar = _progress_bar(len(rows) * len(cols), "compress", progress)
         try:
             if bound is None:
                 assert loading is not None
@@ -546,7 +567,7 @@ def decompress(
                 raise CorruptFileError(f"{src}: the header's {exc}") from None
             run = functools.partial(lossy.decode_lossy_bands, header, params, codec, quality)
         sink = _Output(header, out, cog)
-        bar = tqdm(total=int(header.fields["n_tiles"]), desc="decompress", unit="tile", disable=None if progress else True, leave=False)
+        bar = _progress_bar(int(header.fields["n_tiles"]), "decompress", progress)
         try:
             run(reader, sink, bar)
             reader.check_end()
