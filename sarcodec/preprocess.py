@@ -134,12 +134,17 @@ def value_codes(values: npt.NDArray[Any]) -> npt.NDArray[Any]:
     return values.view(values.dtype.str.replace("i", "u"))
 
 
+def _tabulable(dtype: np.dtype[Any], units: str) -> bool:
+    """8- and 16-bit integer rasters (not complex): few enough distinct values to convert each once."""
+    return dtype.kind in "ui" and dtype.itemsize <= 2 and units != "complex"
+
+
 def db_lookup(dtype: npt.DTypeLike, units: str, nodata: float | None = None
               ) -> tuple[FloatArray, BoolArray] | None:
     """:func:`to_db` of every value of an 8- or 16-bit integer ``dtype``, indexed by :func:`value_codes`; None for
     other dtypes and for complex units. ``table[0][value_codes(a)]`` is ``to_db(a, ...)[0]``, exactly."""
     dt = np.dtype(dtype)
-    if dt.kind not in "ui" or dt.itemsize > 2 or units == "complex":
+    if not _tabulable(dt, units):
         return None
     codes = np.arange(1 << (8 * dt.itemsize), dtype=dt.str.replace("i", "u")).view(dt)
     return _to_db_each(codes, units, nodata)
@@ -334,20 +339,22 @@ def db_histogram(blocks: Iterable[npt.NDArray[Any]], units: str, nodata: float |
     by_value: dict[str, npt.NDArray[np.int64]] = {}  # counts of each raw value, per integer dtype
     for block in blocks:
         arr = np.asarray(block)
-        if arr.dtype.kind in "ui" and arr.dtype.itemsize <= 2 and units != "complex":
+        if _tabulable(arr.dtype, units):
+            key = arr.dtype.str
+            if key not in by_value:
+                by_value[key] = np.zeros(1 << (8 * arr.dtype.itemsize), np.int64)
+            counts = by_value[key]
             codes = value_codes(arr).ravel()
-            counts = np.zeros(1 << (8 * arr.dtype.itemsize), np.int64)
             for start in range(0, codes.size, _COUNT_CHUNK):  # bincount's intp copy of a chunk stays in cache
                 counts += np.bincount(codes[start:start + _COUNT_CHUNK], minlength=counts.size)
-            key = arr.dtype.str
-            by_value[key] = counts if key not in by_value else by_value[key] + counts
         else:
             db, valid = to_db(arr, units, nodata)
             hist.add(db, valid)
     for key, counts in by_value.items():
-        values = np.arange(counts.size, dtype=key.replace("i", "u")).view(key)
+        table = db_lookup(key, units, nodata)  # the dB of each value, indexed by its bit pattern as ``counts``
+        assert table is not None
         present = counts > 0
-        hist.add(*to_db(values[present], units, nodata), counts=counts[present])
+        hist.add(table[0][present], table[1][present], counts=counts[present])
     return hist
 
 
