@@ -206,12 +206,12 @@ def _tile_pool(codec: Codec) -> Iterator[TilePool[Any, Any]]:
             yield pool
 
 
-def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any], tile: int, overlap: int) -> int:
+def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any], tile: int, overlap: int,
+                 table: _DbTable | None) -> int:
     """Bytes of a file that do not depend on the quality: preamble, deflated header, masks, record lengths,
-    checksum (the validity masks are read and coded for this, band by band)."""
+    checksum (the validity masks are read and coded for this, band by band; ``table``: :func:`_db_table`)."""
     info = source.info
     rows, cols = tile_grid(info.height, tile), tile_grid(info.width, tile)
-    table = _db_table(info.dtype, params)
     masks = sum(len(encode_mask(_band_rows(source, params, r0, r1, overlap, table).valid)) for r0, r1 in rows)
     stored_header = deflate_header(header, stored_version(header, LOSSY_VERSION))
     return framing_bytes(len(stored_header), len(rows), len(cols)) + masks
@@ -276,14 +276,13 @@ def compress_lossy(codec: Codec, reader: Any, params: PreprocessingParams, heade
                   quality=float(DEFAULT_QUALITY if quality is None else quality), side=dict(SIDE_DEFAULTS))
     side_cfg: dict[str, Any] = header["side"]
     note = ""
+    table = _db_table(info.dtype, params)
     with _tile_pool(codec) as pool:
         if bpp is not None:
-            fixed = _fixed_bytes(reader, params, header, tile_size, overlap)
+            fixed = _fixed_bytes(reader, params, header, tile_size, overlap, table)
             header["quality"], note = _choose_quality(codec, pool, reader, params, bpp, fixed, tile_size, overlap,
                                                       side_cfg)
         q = float(header["quality"])
-
-        table = _db_table(info.dtype, params)
 
         def bands() -> Iterator[tuple[bytes, list[Callable[[], bytes]]]]:
             for r0, r1 in tile_grid(info.height, tile_size):
