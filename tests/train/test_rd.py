@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -219,3 +220,24 @@ def test_looks_speckle_has_the_l_look_gamma_moments(looks: int) -> None:
     assert g.shape == (1, 1, 400, 500) and float(g.min()) >= 0
     assert abs(float(g.mean()) - 1) < 0.01
     assert abs(float(g.var()) - 1 / looks) < 0.02
+
+
+def test_compare_codecs_val_script_per_scene(tiny_dataset: Path) -> None:
+    """scripts/compare_codecs_val.py: a codec against itself is 0 % on the whole split and on every scene; all
+    patches with --patches 0."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run([sys.executable, str(repo / "scripts" / "compare_codecs_val.py"), "factorized", "factorized",
+                           "--data", str(tiny_dataset), "--patches", "0", "--by-scene"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    manifest = json.loads((tiny_dataset / "manifest.json").read_text())
+    total = len(np.load(tiny_dataset / manifest["files"]["val"]["index"]))
+    whole = [ln for ln in proc.stdout.splitlines() if "BD-rate of B vs A" in ln]
+    assert len(whole) == 2 and all("+0.00 %" in ln and f"({total} patches)" in ln for ln in whole)
+    scenes = [ln for ln in proc.stdout.splitlines() if "  scene " in ln]
+    val_scenes = {manifest["images"][int(i)]["scene"]
+                  for i in np.load(tiny_dataset / manifest["files"]["val"]["index"])[:, 0]}
+    assert len(scenes) == 2 * len(val_scenes) and all("+0.00 %" in ln for ln in scenes)
