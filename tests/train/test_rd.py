@@ -146,10 +146,16 @@ def test_config_errors_name_the_key(tiny_dataset: Path, tmp_path: Path) -> None:
         _config(tiny_dataset, tmp_path, ("precision", "bf16"))
 
 
-@pytest.mark.parametrize("name", ["hyperprior", "factorized", "hyperprior_finetune", "hyperprior_checkerboard"])
+CODEC_CONFIGS = Path(__file__).parents[2] / "configs" / "codec"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in CODEC_CONFIGS.glob("*.yaml")))
 def test_shipped_codec_configs_load(name: str) -> None:
-    config = load_config(Path(__file__).parents[2] / "configs" / "codec" / f"{name}.yaml")
+    config = load_config(CODEC_CONFIGS / f"{name}.yaml")
     assert config.objective == "rd" and config.model.name in ("hyperprior", "factorized", "hyperprior_checkerboard")
+    assert config.run_name == name  # the exported file is named after the config
+    init = config.rd.init  # shipped weights that exist, or another run's output
+    assert init is None or init.startswith("outputs/") or (CODEC_CONFIGS.parents[1] / init).is_file(), init
 
 
 def test_add_speckle_keeps_range_and_adds_variance(tiny_dataset: Path) -> None:
