@@ -45,6 +45,15 @@ def test_jpeg2000_rows_match_an_independent_computation(tmp_path: Path) -> None:
         assert row["bpp"] == pytest.approx(nbytes * 8 / (100 * 100))
         assert row["psnr"] == pytest.approx(psnr, abs=0.02)  # percentile bins of 0.001 dB vs numpy's exact ones
     assert (tmp_path / "report.md").is_file() and (tmp_path / "results.csv").is_file()
+    # the fixed-rate table: ENL ratio at 0.5 and 1 bpp (codec v2's target), interpolated in log-bpp
+    lines = (tmp_path / "report.md").read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if "ENL ratio@0.5" in line)
+    names = [c.strip() for c in lines[header].strip("|").split("|")]
+    cells = [c.strip() for c in next(line for line in lines[header + 2:] if "| jpeg2000 |" in line).strip("|").split("|")]
+    bpp, enl = zip(*sorted((r["bpp"], r["enl_ratio"]) for r in rows))
+    for rate in (0.5, 1.0):
+        expected = np.interp(math.log(rate), np.log(bpp), enl)
+        assert float(cells[names.index(f"ENL ratio@{rate:g}")]) == pytest.approx(expected, abs=0.006)
 
 
 def test_bd_metrics_known_cases() -> None:
