@@ -2,13 +2,17 @@
 # The GPU recipe for the codecs: one script that trains a codec config on one GPU inside a 10-minute device call
 # and writes the weights and logs to a folder. Two steps:
 #
-#   bash scripts/gpu_codec.sh --pack
-#       here, on the CPU machine, once: prepares outputs/codec_p64 (../shared/data/sar/{train,opera}) if missing
-#       and packs what the GPU machine lacks into .gpu/ (git-ignored, ~18 MB): the train/val patches as a tar.xz
-#       and Python 3.12 wheels of constriction, pytorch-msssim and psutil (that machine has no package registry).
+#   bash scripts/gpu_codec.sh --pack [DATASET ...]
+#       here, on the CPU machine, once: packs what the GPU machine lacks into .gpu/ (git-ignored): the train/val
+#       patches of each DATASET (a folder under outputs/, default codec_p64, ~15 MB of xz; codec_p64x, the configs
+#       of hyperprior_extra*.yaml, ~19 MB) as DATASET.tar.xz, and Python 3.12 wheels of constriction,
+#       pytorch-msssim and psutil (that machine has no package registry). outputs/codec_p64
+#       (../shared/data/sar/{train,opera}) is prepared if missing; another dataset must be prepared first (the
+#       command is in its config's header).
 #   bash scripts/gpu_codec.sh --run CONFIG [CONFIG ...] [sarcodec train options ...]
 #       on the GPU machine, in the repository root, with .gpu carried and OUT set (the device tool's $OUT):
-#       installs the wheels it lacks, unpacks the data and trains the CONFIGs (default
+#       installs the wheels it lacks, unpacks each config's dataset (the last folder of its data.root) and trains
+#       the CONFIGs (default
 #       configs/codec/hyperprior.yaml) side by side on the one GPU with --device cuda, batch 64 (lr as configured)
 #       and a training-time budget of MINUTES each (default 8; start-up and the export come on top): each run
 #       measures its second epoch and fits its epoch count (at most EPOCHS, default 1000) to the budget, so its
@@ -27,15 +31,21 @@ PACK=${SARCODEC_GPU_PACK:-.gpu}  # where --pack writes and --run reads (tests po
 
 case "${1:-}" in
   --pack)
+    shift
     PY=${PY_HERE:-.venv/bin/python}
-    if [ ! -f outputs/codec_p64/manifest.json ]; then
+    datasets=("$@"); [ ${#datasets[@]} -gt 0 ] || datasets=(codec_p64)
+    if [[ " ${datasets[*]} " == *" codec_p64 "* ]] && [ ! -f outputs/codec_p64/manifest.json ]; then
       $PY -m sarcodec prepare ../shared/data/sar/train ../shared/data/sar/opera -o outputs/codec_p64 \
           --patch-size 64 --stride 32
     fi
+    for d in "${datasets[@]}"; do
+      [ -f "outputs/$d/manifest.json" ] || { echo "outputs/$d is not a prepared dataset: prepare it first" >&2; exit 2; }
+    done
     rm -rf "$PACK" && mkdir -p "$PACK/whl"
-    tar -C outputs -cf - codec_p64/manifest.json codec_p64/train_index.npy codec_p64/train_patches.npy \
-        codec_p64/train_valid.npy codec_p64/val_index.npy codec_p64/val_patches.npy codec_p64/val_valid.npy \
-        | xz -T2 -6 > "$PACK/codec_p64.tar.xz"
+    for d in "${datasets[@]}"; do
+      tar -C outputs -cf - "$d/manifest.json" "$d/train_index.npy" "$d/train_patches.npy" "$d/train_valid.npy" \
+          "$d/val_index.npy" "$d/val_patches.npy" "$d/val_valid.npy" | xz -T2 -6 > "$PACK/$d.tar.xz"
+    done
     $PY -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
         --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
         --platform manylinux_2_12_x86_64 --platform manylinux2010_x86_64 -d "$PACK/whl" \
@@ -61,13 +71,22 @@ case "${1:-}" in
       export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
     fi
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-    [ -f "$work/codec_p64/manifest.json" ] || xz -dc "$PACK/codec_p64.tar.xz" | tar -C "$work" -xf -
+    # each config's dataset: the last folder of its data.root (outputs/codec_p64 -> codec_p64), unpacked once
+    declare -A data_of=()
+    for config in "${configs[@]}"; do
+      d=$($PY -c 'import sys, yaml; print(((yaml.safe_load(open(sys.argv[1])) or {}).get("data") or {}).get("root") or "outputs/codec_p64")' "$config")
+      d=$(basename "$d")
+      [ -f "$PACK/$d.tar.xz" ] || [ -f "$work/$d/manifest.json" ] \
+          || { echo "$config: its dataset $d is not in $PACK (bash scripts/gpu_codec.sh --pack $d)" >&2; exit 2; }
+      [ -f "$work/$d/manifest.json" ] || xz -dc "$PACK/$d.tar.xz" | tar -C "$work" -xf -
+      data_of[$config]=$d
+    done
     # the configs train side by side (small codecs leave a GPU mostly idle), the CPU cores shared among them
     threads=$(( $(nproc) / ${#configs[@]} )); [ "$threads" -ge 1 ] || threads=1
     pids=()
     for config in "${configs[@]}"; do
       name=$(basename "$config" .yaml)
-      OMP_NUM_THREADS=$threads $PY -m sarcodec train "$config" --data "$work/codec_p64" --output-dir "$work/runs/$name" \
+      OMP_NUM_THREADS=$threads $PY -m sarcodec train "$config" --data "$work/${data_of[$config]}" --output-dir "$work/runs/$name" \
           --device cuda --epochs "${EPOCHS:-1000}" --set "time_budget_minutes=${MINUTES:-8}" \
           --set fit_epochs_to_budget=true --set data.batch_size=64 --set data.num_workers=0 \
           --set num_sample_images=2 "$@" > "$work/$name.log" 2>&1 &
@@ -95,7 +114,7 @@ case "${1:-}" in
     exit $rc
     ;;
   *)
-    echo "usage: bash scripts/gpu_codec.sh --pack | --run [CONFIG] [sarcodec train options]" >&2
+    echo "usage: bash scripts/gpu_codec.sh --pack [DATASET ...] | --run [CONFIG ...] [sarcodec train options]" >&2
     exit 2
     ;;
 esac

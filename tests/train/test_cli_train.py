@@ -119,8 +119,9 @@ def test_codec_config_trains_and_its_codec_compresses_real_sar(tmp_path: Path) -
 
 def test_gpu_recipe_runs_end_to_end_on_the_cpu(tiny_dataset: Path, tmp_path: Path) -> None:
     """scripts/gpu_codec.sh --run with a pack made from the tiny dataset, two configs side by side, forced onto the
-    CPU and narrowed: it unpacks, trains both, fits their epochs to the budget and leaves one archive per run in
-    $OUT (the codec, its history and the log; no checkpoints)."""
+    CPU and narrowed: it unpacks each config's dataset (the last folder of its data.root), trains both, fits their
+    epochs to the budget and leaves one archive per run in $OUT (the codec, its history and the log; no
+    checkpoints). A config whose dataset is not packed fails with one line, before any training."""
     import tarfile
 
     root = Path(__file__).parents[2]
@@ -132,20 +133,29 @@ def test_gpu_recipe_runs_end_to_end_on_the_cpu(tiny_dataset: Path, tmp_path: Pat
     env = {**os.environ, "SARCODEC_GPU_PACK": str(pack), "OUT": str(out), "PY": sys.executable,
            "TMPDIR": str(tmp_path / "tmp"), "MINUTES": "5", "EPOCHS": "3"}
     (tmp_path / "tmp").mkdir()
+    script = str(root / "scripts" / "gpu_codec.sh")
+    unpacked = subprocess.run(["bash", script, "--run", "configs/codec/hyperprior.yaml",
+                               "configs/codec/hyperprior_extra_scratch.yaml"], capture_output=True, text=True, env=env)
+    assert unpacked.returncode == 2 and "its dataset codec_p64x is not in" in unpacked.stderr
+    assert not (tmp_path / "tmp" / "sarcodec_gpu" / "runs").exists()
+    with tarfile.open(pack / "codec_p64x.tar.xz", "w:xz") as tar:
+        tar.add(tiny_dataset, arcname="codec_p64x")
     proc = subprocess.run(
-        ["bash", str(root / "scripts" / "gpu_codec.sh"), "--run", "configs/codec/hyperprior.yaml",
-         "configs/codec/hyperprior_wide.yaml", "--device", "cpu", "--limit-batches", "2",
+        ["bash", script, "--run", "configs/codec/hyperprior.yaml",
+         "configs/codec/hyperprior_extra_scratch.yaml", "--device", "cpu", "--limit-batches", "2",
          "--set", "model.base_channels=8", "--set", "model.latent_channels=4", "--set", "model.hyper_channels=8",
          "--set", "model.hyper_latent_channels=4", "--set", "data.batch_size=4"],
         capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["hyperprior.events.tar.gz", "hyperprior.tar.gz",
-                                                     "hyperprior_wide.events.tar.gz", "hyperprior_wide.tar.gz"]
-    for name in ("hyperprior", "hyperprior_wide"):
+    assert sorted(p.name for p in out.iterdir()) == [
+        "hyperprior.events.tar.gz", "hyperprior.tar.gz",
+        "hyperprior_extra_scratch.events.tar.gz", "hyperprior_extra_scratch.tar.gz"]
+    for name, data in (("hyperprior", "codec_p64"), ("hyperprior_extra_scratch", "codec_p64x")):
         with tarfile.open(out / f"{name}.tar.gz") as tar:
             names = {Path(m).name for m in tar.getnames()}
             log = tar.extractfile(f"{name}/train.log").read().decode()  # type: ignore[union-attr]
         assert {f"{name}.safetensors", "history.json", "config.yaml", "train.log"} <= names
         assert not any(n.endswith(".pth") for n in names)
         assert "done: 3 epoch(s)" in log  # fitted: 3 epochs of a tiny run fit 5 minutes
-    assert "== hyperprior_wide" in proc.stdout
+        assert f"data {tmp_path / 'tmp' / 'sarcodec_gpu' / data}:" in log  # each config on its own dataset
+    assert "== hyperprior_extra_scratch" in proc.stdout
