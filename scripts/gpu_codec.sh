@@ -71,11 +71,20 @@ case "${1:-}" in
       export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}"
     fi
     export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
-    # each config's dataset: the last folder of its data.root (outputs/codec_p64 -> codec_p64), unpacked once
+    # each config's dataset: the last folder of its data.root (outputs/codec_p64 -> codec_p64) as the trainer reads
+    # it (one process for all configs; a bad config stops here with the trainer's one-line error), unpacked once
+    roots=$($PY -c 'import sys
+from sarcodec.errors import SarcodecError
+from sarcodec.train.config import load_config
+try:
+    print("\n".join(str(load_config(c, device="cuda").data.root) for c in sys.argv[1:]))
+except SarcodecError as exc:
+    sys.exit(f"error: {exc}")' "${configs[@]}") || exit 2
+    mapfile -t roots <<< "$roots"
     declare -A data_of=()
-    for config in "${configs[@]}"; do
-      d=$($PY -c 'import sys, yaml; print(((yaml.safe_load(open(sys.argv[1])) or {}).get("data") or {}).get("root") or "outputs/codec_p64")' "$config")
-      d=$(basename "$d")
+    for i in "${!configs[@]}"; do
+      config=${configs[$i]}
+      d=$(basename "${roots[$i]}")
       [ -f "$PACK/$d.tar.xz" ] || [ -f "$work/$d/manifest.json" ] \
           || { echo "$config: its dataset $d is not in $PACK (bash scripts/gpu_codec.sh --pack $d)" >&2; exit 2; }
       [ -f "$work/$d/manifest.json" ] || xz -dc "$PACK/$d.tar.xz" | tar -C "$work" -xf -

@@ -137,6 +137,9 @@ def test_gpu_recipe_runs_end_to_end_on_the_cpu(tiny_dataset: Path, tmp_path: Pat
     unpacked = subprocess.run(["bash", script, "--run", "configs/codec/hyperprior.yaml",
                                "configs/codec/hyperprior_extra_scratch.yaml"], capture_output=True, text=True, env=env)
     assert unpacked.returncode == 2 and "its dataset codec_p64x is not in" in unpacked.stderr
+    (tmp_path / "bad.yaml").write_text("data: {roots: outputs/codec_p64}\n")  # read as the trainer reads it
+    bad = subprocess.run(["bash", script, "--run", str(tmp_path / "bad.yaml")], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr.strip().endswith("unknown key data.roots (did you mean data.root?)")
     assert not (tmp_path / "tmp" / "sarcodec_gpu" / "runs").exists()
     with tarfile.open(pack / "codec_p64x.tar.xz", "w:xz") as tar:
         tar.add(tiny_dataset, arcname="codec_p64x")
