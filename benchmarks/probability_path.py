@@ -16,7 +16,8 @@ from collections.abc import Callable
 
 import torch
 
-from sarcodec.codec.registry import load_codec
+from sarcodec.codec.lite import load_lite
+from sarcodec.codec.registry import load_codec, resolve_codec
 from sarcodec.models.codecs.integer import z_limit_of
 
 
@@ -45,10 +46,18 @@ def main() -> int:
         t_old = _seconds(lambda: old._probability_path(z), args.repeats)
         t_new = _seconds(lambda: new._probability_path(z), args.repeats)
         t_new64 = _seconds(lambda: new.integer_hyper(z, float64=True), args.repeats)
+    lite = load_lite(*resolve_codec("hyperprior"))
+    z_np = z[0].numpy()
+    t_lite = _seconds(lambda: lite.model.probability_path(z_np), args.repeats) if lite is not None else None
     print(f"probability path of a {args.size} x {args.size} tile, one thread, best of {args.repeats}:")
     print(f"float64 hyper-decoder (hyperprior_v2):         {t_old:.3f} s")
     print(f"integer hyper-decoder, float32 (hyperprior):   {t_new:.3f} s  ({t_old / t_new:.2f}x faster)")
     print(f"integer hyper-decoder, float64 (guard path):   {t_new64:.3f} s  ({t_old / t_new64:.2f}x faster)")
+    if t_lite is None:
+        print("PyTorch-free integer path: not available (onnx/onnxruntime missing)")
+    else:
+        print(f"integer, ONNX Runtime (the PyTorch-free path): {t_lite:.3f} s  ({t_old / t_lite:.2f}x faster; "
+              f"{t_new / t_lite:.2f}x the PyTorch integer path)")
     return 0
 
 

@@ -1,9 +1,9 @@
-"""Process-wide thread settings, safe under concurrent tiles: PyTorch's CPU threads and NumPy's BLAS threads
-(no PyTorch import until used).
+"""A process-wide thread setting, safe under concurrent tiles: PyTorch's CPU threads (no PyTorch import until used).
 
-Both settings are process-wide (``torch.set_num_threads``, threadpoolctl's BLAS limit), so a per-thread
-save/restore would let one thread's exit hand another thread's running tile back to many threads. A setting is
-applied when the first of possibly concurrent blocks starts and restored when the last one ends.
+The setting is process-wide (``torch.set_num_threads``), so a per-thread save/restore would let one thread's exit
+hand another thread's running tile back to many threads. It is applied when the first of possibly concurrent
+blocks starts and restored when the last one ends. (NumPy's BLAS threads were held the same way until sarcodec
+0.7.2, whose PyTorch-free decoder no longer runs NumPy matrix products.)
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import contextlib
 import threading
 from collections.abc import Callable, Iterator
 
-__all__ = ["one_blas_thread", "single_thread"]
+__all__ = ["single_thread"]
 
 
 class _SharedSetting:
@@ -49,15 +49,7 @@ def _torch_on_one_thread() -> Callable[[], None]:
     return lambda: torch.set_num_threads(saved)
 
 
-def _blas_on_one_thread() -> Callable[[], None]:
-    from threadpoolctl import threadpool_limits
-
-    limits = threadpool_limits(limits=1, user_api="blas")
-    return limits.restore_original_limits  # type: ignore[no-any-return]
-
-
 _TORCH = _SharedSetting(_torch_on_one_thread)
-_BLAS = _SharedSetting(_blas_on_one_thread)
 
 
 def single_thread() -> contextlib.AbstractContextManager[None]:
@@ -65,9 +57,3 @@ def single_thread() -> contextlib.AbstractContextManager[None]:
     blocks ends."""
     return _TORCH.section()
 
-
-def one_blas_thread() -> contextlib.AbstractContextManager[None]:
-    """NumPy's BLAS on one thread inside the block (the PyTorch-free decoder runs tiles in parallel, one core each:
-    with two tiles on two cores, letting each product use both cores made decoding ~20 % slower), restored when the
-    last of possibly concurrent blocks (concurrent decodes) ends."""
-    return _BLAS.section()

@@ -6,10 +6,12 @@ module codes a tile with:
 
 - the entropy coding of z and y (constriction, ``sarcodec.entropy.tables``), as ``FactorizedDensity`` and
   ``GaussianConditional`` encode and decode them;
-- the integer hyper-decoder in NumPy: the same integer weights, the same float32 matrix products per kernel tap
-  (exact by the bound the weights were calibrated for, whatever the BLAS), the same correctly rounded rescale,
-  leaky ReLU, round-half-even and clamp, the same thresholds: the same means and scale indices as PyTorch's path,
-  so the same symbols (tested against it);
+- the integer hyper-decoder as an ONNX graph (sarcodec 0.7.2; NumPy matrix products per kernel tap before, 1.3x
+  slower): the same integer weights in float32 convolutions, exact by the bound the weights were calibrated for
+  in any order of summation (ONNX Runtime's CPU convolutions are im2col and matrix products or direct sums, no
+  Winograd or FFT; the session rewrites nothing, so no weight is folded with a rescale), the same correctly
+  rounded rescale, leaky ReLU, round-half-even and clamp, then the same thresholds in NumPy: the same means and
+  scale indices as PyTorch's path, so the same symbols (tested against it);
 - the transforms under ONNX Runtime (one thread per tile, as tiles run in parallel), from graphs built from the
   weights with ``onnx.helper``: the synthesis (conv, inverse GDN, transposed conv, inverse GDN, transposed conv,
   each transposed conv as a conv and a pixel shuffle) and, for the encoder, the analysis (conv, GDN, conv, GDN,
@@ -39,7 +41,6 @@ import constriction
 import numpy as np
 import numpy.typing as npt
 
-from sarcodec.entropy.integer_conv import conv2d, conv_transpose2d
 from sarcodec.entropy.keep import keep_masks
 from sarcodec.entropy.tables import decode_grouped, encode_grouped
 from sarcodec.errors import CorruptFileError, IncompatibleModelError
@@ -147,6 +148,51 @@ def _synthesis_graph(state: dict[str, npt.NDArray[Any]]) -> bytes:
     return _transform_graph(state, _SYNTHESIS, "synthesis")
 
 
+def _integer_hyper_graph(weights: list[F32], biases: list[F32], limits: list[float]) -> bytes:
+    """The integer hyper-decoder (``IntegerHyperSynthesis.forward`` up to the last layer's accumulators) as an ONNX
+    graph: inputs ``z`` (1, C_z, h, w) and the per-channel rescales ``r0``, ``r1``... (1, C, 1, 1), output ``acc``.
+    The rescales are inputs, not constants, so that no graph rewrite could fold them into a convolution's weights;
+    the session runs with graph optimisations off besides (:func:`_session`)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes, inits = [], []
+    inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, int(weights[0].shape[0]), "h", "w"])]
+    current, last = "z", len(_HYPER_SYNTHESIS) - 1
+    for i, (transposed, stride) in enumerate(_HYPER_SYNTHESIS):
+        weight, bias, k = weights[i], biases[i], int(weights[i].shape[-1])
+        if transposed:  # deconv()'s geometry (checked against the model in the tests): a conv and a pixel shuffle
+            assert stride == 2
+            phased, t_min, t_max = _phase_kernel(weight, stride, k // 2)
+            inits += [numpy_helper.from_array(phased, f"w{i}"), numpy_helper.from_array(np.repeat(bias, 4), f"b{i}")]
+            nodes += [helper.make_node("Conv", [current, f"w{i}", f"b{i}"], [f"p{i}"], kernel_shape=[t_max - t_min + 1] * 2,
+                                       pads=[-t_min, -t_min, t_max, t_max]),
+                      helper.make_node("DepthToSpace", [f"p{i}"], [f"a{i}"], blocksize=2, mode="CRD")]
+            channels = int(weight.shape[1])
+        else:
+            inits += [numpy_helper.from_array(weight, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]
+            nodes.append(helper.make_node("Conv", [current, f"w{i}", f"b{i}"], [f"a{i}"], kernel_shape=[k, k],
+                                          pads=[k // 2] * 4))
+            channels = int(weight.shape[0])
+        current = f"a{i}"
+        if i < last:
+            inputs.append(helper.make_tensor_value_info(f"r{i}", TensorProto.FLOAT, [1, channels, 1, 1]))
+            inits += [numpy_helper.from_array(np.array(-limits[i], np.float32), f"lo{i}"),
+                      numpy_helper.from_array(np.array(limits[i], np.float32), f"hi{i}")]
+            nodes += [helper.make_node("Mul", [current, f"r{i}"], [f"v{i}"]),
+                      helper.make_node("LeakyRelu", [f"v{i}"], [f"l{i}"], alpha=float(_NEGATIVE_SLOPE)),
+                      helper.make_node("Round", [f"l{i}"], [f"q{i}"]),  # half to even, as NumPy and PyTorch
+                      helper.make_node("Clip", [f"q{i}", f"lo{i}", f"hi{i}"], [f"x{i}"])]
+            current = f"x{i}"
+    nodes.append(helper.make_node("Identity", [current], ["acc"]))
+    graph = helper.make_graph(nodes, "integer_hyper", inputs,
+                              [helper.make_tensor_value_info("acc", TensorProto.FLOAT, [1, "c", "H", "W"])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="sarcodec")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
 # ------------------------------------------------------------------------------------------- the decoder
 def _tables(counts: npt.NDArray[Any], lengths: npt.NDArray[Any]) -> list[npt.NDArray[np.int64]]:
     return [counts[i, : int(lengths[i])].astype(np.int64) for i in range(len(lengths))]
@@ -179,6 +225,7 @@ class LiteHyperprior:
         self.thresholds = state["integer_hyper.thresholds"].astype(np.float32)  # integers up to 2**24 + 2: exact
         self.log_gain = state["log_gain"].astype(np.float32)
         self.session = _session(_synthesis_graph(state))
+        self.hyper_session = _session(_integer_hyper_graph(self.weights, self.biases, self.limits), optimize=False)
         # the encoder's transforms, built when first needed (a decoder never runs them)
         self._state = {k: v for k, v in state.items() if k.startswith(("analysis.", "hyper_analysis."))}
         self._encoder: tuple[Any, Any] | None = None
@@ -204,20 +251,9 @@ class LiteHyperprior:
 
     def probability_path(self, z_hat: F32) -> tuple[F32, npt.NDArray[np.int64]]:
         """Means (C, H, W) and scale indices of ``z_hat`` (C_z, h, w): ``IntegerHyperSynthesis.forward``."""
-        x = z_hat.astype(np.float32)
-        acc = x
-        last = len(_HYPER_SYNTHESIS) - 1
-        for i, (transposed, stride) in enumerate(_HYPER_SYNTHESIS):
-            weight, bias = self.weights[i], self.biases[i]
-            k = int(weight.shape[-1])
-            if transposed:
-                acc = conv_transpose2d(x, weight, bias, stride, k // 2, stride - 1)
-            else:
-                acc = conv2d(x, weight, bias, k // 2)
-            if i < last:
-                value = acc * self.rescales[i][:, None, None]
-                value = np.where(value >= 0, value, value * _NEGATIVE_SLOPE)
-                x = np.clip(np.round(value), -self.limits[i], self.limits[i]).astype(np.float32)
+        feeds = {"z": np.ascontiguousarray(z_hat[None], dtype=np.float32)}
+        feeds.update({f"r{i}": r.reshape(1, -1, 1, 1) for i, r in enumerate(self.rescales)})
+        acc = self.hyper_session.run(["acc"], feeds)[0][0]
         half = acc.shape[0] // 2
         means = acc[:half] * self.mean_scale[:, None, None]
         values = np.ascontiguousarray(acc[half:]).reshape(half, -1)
@@ -366,15 +402,18 @@ def _use_shared_arena(onnxruntime: Any) -> bool:
         return _shared_arena[0]
 
 
-def _session(graph: bytes) -> Any:
+def _session(graph: bytes, optimize: bool = True) -> Any:
     """An ONNX Runtime session on one thread (tiles run in parallel, one thread each), allocating from the
     process-wide arena (:func:`_use_shared_arena`) or, failing that, from its own, which grows by what is asked,
-    not by doubling."""
+    not by doubling. ``optimize=False`` runs the graph as written (no fusion or constant folding: the exact
+    integer hyper-decoder)."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
+    if not optimize:
+        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     if _use_shared_arena(onnxruntime):
         options.add_session_config_entry("session.use_env_allocators", "1")
     return onnxruntime.InferenceSession(graph, options, providers=[("CPUExecutionProvider",

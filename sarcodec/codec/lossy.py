@@ -39,7 +39,6 @@ from sarcodec.preprocess import (
     to_db,
     value_codes,
 )
-from sarcodec.threads import one_blas_thread
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -197,9 +196,9 @@ def _network_input(codec: Codec, x: npt.NDArray[np.float32]) -> Any:
 @contextlib.contextmanager
 def _tile_pool(codec: Codec) -> Iterator[TilePool[Any, Any]]:
     """The pool tiles are coded in. PyTorch: one tile per PyTorch thread, each on one thread; without PyTorch: one
-    tile per core, each with one BLAS thread (NumPy's matrix products of the integer hyper-decoder)."""
+    tile per core, each on one thread (its ONNX Runtime sessions have one)."""
     if isinstance(codec, LiteCodec):
-        with TilePool[Any, Any](cpu_workers()) as pool, one_blas_thread():
+        with TilePool[Any, Any](cpu_workers()) as pool:
             yield pool
     else:
         with TilePool[Any, Any](torch_workers(), codec.device.type == "cpu") as pool:

@@ -1,28 +1,15 @@
-"""Exact convolutions of integers as float32 matrix products, in NumPy (no PyTorch), and the geometry of a
-transposed convolution as ``stride**2`` ordinary ones ("phases"), which the PyTorch form
-(``sarcodec.models.codecs.integer``) shares.
+"""The geometry of a transposed convolution as ``stride**2`` ordinary ones ("phases"), without PyTorch: the exact
+integer convolutions of ``sarcodec.models.codecs.integer`` run each phase as matrix products.
 
-A convolution tap is a product of the tap's ``(C_out, C_in)`` weight matrix with the zero-padded input flattened
-to ``(C_in, H * W_padded)``: shifting the tap is shifting a contiguous slice of that flat array, so no tap copies
-the input, and only matrix products run (no Winograd or FFT algorithm, which would not be exact). A row's last
-``W_padded - W`` outputs wrap into the next row and are dropped. When every partial sum is an integer of magnitude
-at most 2**24 (the integer hyper-decoder's weights and activation clamps are chosen for that), float32 holds each
-exactly, so the result is the same in any order of summation: on any BLAS, thread count or machine.
+(Until sarcodec 0.7.1 this module also held a NumPy form of those convolutions for the PyTorch-free decoder, which
+now runs them under ONNX Runtime: ``sarcodec.codec.lite``.)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-import numpy.typing as npt
-
-__all__ = ["CHUNK", "Phase", "conv2d", "conv_transpose2d", "transposed_phases"]
-
-F32 = npt.NDArray[np.float32]
-#: Output columns computed at a time (96 channels x 8192 float32: 3 MB, in cache across a layer's taps; 1.7x faster
-#: than whole layers on a 1056 px tile here, 4096 and 2048 a little slower).
-CHUNK = 8192
+__all__ = ["Phase", "transposed_phases"]
 
 
 @dataclass(frozen=True)
@@ -73,46 +60,3 @@ def transposed_phases(h: int, w: int, kh: int, kw: int, stride: int, padding: in
                          for ty, kyy in enumerate(ky) for tx, kxx in enumerate(kx))
             phases.append(Phase(rows, cols, count_y, count_x, (top, bottom, left, right), taps))
     return h_out, w_out, phases
-
-
-def _correlate(xpad: F32, taps: list[tuple[int, int, F32]], bias: F32, out_h: int, out_w: int) -> F32:
-    """``out[:, i, j] = bias + sum(w @ xpad[:, i + dy, j + dx] for dy, dx, w in taps)`` for one image ``xpad``
-    (C_in, Hp, Wp) with one spare row."""
-    c_in, hp, wp = xpad.shape
-    flat = xpad.reshape(c_in, hp * wp)
-    n = out_h * wp
-    out = np.empty((taps[0][2].shape[0], n), np.float32)
-    out[:] = bias[:, None]
-    product = np.empty((out.shape[0], min(n, CHUNK)), np.float32)
-    for a in range(0, n, CHUNK):  # column chunks: a chunk's sums and products stay in cache across the taps
-        b = min(n, a + CHUNK)
-        for dy, dx, w in taps:
-            start = dy * wp + dx + a
-            np.matmul(w, flat[:, start : start + b - a], out=product[:, : b - a])
-            out[:, a:b] += product[:, : b - a]
-    return out.reshape(-1, out_h, wp)[:, :, :out_w]
-
-
-def conv2d(x: F32, weight: F32, bias: F32, padding: int) -> F32:
-    """``F.conv2d(x, weight, bias, padding=padding)`` (stride 1) of one image ``x`` (C, H, W), float32."""
-    _, _, kh, kw = weight.shape
-    taps = [(ky, kx, np.ascontiguousarray(weight[:, :, ky, kx])) for ky in range(kh) for kx in range(kw)]
-    xpad = np.pad(x, ((0, 0), (padding, padding + 1), (padding, padding)))
-    return _correlate(xpad, taps, bias, x.shape[1] + 2 * padding - kh + 1, x.shape[2] + 2 * padding - kw + 1)
-
-
-def conv_transpose2d(x: F32, weight: F32, bias: F32, stride: int, padding: int, output_padding: int) -> F32:
-    """``F.conv_transpose2d`` (groups 1, dilation 1, square stride and padding) of one image ``x`` (C, H, W)."""
-    _, h, w = x.shape
-    _, c_out, kh, kw = weight.shape
-    h_out, w_out, phases = transposed_phases(h, w, kh, kw, stride, padding, output_padding)
-    out = np.empty((c_out, h_out, w_out), np.float32)
-    for p in phases:
-        if not p.taps:
-            out[:, p.rows, p.cols] = bias[:, None, None]
-            continue
-        top, bottom, left, right = p.pad
-        xpad = np.pad(x, ((0, 0), (top, bottom), (left, right)))
-        taps = [(dy, dx, np.ascontiguousarray(weight[:, :, ky, kx].T)) for dy, dx, ky, kx in p.taps]
-        out[:, p.rows, p.cols] = _correlate(xpad, taps, bias, p.count_y, p.count_x)
-    return out

@@ -29,8 +29,8 @@ to ``(C_in, H * W_padded)``: shifting the tap is shifting a contiguous slice of 
 the input, and only matrix products run (no Winograd or FFT algorithm, which would not be exact). A row's last
 ``W_padded - W`` outputs wrap into the next row and are dropped. A transposed convolution with stride ``s`` is
 ``s * s`` ordinary convolutions ("phases"), one per output position modulo ``s``, each with the kernel taps that
-land on it, interleaved afterwards (the geometry is ``sarcodec.entropy.integer_conv``'s, whose NumPy form the
-PyTorch-free decoder ``sarcodec.codec.lite`` runs).
+land on it, interleaved afterwards (the geometry is ``sarcodec.entropy.integer_conv``'s). The PyTorch-free decoder
+``sarcodec.codec.lite`` runs the same integer layers as an ONNX graph, exact by the same bound.
 """
 
 from __future__ import annotations
