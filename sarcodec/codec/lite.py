@@ -91,11 +91,42 @@ def _phase_kernel(weight: F32, stride: int, padding: int) -> tuple[F32, int, int
     return out.reshape(c_out * stride * stride, c_in, size, size), t_min, t_max
 
 
+def _conv_nodes(current: str, out: str, weight: F32, bias: F32, kind: str, name: str) -> tuple[list[Any], list[Any]]:
+    """The nodes and initializers (``{name}.w``, ``{name}.bias``) of one "same"-padded convolution of ``current``
+    into ``out``, as ``sarcodec.models.layers`` pads it: ``conv`` (stride 1), ``down`` (stride 2: ``conv()``) or
+    ``deconv`` (``deconv()``: stride 2, padding k // 2, output padding 1, run as a conv and a pixel shuffle)."""
+    from onnx import helper, numpy_helper
+
+    k = int(weight.shape[-1])
+    if kind in ("conv", "down"):
+        stride = 2 if kind == "down" else 1
+        inits = [numpy_helper.from_array(weight, f"{name}.w"), numpy_helper.from_array(bias, f"{name}.bias")]
+        return [helper.make_node("Conv", [current, f"{name}.w", f"{name}.bias"], [out], kernel_shape=[k, k],
+                                 pads=[k // 2] * 4, strides=[stride, stride])], inits
+    phased, t_min, t_max = _phase_kernel(weight, 2, k // 2)
+    assert int(weight.shape[1]) * 4 == phased.shape[0]
+    inits = [numpy_helper.from_array(phased, f"{name}.w"), numpy_helper.from_array(np.repeat(bias, 4), f"{name}.bias")]
+    return [helper.make_node("Conv", [current, f"{name}.w", f"{name}.bias"], [f"{out}.phases"],
+                             kernel_shape=[t_max - t_min + 1] * 2, pads=[-t_min, -t_min, t_max, t_max], strides=[1, 1]),
+            helper.make_node("DepthToSpace", [f"{out}.phases"], [out], blocksize=2, mode="CRD")], inits
+
+
+def _model_bytes(nodes: list[Any], inits: list[Any], name: str, inputs: list[Any], output: Any) -> bytes:
+    """The serialized, checked ONNX model of a graph (opset 17)."""
+    import onnx
+    from onnx import helper
+
+    model = helper.make_model(helper.make_graph(nodes, name, inputs, [output], inits),
+                              opset_imports=[helper.make_opsetid("", 17)], producer_name="sarcodec")
+    model.ir_version = 8  # what onnxruntime >= 1.15 reads
+    onnx.checker.check_model(model)
+    return bytes(model.SerializeToString())
+
+
 def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str, str], ...], name: str) -> bytes:
     """A transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights. ``layers`` are
-    (state prefix, kind): ``conv`` (stride 1), ``down`` (stride 2: ``conv()``), ``deconv`` (``deconv()``), ``gdn``,
-    ``igdn``, ``leaky`` (LeakyReLU 0.01); every convolution is "same"-padded as ``sarcodec.models.layers`` pads it."""
-    import onnx
+    (state prefix, kind): ``conv``, ``down``, ``deconv`` (:func:`_conv_nodes`), ``gdn``, ``igdn``, ``leaky``
+    (LeakyReLU 0.01)."""
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits = [], []
@@ -113,34 +144,16 @@ def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str
         elif kind == "leaky":
             nodes.append(helper.make_node("LeakyRelu", [current], [out], alpha=float(_NEGATIVE_SLOPE)))
         else:
-            weight = state[f"{layer}.weight"].astype(np.float32)
-            bias = state[f"{layer}.bias"].astype(np.float32)
-            k = int(weight.shape[-1])
-            if kind in ("conv", "down"):
-                stride = 2 if kind == "down" else 1
-                inits += [numpy_helper.from_array(weight, f"{layer}.w"), numpy_helper.from_array(bias, f"{layer}.bias")]
-                nodes.append(helper.make_node("Conv", [current, f"{layer}.w", f"{layer}.bias"], [out],
-                                              kernel_shape=[k, k], pads=[k // 2] * 4, strides=[stride, stride]))
-            else:  # deconv(): stride 2, padding k // 2, output padding 1, run as a conv and a pixel shuffle
-                phased, t_min, t_max = _phase_kernel(weight, 2, k // 2)
-                assert int(weight.shape[1]) * 4 == phased.shape[0]
-                inits += [numpy_helper.from_array(phased, f"{layer}.w"),
-                          numpy_helper.from_array(np.repeat(bias, 4), f"{layer}.bias")]
-                nodes += [helper.make_node("Conv", [current, f"{layer}.w", f"{layer}.bias"], [f"{out}.phases"],
-                                           kernel_shape=[t_max - t_min + 1] * 2, pads=[-t_min, -t_min, t_max, t_max],
-                                           strides=[1, 1]),
-                          helper.make_node("DepthToSpace", [f"{out}.phases"], [out], blocksize=2, mode="CRD")]
+            conv_nodes, conv_inits = _conv_nodes(current, out, state[f"{layer}.weight"].astype(np.float32),
+                                                 state[f"{layer}.bias"].astype(np.float32), kind, layer)
+            nodes += conv_nodes
+            inits += conv_inits
         current = out
     nodes.append(helper.make_node("Identity", [current], ["y"]))
     first = state[f"{layers[0][0]}.weight"]
     channels = int(first.shape[0] if layers[0][1] == "deconv" else first.shape[1])
-    graph = helper.make_graph(
-        nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", channels, "h", "w"])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "H", "W"])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="sarcodec")
-    model.ir_version = 8  # what onnxruntime >= 1.15 reads
-    onnx.checker.check_model(model)
-    return bytes(model.SerializeToString())
+    return _model_bytes(nodes, inits, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", channels, "h", "w"])],
+                        helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "H", "W"]))
 
 
 def _synthesis_graph(state: dict[str, npt.NDArray[Any]]) -> bytes:
@@ -153,29 +166,21 @@ def _integer_hyper_graph(weights: list[F32], biases: list[F32], limits: list[flo
     graph: inputs ``z`` (1, C_z, h, w) and the per-channel rescales ``r0``, ``r1``... (1, C, 1, 1), output ``acc``.
     The rescales are inputs, not constants, so that no graph rewrite could fold them into a convolution's weights;
     the session runs with graph optimisations off besides (:func:`_session`)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     nodes, inits = [], []
     inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, int(weights[0].shape[0]), "h", "w"])]
     current, last = "z", len(_HYPER_SYNTHESIS) - 1
     for i, (transposed, stride) in enumerate(_HYPER_SYNTHESIS):
-        weight, bias, k = weights[i], biases[i], int(weights[i].shape[-1])
-        if transposed:  # deconv()'s geometry (checked against the model in the tests): a conv and a pixel shuffle
-            assert stride == 2
-            phased, t_min, t_max = _phase_kernel(weight, stride, k // 2)
-            inits += [numpy_helper.from_array(phased, f"w{i}"), numpy_helper.from_array(np.repeat(bias, 4), f"b{i}")]
-            nodes += [helper.make_node("Conv", [current, f"w{i}", f"b{i}"], [f"p{i}"], kernel_shape=[t_max - t_min + 1] * 2,
-                                       pads=[-t_min, -t_min, t_max, t_max]),
-                      helper.make_node("DepthToSpace", [f"p{i}"], [f"a{i}"], blocksize=2, mode="CRD")]
-            channels = int(weight.shape[1])
-        else:
-            inits += [numpy_helper.from_array(weight, f"w{i}"), numpy_helper.from_array(bias, f"b{i}")]
-            nodes.append(helper.make_node("Conv", [current, f"w{i}", f"b{i}"], [f"a{i}"], kernel_shape=[k, k],
-                                          pads=[k // 2] * 4))
-            channels = int(weight.shape[0])
+        # deconv()'s and conv()'s geometry (checked against the model in the tests)
+        assert stride == (2 if transposed else 1)
+        kind = "deconv" if transposed else "conv"
+        conv_nodes, conv_inits = _conv_nodes(current, f"a{i}", weights[i], biases[i], kind, f"layer{i}")
+        nodes += conv_nodes
+        inits += conv_inits
         current = f"a{i}"
         if i < last:
+            channels = int(weights[i].shape[1] if transposed else weights[i].shape[0])
             inputs.append(helper.make_tensor_value_info(f"r{i}", TensorProto.FLOAT, [1, channels, 1, 1]))
             inits += [numpy_helper.from_array(np.array(-limits[i], np.float32), f"lo{i}"),
                       numpy_helper.from_array(np.array(limits[i], np.float32), f"hi{i}")]
@@ -185,12 +190,8 @@ def _integer_hyper_graph(weights: list[F32], biases: list[F32], limits: list[flo
                       helper.make_node("Clip", [f"q{i}", f"lo{i}", f"hi{i}"], [f"x{i}"])]
             current = f"x{i}"
     nodes.append(helper.make_node("Identity", [current], ["acc"]))
-    graph = helper.make_graph(nodes, "integer_hyper", inputs,
-                              [helper.make_tensor_value_info("acc", TensorProto.FLOAT, [1, "c", "H", "W"])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="sarcodec")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return bytes(model.SerializeToString())
+    return _model_bytes(nodes, inits, "integer_hyper", inputs,
+                        helper.make_tensor_value_info("acc", TensorProto.FLOAT, [1, "c", "H", "W"]))
 
 
 # ------------------------------------------------------------------------------------------- the decoder
@@ -217,15 +218,18 @@ class LiteHyperprior:
         # what an uncoded z position holds (FactorizedDensity.default_values): 0 clamped to each channel's support
         self.z_default = np.clip(0, self.z_offsets, self.z_offsets + self.z_lengths - 1)
         self.y_tables = _tables(state["conditional.table_counts"], self.y_lengths)
-        self.weights = [state[f"integer_hyper.weight{i}"].astype(np.float32) for i in range(len(_HYPER_SYNTHESIS))]
-        self.biases = [state[f"integer_hyper.bias{i}"].astype(np.float32) for i in range(len(_HYPER_SYNTHESIS))]
-        self.rescales = [state[f"integer_hyper.rescale{i}"].astype(np.float32) for i in range(len(_HYPER_SYNTHESIS) - 1)]
-        self.limits = [float(state[f"integer_hyper.limit{i}"]) for i in range(len(_HYPER_SYNTHESIS) - 1)]
         self.mean_scale = state["integer_hyper.mean_scale"].astype(np.float32)
         self.thresholds = state["integer_hyper.thresholds"].astype(np.float32)  # integers up to 2**24 + 2: exact
         self.log_gain = state["log_gain"].astype(np.float32)
         self.session = _session(_synthesis_graph(state))
-        self.hyper_session = _session(_integer_hyper_graph(self.weights, self.biases, self.limits), optimize=False)
+        n = len(_HYPER_SYNTHESIS)
+        self.hyper_session = _session(_integer_hyper_graph(
+            [state[f"integer_hyper.weight{i}"].astype(np.float32) for i in range(n)],
+            [state[f"integer_hyper.bias{i}"].astype(np.float32) for i in range(n)],
+            [float(state[f"integer_hyper.limit{i}"]) for i in range(n - 1)]), optimize=False)
+        #: the session's rescale inputs, fed with every hyper-latent
+        self.rescale_feeds = {f"r{i}": state[f"integer_hyper.rescale{i}"].astype(np.float32).reshape(1, -1, 1, 1)
+                              for i in range(n - 1)}
         # the encoder's transforms, built when first needed (a decoder never runs them)
         self._state = {k: v for k, v in state.items() if k.startswith(("analysis.", "hyper_analysis."))}
         self._encoder: tuple[Any, Any] | None = None
@@ -251,8 +255,7 @@ class LiteHyperprior:
 
     def probability_path(self, z_hat: F32) -> tuple[F32, npt.NDArray[np.int64]]:
         """Means (C, H, W) and scale indices of ``z_hat`` (C_z, h, w): ``IntegerHyperSynthesis.forward``."""
-        feeds = {"z": np.ascontiguousarray(z_hat[None], dtype=np.float32)}
-        feeds.update({f"r{i}": r.reshape(1, -1, 1, 1) for i, r in enumerate(self.rescales)})
+        feeds = {"z": np.ascontiguousarray(z_hat[None], dtype=np.float32), **self.rescale_feeds}
         acc = self.hyper_session.run(["acc"], feeds)[0][0]
         half = acc.shape[0] // 2
         means = acc[:half] * self.mean_scale[:, None, None]
