@@ -7,17 +7,18 @@ module codes a tile with:
 - the entropy coding of z and y (constriction, ``sarcodec.entropy.tables``), as ``FactorizedDensity`` and
   ``GaussianConditional`` encode and decode them;
 - the integer hyper-decoder as an ONNX graph (sarcodec 0.7.2; NumPy matrix products per kernel tap before, 1.3x
-  slower): the same integer weights in float32 convolutions, exact by the bound the weights were calibrated for
-  in any order of summation (ONNX Runtime's CPU convolutions are im2col and matrix products or direct sums, no
-  Winograd or FFT; the session rewrites nothing, so no weight is folded with a rescale), the same correctly
-  rounded rescale, leaky ReLU, round-half-even and clamp, then the same thresholds in NumPy: the same means and
-  scale indices as PyTorch's path, so the same symbols (tested against it);
+  slower): the same integer weights in float32 convolutions and transposed convolutions, exact by the bound the
+  weights were calibrated for in any order of summation (ONNX Runtime's CPU convolutions are im2col and matrix
+  products or direct sums, its transposed ones a matrix product and a col2im, no Winograd or FFT; the session
+  rewrites nothing, so no weight is folded with a rescale), the same correctly rounded rescale, leaky ReLU,
+  round-half-even and clamp, then the same thresholds in NumPy: the same means and scale indices as PyTorch's
+  path, so the same symbols (tested against it);
 - the transforms under ONNX Runtime (one thread per tile, as tiles run in parallel), from graphs built from the
-  weights with ``onnx.helper``: the synthesis (conv, inverse GDN, transposed conv, inverse GDN, transposed conv,
-  each transposed conv as a conv and a pixel shuffle) and, for the encoder, the analysis (conv, GDN, conv, GDN,
-  conv) and the hyper-analysis (conv, leaky ReLU, conv, leaky ReLU, conv), the full-resolution ones run in strips
-  of latent rows with enough context to give the whole tile's values. The synthesis' pixels are PyTorch's within
-  float rounding (about 1e-6 relative, as on a GPU), and the same for any number of threads.
+  weights with ``onnx.helper`` (:func:`_conv_nodes`): the synthesis (conv, inverse GDN, transposed conv, inverse
+  GDN, transposed conv) and, for the encoder, the analysis (conv, GDN, conv, GDN, conv) and the hyper-analysis
+  (conv, leaky ReLU, conv, leaky ReLU, conv), the full-resolution ones run in strips of latent rows with enough
+  context to give the whole tile's values. The synthesis' pixels are PyTorch's within float rounding (about 1e-6
+  relative, as on a GPU), and the same for any number of threads.
 
 The encoder writes PyTorch's symbols wherever its analysis does not fall within float rounding of a rounding
 boundary (the bundled samples give byte-identical files), and fits the side layer's correction against this
@@ -60,6 +61,8 @@ _HYPER_ANALYSIS = (("hyper_analysis.0", "conv"), ("hyper_analysis.1", "leaky"), 
 _NEGATIVE_SLOPE = np.float32(0.01)
 #: Latent rows the synthesis runs on at a time, and the context rows it is given each side (its reach is 3).
 _STRIP, _HALO = 64, 4
+#: the rows of a ConvTranspose's col2im buffer (output channels x taps) one node may need (:func:`_conv_nodes`)
+_COL_ROWS = 400
 
 
 def available() -> bool:
@@ -70,31 +73,17 @@ def available() -> bool:
 
 
 # ------------------------------------------------------------------------------------------- synthesis graph
-def _phase_kernel(weight: F32, stride: int, padding: int) -> tuple[F32, int, int]:
-    """A transposed convolution's weight (C_in, C_out, k, k) as an ordinary convolution's with ``stride**2``
-    times the outputs, to be pixel-shuffled (ONNX DepthToSpace, CRD order): output ``stride * m + a`` of the
-    transposed convolution is ``sum_t x[m + t] W[a + padding - stride * t]``. ONNX Runtime runs a ConvTranspose as a
-    matrix product and a col2im whose buffer is C_out * k * k times the input (446 MB for a 1056 px tile); this
-    form needs none. Valid when the output is exactly ``stride`` times the input (``deconv()``'s geometry)."""
-    c_in, c_out, k, _ = weight.shape
-    taps = {a: [t for t in range(-k, k + 1) if 0 <= a + padding - stride * t < k] for a in range(stride)}
-    t_min = min(min(v) for v in taps.values())
-    t_max = max(max(v) for v in taps.values())
-    size = t_max - t_min + 1
-    out = np.zeros((c_out, stride, stride, c_in, size, size), np.float32)
-    for ay in range(stride):
-        for ax in range(stride):
-            for ty in taps[ay]:
-                for tx in taps[ax]:
-                    out[:, ay, ax, :, ty - t_min, tx - t_min] = weight[:, :, ay + padding - stride * ty,
-                                                                       ax + padding - stride * tx].T
-    return out.reshape(c_out * stride * stride, c_in, size, size), t_min, t_max
-
-
 def _conv_nodes(current: str, out: str, weight: F32, bias: F32, kind: str, name: str) -> tuple[list[Any], list[Any]]:
-    """The nodes and initializers (``{name}.w``, ``{name}.bias``) of one "same"-padded convolution of ``current``
-    into ``out``, as ``sarcodec.models.layers`` pads it: ``conv`` (stride 1), ``down`` (stride 2: ``conv()``) or
-    ``deconv`` (``deconv()``: stride 2, padding k // 2, output padding 1, run as a conv and a pixel shuffle)."""
+    """The nodes and initializers (``{name}...``) of one "same"-padded convolution of ``current`` into ``out``, as
+    ``sarcodec.models.layers`` pads it: ``conv`` (stride 1), ``down`` (stride 2: ``conv()``) or ``deconv``
+    (``deconv()``: stride 2, padding k // 2, output padding 1).
+
+    A ``deconv`` runs as ONNX Runtime's ConvTranspose (a matrix product, then a col2im that adds each output's
+    contributions), split by output channels into groups of at most :data:`_COL_ROWS` // k**2 channels so that the
+    col2im buffer (C_out * k * k values per input pixel: 446 MB for a whole 1056 px tile in one group) stays ~30 MB
+    a strip; the groups' outputs are concatenated. Against the same transposed convolution as a stride-1 conv with
+    4x the outputs and a pixel shuffle (sarcodec 0.6-0.7.2), it skips the phase kernel's zero taps (36 taps for 25)
+    and the pixel shuffle with its layout copies: the synthesis of a tile 1.10-1.15x as fast (sarcodec 0.7.3)."""
     from onnx import helper, numpy_helper
 
     k = int(weight.shape[-1])
@@ -103,12 +92,20 @@ def _conv_nodes(current: str, out: str, weight: F32, bias: F32, kind: str, name:
         inits = [numpy_helper.from_array(weight, f"{name}.w"), numpy_helper.from_array(bias, f"{name}.bias")]
         return [helper.make_node("Conv", [current, f"{name}.w", f"{name}.bias"], [out], kernel_shape=[k, k],
                                  pads=[k // 2] * 4, strides=[stride, stride])], inits
-    phased, t_min, t_max = _phase_kernel(weight, 2, k // 2)
-    assert int(weight.shape[1]) * 4 == phased.shape[0]
-    inits = [numpy_helper.from_array(phased, f"{name}.w"), numpy_helper.from_array(np.repeat(bias, 4), f"{name}.bias")]
-    return [helper.make_node("Conv", [current, f"{name}.w", f"{name}.bias"], [f"{out}.phases"],
-                             kernel_shape=[t_max - t_min + 1] * 2, pads=[-t_min, -t_min, t_max, t_max], strides=[1, 1]),
-            helper.make_node("DepthToSpace", [f"{out}.phases"], [out], blocksize=2, mode="CRD")], inits
+    c_out = int(weight.shape[1])
+    per_group = max(1, _COL_ROWS // (k * k))
+    bounds = list(range(0, c_out, per_group)) + [c_out]
+    nodes, inits, parts = [], [], []
+    for g, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        part = out if len(bounds) == 2 else f"{out}.g{g}"
+        inits += [numpy_helper.from_array(np.ascontiguousarray(weight[:, lo:hi]), f"{name}.w{g}"),
+                  numpy_helper.from_array(np.ascontiguousarray(bias[lo:hi]), f"{name}.bias{g}")]
+        nodes.append(helper.make_node("ConvTranspose", [current, f"{name}.w{g}", f"{name}.bias{g}"], [part],
+                                      kernel_shape=[k, k], pads=[k // 2] * 4, strides=[2, 2], output_padding=[1, 1]))
+        parts.append(part)
+    if len(parts) > 1:
+        nodes.append(helper.make_node("Concat", parts, [out], axis=1))
+    return nodes, inits
 
 
 def _model_bytes(nodes: list[Any], inits: list[Any], name: str, inputs: list[Any], output: Any) -> bytes:

@@ -3,6 +3,7 @@ rounding, the layers it assumes are the model's, and decompress never imports Py
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -127,14 +128,23 @@ def test_the_integer_hyper_graph_is_exact_at_the_bound(shape: tuple[int, int]) -
     np.testing.assert_array_equal(got, expected)
 
 
-def test_the_phase_kernel_is_the_transposed_convolution() -> None:
+@pytest.mark.parametrize("c_out", [1, 16, 40])
+def test_a_deconv_node_is_the_transposed_convolution(c_out: int) -> None:
+    """``deconv()``'s geometry as ONNX ConvTranspose nodes, split into output-channel groups (40 channels of 5 x 5
+    taps: 16, 16 and 8) whose outputs are concatenated in order."""
+    from onnx import TensorProto, helper
+
     gen = torch.Generator().manual_seed(3)
-    x, weight = torch.randn(1, 6, 9, 7, generator=gen), torch.randn(6, 5, 5, 5, generator=gen)
-    expected = F.conv_transpose2d(x, weight, stride=2, padding=2, output_padding=1)
-    phased, t_min, t_max = lite._phase_kernel(weight.numpy(), 2, 2)
-    pad = (-t_min, t_max, -t_min, t_max)
-    got = F.pixel_shuffle(F.conv2d(F.pad(x, pad), torch.from_numpy(phased)), 2)  # pixel_shuffle is DepthToSpace CRD
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    x, weight = torch.randn(1, 6, 9, 7, generator=gen), torch.randn(6, c_out, 5, 5, generator=gen)
+    bias = torch.randn(c_out, generator=gen)
+    nodes, inits = lite._conv_nodes("x", "y", weight.numpy(), bias.numpy(), "deconv", "d")
+    assert sum(node.op_type == "ConvTranspose" for node in nodes) == math.ceil(c_out / (lite._COL_ROWS // 25))
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 9, 7])]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c_out, 18, 14])
+    graph = lite._model_bytes(nodes, inits, "deconv", inputs, output)
+    got = lite._session(graph).run(["y"], {"x": x.numpy()})[0]
+    expected = F.conv_transpose2d(x, weight, bias, stride=2, padding=2, output_padding=1)
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("quality, holes", [(1.0, False), (3.7, True), (8.0, False)])
