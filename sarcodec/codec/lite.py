@@ -14,7 +14,8 @@ module codes a tile with:
   round-half-even and clamp, then the same thresholds in NumPy: the same means and scale indices as PyTorch's
   path, so the same symbols (tested against it);
 - the transforms under ONNX Runtime (one thread per tile, as tiles run in parallel), from graphs built from the
-  weights with ``onnx.helper`` (:func:`_conv_nodes`): the synthesis (conv, inverse GDN, transposed conv, inverse
+  weights (:func:`_conv_nodes`) with ONNX's protobuf classes but without importing the onnx package (:func:`_proto`;
+  sarcodec 0.7.4: ~1 s less before the first tile): the synthesis (conv, inverse GDN, transposed conv, inverse
   GDN, transposed conv) and, for the encoder, the analysis (conv, GDN, conv, GDN, conv) and the hyper-analysis
   (conv, leaky ReLU, conv, leaky ReLU, conv), the full-resolution ones run in strips of latent rows with enough
   context to give the whole tile's values. The synthesis' pixels are PyTorch's within float rounding (about 1e-6
@@ -72,6 +73,78 @@ def available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("onnx", "onnxruntime"))
 
 
+# ------------------------------------------------------------------------------------------- graph building
+_PROTO_LOCK = threading.Lock()
+_proto_module: list[Any] = []
+
+
+def _proto() -> Any:
+    """ONNX's generated protobuf classes (``ModelProto``, ``NodeProto``...), which this module builds its graphs
+    with, as ``onnx.helper`` does.
+
+    They are loaded from the installed onnx package's ``onnx_ml_pb2.py`` without running the package's
+    ``__init__``: ``import onnx`` imports ml_dtypes, and ml_dtypes 0.7.0 takes 1.1-1.4 s to import on the 2-core
+    machine (0.6.0: 0.15 s), most of what a command spent before its first tile (``scripts/compress_timeline.py``:
+    1.86 s against 0.82 s). The classes come from protobuf's default descriptor pool, so they are the very ones a
+    later ``import onnx`` gives. When onnx is imported already, or that file cannot be loaded, its own module."""
+    import importlib.util
+    import sys
+
+    with _PROTO_LOCK:
+        if not _proto_module:
+            module = sys.modules.get("onnx.onnx_ml_pb2")
+            if module is None:
+                try:
+                    spec = importlib.util.find_spec("onnx")
+                    assert spec is not None and spec.origin is not None
+                    pb_spec = importlib.util.spec_from_file_location(
+                        "sarcodec.codec._onnx_ml_pb2", Path(spec.origin).with_name("onnx_ml_pb2.py"))
+                    assert pb_spec is not None and pb_spec.loader is not None
+                    module = importlib.util.module_from_spec(pb_spec)
+                    pb_spec.loader.exec_module(module)
+                except Exception:  # noqa: BLE001 (another layout of the onnx package: import it)
+                    from onnx import onnx_ml_pb2 as module
+            _proto_module.append(module)
+        return _proto_module[0]
+
+
+def _node(op: str, inputs: list[str], outputs: list[str], **attributes: float | int | list[int]) -> Any:
+    """A ``NodeProto`` (as ``onnx.helper.make_node``: attributes sorted by name; a Python float is a FLOAT, an int
+    an INT, a list an INTS attribute)."""
+    pb = _proto()
+    node = pb.NodeProto(op_type=op, input=inputs, output=outputs)
+    for key, value in sorted(attributes.items()):
+        if isinstance(value, float):
+            node.attribute.add(name=key, type=pb.AttributeProto.FLOAT, f=value)
+        elif isinstance(value, int):
+            node.attribute.add(name=key, type=pb.AttributeProto.INT, i=value)
+        else:
+            node.attribute.add(name=key, type=pb.AttributeProto.INTS, ints=[int(v) for v in value])
+    return node
+
+
+def _initializer(array: F32, name: str) -> Any:
+    """A float32 ``TensorProto`` holding ``array`` (as ``onnx.numpy_helper.from_array``: raw little-endian data)."""
+    pb = _proto()
+    data = np.asarray(array, dtype="<f4")  # tobytes() is in C order; not ascontiguousarray, which makes 0-d 1-d
+    return pb.TensorProto(name=name, dims=list(data.shape), data_type=pb.TensorProto.FLOAT, raw_data=data.tobytes())
+
+
+def _float_input(name: str, shape: list[int | str]) -> Any:
+    """A float32 graph input or output of ``shape`` (a str is a symbolic dimension), as
+    ``onnx.helper.make_tensor_value_info``."""
+    pb = _proto()
+    info = pb.ValueInfoProto(name=name)
+    info.type.tensor_type.elem_type = pb.TensorProto.FLOAT
+    for d in shape:
+        dim = info.type.tensor_type.shape.dim.add()
+        if isinstance(d, str):
+            dim.dim_param = d
+        else:
+            dim.dim_value = d
+    return info
+
+
 # ------------------------------------------------------------------------------------------- synthesis graph
 def _conv_nodes(current: str, out: str, weight: F32, bias: F32, kind: str, name: str) -> tuple[list[Any], list[Any]]:
     """The nodes and initializers (``{name}...``) of one "same"-padded convolution of ``current`` into ``out``, as
@@ -84,39 +157,35 @@ def _conv_nodes(current: str, out: str, weight: F32, bias: F32, kind: str, name:
     a strip; the groups' outputs are concatenated. Against the same transposed convolution as a stride-1 conv with
     4x the outputs and a pixel shuffle (sarcodec 0.6-0.7.2), it skips the phase kernel's zero taps (36 taps for 25)
     and the pixel shuffle with its layout copies: the synthesis of a tile 1.10-1.15x as fast (sarcodec 0.7.3)."""
-    from onnx import helper, numpy_helper
-
     k = int(weight.shape[-1])
     if kind in ("conv", "down"):
         stride = 2 if kind == "down" else 1
-        inits = [numpy_helper.from_array(weight, f"{name}.w"), numpy_helper.from_array(bias, f"{name}.bias")]
-        return [helper.make_node("Conv", [current, f"{name}.w", f"{name}.bias"], [out], kernel_shape=[k, k],
-                                 pads=[k // 2] * 4, strides=[stride, stride])], inits
+        inits = [_initializer(weight, f"{name}.w"), _initializer(bias, f"{name}.bias")]
+        return [_node("Conv", [current, f"{name}.w", f"{name}.bias"], [out], kernel_shape=[k, k],
+                      pads=[k // 2] * 4, strides=[stride, stride])], inits
     c_out = int(weight.shape[1])
     per_group = max(1, _COL_ROWS // (k * k))
     bounds = list(range(0, c_out, per_group)) + [c_out]
     nodes, inits, parts = [], [], []
     for g, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
         part = out if len(bounds) == 2 else f"{out}.g{g}"
-        inits += [numpy_helper.from_array(np.ascontiguousarray(weight[:, lo:hi]), f"{name}.w{g}"),
-                  numpy_helper.from_array(np.ascontiguousarray(bias[lo:hi]), f"{name}.bias{g}")]
-        nodes.append(helper.make_node("ConvTranspose", [current, f"{name}.w{g}", f"{name}.bias{g}"], [part],
-                                      kernel_shape=[k, k], pads=[k // 2] * 4, strides=[2, 2], output_padding=[1, 1]))
+        inits += [_initializer(weight[:, lo:hi], f"{name}.w{g}"), _initializer(bias[lo:hi], f"{name}.bias{g}")]
+        nodes.append(_node("ConvTranspose", [current, f"{name}.w{g}", f"{name}.bias{g}"], [part],
+                           kernel_shape=[k, k], pads=[k // 2] * 4, strides=[2, 2], output_padding=[1, 1]))
         parts.append(part)
     if len(parts) > 1:
-        nodes.append(helper.make_node("Concat", parts, [out], axis=1))
+        nodes.append(_node("Concat", parts, [out], axis=1))
     return nodes, inits
 
 
 def _model_bytes(nodes: list[Any], inits: list[Any], name: str, inputs: list[Any], output: Any) -> bytes:
-    """The serialized, checked ONNX model of a graph (opset 17)."""
-    import onnx
-    from onnx import helper
-
-    model = helper.make_model(helper.make_graph(nodes, name, inputs, [output], inits),
-                              opset_imports=[helper.make_opsetid("", 17)], producer_name="sarcodec")
-    model.ir_version = 8  # what onnxruntime >= 1.15 reads
-    onnx.checker.check_model(model)
+    """The serialized ONNX model of a graph (opset 17; as ``onnx.helper.make_model``, the same bytes: tested, as
+    is ``onnx.checker.check_model`` on every graph; ONNX Runtime checks a model again when it loads it)."""
+    pb = _proto()
+    graph = pb.GraphProto(node=nodes, name=name, input=inputs, output=[output], initializer=inits)
+    model = pb.ModelProto(ir_version=8,  # what onnxruntime >= 1.15 reads
+                          producer_name="sarcodec", graph=graph,
+                          opset_import=[pb.OperatorSetIdProto(domain="", version=17)])
     return bytes(model.SerializeToString())
 
 
@@ -124,8 +193,6 @@ def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str
     """A transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights. ``layers`` are
     (state prefix, kind): ``conv``, ``down``, ``deconv`` (:func:`_conv_nodes`), ``gdn``, ``igdn``, ``leaky``
     (LeakyReLU 0.01)."""
-    from onnx import TensorProto, helper, numpy_helper
-
     nodes, inits = [], []
     current = "x"
     for i, (layer, kind) in enumerate(layers):
@@ -133,24 +200,24 @@ def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str
         if kind in ("gdn", "igdn"):  # x / or * sqrt(beta + conv1x1(x^2, gamma)), bounded as GDN.forward bounds them
             beta = np.maximum(state[f"{layer}.beta"], np.float32(1e-6)).astype(np.float32)
             gamma = np.maximum(state[f"{layer}.gamma"], np.float32(0.0)).astype(np.float32)[:, :, None, None]
-            inits += [numpy_helper.from_array(gamma, f"{layer}.g"), numpy_helper.from_array(beta, f"{layer}.b")]
-            nodes += [helper.make_node("Mul", [current, current], [f"{out}.sq"]),
-                      helper.make_node("Conv", [f"{out}.sq", f"{layer}.g", f"{layer}.b"], [f"{out}.norm"]),
-                      helper.make_node("Sqrt", [f"{out}.norm"], [f"{out}.root"]),
-                      helper.make_node("Mul" if kind == "igdn" else "Div", [current, f"{out}.root"], [out])]
+            inits += [_initializer(gamma, f"{layer}.g"), _initializer(beta, f"{layer}.b")]
+            nodes += [_node("Mul", [current, current], [f"{out}.sq"]),
+                      _node("Conv", [f"{out}.sq", f"{layer}.g", f"{layer}.b"], [f"{out}.norm"]),
+                      _node("Sqrt", [f"{out}.norm"], [f"{out}.root"]),
+                      _node("Mul" if kind == "igdn" else "Div", [current, f"{out}.root"], [out])]
         elif kind == "leaky":
-            nodes.append(helper.make_node("LeakyRelu", [current], [out], alpha=float(_NEGATIVE_SLOPE)))
+            nodes.append(_node("LeakyRelu", [current], [out], alpha=float(_NEGATIVE_SLOPE)))
         else:
             conv_nodes, conv_inits = _conv_nodes(current, out, state[f"{layer}.weight"].astype(np.float32),
                                                  state[f"{layer}.bias"].astype(np.float32), kind, layer)
             nodes += conv_nodes
             inits += conv_inits
         current = out
-    nodes.append(helper.make_node("Identity", [current], ["y"]))
+    nodes.append(_node("Identity", [current], ["y"]))
     first = state[f"{layers[0][0]}.weight"]
     channels = int(first.shape[0] if layers[0][1] == "deconv" else first.shape[1])
-    return _model_bytes(nodes, inits, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", channels, "h", "w"])],
-                        helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n", "c", "H", "W"]))
+    return _model_bytes(nodes, inits, name, [_float_input("x", ["n", channels, "h", "w"])],
+                        _float_input("y", ["n", "c", "H", "W"]))
 
 
 def _synthesis_graph(state: dict[str, npt.NDArray[Any]]) -> bytes:
@@ -163,10 +230,8 @@ def _integer_hyper_graph(weights: list[F32], biases: list[F32], limits: list[flo
     graph: inputs ``z`` (1, C_z, h, w) and the per-channel rescales ``r0``, ``r1``... (1, C, 1, 1), output ``acc``.
     The rescales are inputs, not constants, so that no graph rewrite could fold them into a convolution's weights;
     the session runs with graph optimisations off besides (:func:`_session`)."""
-    from onnx import TensorProto, helper, numpy_helper
-
     nodes, inits = [], []
-    inputs = [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, int(weights[0].shape[0]), "h", "w"])]
+    inputs = [_float_input("z", [1, int(weights[0].shape[0]), "h", "w"])]
     current, last = "z", len(_HYPER_SYNTHESIS) - 1
     for i, (transposed, stride) in enumerate(_HYPER_SYNTHESIS):
         # deconv()'s and conv()'s geometry (checked against the model in the tests)
@@ -178,17 +243,16 @@ def _integer_hyper_graph(weights: list[F32], biases: list[F32], limits: list[flo
         current = f"a{i}"
         if i < last:
             channels = int(weights[i].shape[1] if transposed else weights[i].shape[0])
-            inputs.append(helper.make_tensor_value_info(f"r{i}", TensorProto.FLOAT, [1, channels, 1, 1]))
-            inits += [numpy_helper.from_array(np.array(-limits[i], np.float32), f"lo{i}"),
-                      numpy_helper.from_array(np.array(limits[i], np.float32), f"hi{i}")]
-            nodes += [helper.make_node("Mul", [current, f"r{i}"], [f"v{i}"]),
-                      helper.make_node("LeakyRelu", [f"v{i}"], [f"l{i}"], alpha=float(_NEGATIVE_SLOPE)),
-                      helper.make_node("Round", [f"l{i}"], [f"q{i}"]),  # half to even, as NumPy and PyTorch
-                      helper.make_node("Clip", [f"q{i}", f"lo{i}", f"hi{i}"], [f"x{i}"])]
+            inputs.append(_float_input(f"r{i}", [1, channels, 1, 1]))
+            inits += [_initializer(np.array(-limits[i], np.float32), f"lo{i}"),
+                      _initializer(np.array(limits[i], np.float32), f"hi{i}")]
+            nodes += [_node("Mul", [current, f"r{i}"], [f"v{i}"]),
+                      _node("LeakyRelu", [f"v{i}"], [f"l{i}"], alpha=float(_NEGATIVE_SLOPE)),
+                      _node("Round", [f"l{i}"], [f"q{i}"]),  # half to even, as NumPy and PyTorch
+                      _node("Clip", [f"q{i}", f"lo{i}", f"hi{i}"], [f"x{i}"])]
             current = f"x{i}"
-    nodes.append(helper.make_node("Identity", [current], ["acc"]))
-    return _model_bytes(nodes, inits, "integer_hyper", inputs,
-                        helper.make_tensor_value_info("acc", TensorProto.FLOAT, [1, "c", "H", "W"]))
+    nodes.append(_node("Identity", [current], ["acc"]))
+    return _model_bytes(nodes, inits, "integer_hyper", inputs, _float_input("acc", [1, "c", "H", "W"]))
 
 
 # ------------------------------------------------------------------------------------------- the decoder

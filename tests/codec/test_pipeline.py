@@ -158,11 +158,12 @@ def test_band_rows_convert_rows_of_another_dtype_directly() -> None:
 
 def test_cli_compress_imports_neither_pytorch_nor_tqdm_without_a_terminal(tmp_path: Path) -> None:
     """The CLI asks for progress bars, but without a terminal on stderr none would show: tqdm is not imported (nor
-    PyTorch, on this CPU-only machine's default runtime), and the file is the same as the API's."""
+    PyTorch, on this CPU-only machine's default runtime, nor the onnx package, which the ONNX graphs are built
+    without), and the file is the same as the API's."""
     source = tmp_path / "a.npy"
     np.save(source, np.random.default_rng(0).gamma(1.0, 100.0, (70, 90)).astype(np.float32))
     code = ("import sys; from sarcodec.cli import main; rc = main(['compress', sys.argv[1], '-o', sys.argv[2], "
-            "'--units', 'intensity', '--device', 'cpu']); loaded = [m for m in ('torch', 'tqdm') if m in sys.modules];"
+            "'--units', 'intensity', '--device', 'cpu']); loaded = [m for m in ('torch', 'tqdm', 'onnx', 'ml_dtypes') if m in sys.modules];"
             "assert not loaded, loaded; raise SystemExit(rc)")
     done = subprocess.run([sys.executable, "-c", code, str(source), str(tmp_path / "cli.sarc")], capture_output=True,
                           text=True)
