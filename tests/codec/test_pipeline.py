@@ -140,6 +140,25 @@ def test_compress_timeline_script_reaches_the_first_tile() -> None:
         assert step in labels
 
 
+def test_checkout_comparison_scripts_compare_a_checkout_with_itself() -> None:
+    """scripts/same_files.py and benchmarks/checkout_ab.py, the tools behind the README's "the same files" and
+    alternating-run claims: against this very checkout they find the same files and pixels, and refuse a folder
+    that is not a checkout with one line and exit status 2."""
+    repo = Path(__file__).resolve().parents[2]
+    sample = sorted((repo / "samples" / "opera").glob("*.tif"))[0]
+    same = subprocess.run([sys.executable, str(repo / "scripts" / "same_files.py"), str(repo), str(sample),
+                           "--qualities", "2"], capture_output=True, text=True, timeout=300)
+    assert same.returncode == 0, same.stderr
+    assert "file the same, pixels the same" in same.stdout and "0 of 1 cases differ" in same.stdout
+    ab = subprocess.run([sys.executable, str(repo / "benchmarks" / "checkout_ab.py"), str(repo), "--size", "256",
+                         "--runs", "1"], capture_output=True, text=True, timeout=300)
+    assert ab.returncode == 0, ab.stderr
+    assert "files: the same" in ab.stdout and "largest difference 0" in ab.stdout
+    for args in (["scripts/same_files.py", "samples", str(sample)], ["benchmarks/checkout_ab.py", "samples"]):
+        bad = subprocess.run([sys.executable, *args], cwd=repo, capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "not a sarcodec checkout" in bad.stderr
+
+
 def test_band_rows_convert_rows_of_another_dtype_directly() -> None:
     """A reader handing back another dtype than its raster info says: no table lookup (it would index the wrong
     table), the values are converted directly."""
