@@ -276,6 +276,7 @@ class LiteHyperprior:
         self.z_tables = _tables(state["hyper_density.table_counts"], self.z_lengths)
         self.y_lengths = state["conditional.table_lengths"].astype(np.int64)
         self.y_radii = (self.y_lengths - 1) // 2  # symbol r of a table is the value 0
+        self.y_radii_f32 = self.y_radii.astype(np.float32)
         # what an uncoded z position holds (FactorizedDensity.default_values): 0 clamped to each channel's support
         self.z_default = np.clip(0, self.z_offsets, self.z_offsets + self.z_lengths - 1)
         self.y_tables = _tables(state["conditional.table_counts"], self.y_lengths)
@@ -341,15 +342,16 @@ class LiteHyperprior:
         return q.astype(np.float32)
 
     def _decode_y(self, coder: Any, indices: npt.NDArray[np.int64], keep: npt.NDArray[np.bool_] | None) -> F32:
-        radii = self.y_radii[indices]
+        """The latents' values (C, h, w): each symbol less its table's radius (symbol r is the value 0)."""
         groups = indices.reshape(-1)
         if keep is None:
-            symbols = decode_grouped(coder, groups, self.y_tables)
-        else:
+            values = decode_grouped(coder, groups, self.y_tables, self.y_radii, np.float32)
+        else:  # a position not coded holds the value 0
             coded = np.tile(keep.ravel(), indices.shape[0])
-            symbols = radii.reshape(-1).copy()
-            symbols[coded] = decode_grouped(coder, groups[coded], self.y_tables)
-        return (symbols.reshape(indices.shape) - radii).astype(np.float32)
+            values = np.zeros(groups.shape, np.float32)
+            values[coded] = decode_grouped(coder, groups[coded], self.y_tables, self.y_radii, np.float32)
+        out: F32 = values.reshape(indices.shape)
+        return out
 
     def decompress_tile(self, payload: bytes, height: int, width: int, quality: float,
                         valid: npt.NDArray[np.bool_] | None = None) -> F32:
@@ -407,14 +409,15 @@ class LiteHyperprior:
         if analysis.keep_z is not None:  # positions not coded hold the default the decoder puts there
             z_hat = np.where(analysis.keep_z[None], z_hat, self.z_default[:, None, None])
         means, indices = self.probability_path(z_hat.astype(np.float32))
-        radii = self.y_radii[indices]
-        symbols = np.clip(np.round(y - means), -radii, radii).astype(np.int64)  # GaussianConditional.encode
+        radii = self.y_radii_f32[indices]
+        # GaussianConditional.encode: the values, integers within each table's radius, in float32 (exact)
+        values = np.clip(np.round(y - means), -radii, radii)
         if analysis.keep_y is not None:
-            symbols *= analysis.keep_y[None]
+            values *= analysis.keep_y[None]
         coder = constriction.stream.stack.AnsCoder()
         # y first, then z: the decoder pops z (needed to decode y) first
-        y_coded = None if analysis.keep_y is None else np.tile(analysis.keep_y.ravel(), symbols.shape[0])
-        _push(coder, (symbols + radii).reshape(-1), indices.reshape(-1), self.y_tables, y_coded)
+        y_coded = None if analysis.keep_y is None else np.tile(analysis.keep_y.ravel(), values.shape[0])
+        _push(coder, (values + radii).astype(np.int32).reshape(-1), indices.reshape(-1), self.y_tables, y_coded)
         channels = len(self.z_lengths)
         z_symbols = (z_hat.astype(np.int64) - self.z_offsets[:, None, None]).transpose(1, 2, 0).reshape(-1)
         z_coded = None if analysis.keep_z is None else np.repeat(analysis.keep_z.ravel(), channels)
@@ -422,7 +425,7 @@ class LiteHyperprior:
         words = np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
         if not reconstruct:
             return words, None
-        y_hat = symbols.astype(np.float32) + means
+        y_hat = values + means
         x_hat = self.synthesize(y_hat * self._gain(q)[:, None, None])[:, :, : analysis.height, : analysis.width]
         return words, np.clip(x_hat, 0.0, 1.0)
 
@@ -439,7 +442,7 @@ class LiteAnalysis:
     keep_z: npt.NDArray[np.bool_] | None
 
 
-def _push(coder: Any, symbols: npt.NDArray[np.int64], groups: npt.NDArray[np.int64],
+def _push(coder: Any, symbols: npt.NDArray[np.integer[Any]], groups: npt.NDArray[np.int64],
           tables: list[npt.NDArray[np.int64]], coded: npt.NDArray[np.bool_] | None) -> None:
     if coded is not None:
         symbols, groups = symbols[coded], groups[coded]

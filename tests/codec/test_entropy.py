@@ -34,7 +34,9 @@ def test_grouped_coding_round_trip() -> None:
 
 
 @pytest.mark.parametrize("groups", [
-    np.random.default_rng(2).integers(0, 64, 10_000),  # table indices: the radix-sorted path
+    np.random.default_rng(2).integers(0, 64, 10_000),  # table indices: the radix-sorted path (as uint8)
+    np.array([255, 0, 255, 7, 0]),  # 255 the last uint8 group
+    np.array([256, 0, 256, 7, 0]),  # 256: sorted as uint16
     np.array([70_000, 3, 3, 70_000, 5]),  # beyond 16 bits: the generic path
     np.array([-2, 4, -2, 0, 65_535, 4]),  # negative: the generic path too; 65 535 the last radix-sortable
     np.array([], dtype=np.int64),
@@ -45,6 +47,24 @@ def test_group_order_is_a_stable_sort_by_group(groups: np.ndarray) -> None:
     values, counts = np.unique(groups, return_counts=True)
     np.testing.assert_array_equal(present, values)
     np.testing.assert_array_equal(np.diff(starts), counts)
+
+
+def test_decode_grouped_gives_values_less_each_tables_offset() -> None:
+    """What the latents' decoder asks for: symbol - offsets[table] (a Gaussian's symbol r is the value 0), as float32,
+    for one-symbol tables too (their symbols are 0 and not coded)."""
+    rng = np.random.default_rng(3)
+    tables = [quantize_pmf(np.ones(1)), quantize_pmf(rng.random(5)), quantize_pmf(rng.random(41))]
+    offsets = np.array([0, 2, 20])
+    groups = rng.integers(0, 3, 4000)
+    symbols = np.select([groups == 1, groups == 2], [rng.integers(0, 5, groups.size), rng.integers(0, 41, groups.size)])
+    coder = constriction.stream.stack.AnsCoder()
+    encode_grouped(coder, symbols, groups, tables)
+    words = coder.get_compressed()
+    values = decode_grouped(constriction.stream.stack.AnsCoder(words), groups, tables, offsets, np.float32)
+    assert values.dtype == np.float32
+    np.testing.assert_array_equal(values, symbols - offsets[groups])
+    shifted = decode_grouped(constriction.stream.stack.AnsCoder(words), groups, tables, offsets + 3, np.float32)
+    np.testing.assert_array_equal(shifted, symbols - offsets[groups] - 3)  # the one-symbol table's -3 too
 
 
 def test_one_symbol_tables_cost_nothing_and_round_trip() -> None:

@@ -1,0 +1,74 @@
+"""The entropy-coding steps of one 1056 x 1056 tile on one thread, this checkout against another, alternating
+fresh processes (``PYTHONPATH`` picks the checkout): the latents' decoding (z, the probability path's output
+given, then y), the whole ``decompress_tile`` and ``encode_analysis`` without the reconstruction. Each process
+reports the best of 7 of each; prints every process's figures and the medians.
+
+    git worktree add /tmp/base HEAD~1
+    python results/codec/entropy_glue/tile_ab.py /tmp/base [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parents[3]
+
+CHILD = r"""
+import json, sys, time
+from pathlib import Path
+import numpy as np, constriction
+sys.path.insert(0, sys.argv[1] + "/benchmarks")
+from device_codec_speed import speckled_scene
+from sarcodec.codec import lite
+m = lite.load_lite("hyperprior", Path(sys.argv[1]) / "sarcodec/weights/hyperprior.safetensors").model
+scene = np.log(speckled_scene(1056).astype(np.float32))
+x = ((scene - scene.min()) / (scene.max() - scene.min()))[None, None].astype(np.float32)
+analysis = m.analyze(x)
+words, _ = m.encode_analysis(analysis, 4.0, reconstruct=False)
+coder = lambda: constriction.stream.stack.AnsCoder(np.frombuffer(words, dtype="<u4").astype(np.uint32))
+c = coder(); z = m._decode_z(c, (66, 66), None); means, indices = m.probability_path(z)
+def best(f, repeats=7):
+    f(); seconds = []
+    for _ in range(repeats):
+        t = time.perf_counter(); f(); seconds.append(time.perf_counter() - t)
+    return min(seconds)
+def latents():
+    c = coder(); m._decode_z(c, (66, 66), None); m._decode_y(c, indices, None)
+print(json.dumps({"decode latents": best(latents), "decompress_tile": best(lambda: m.decompress_tile(words, 1056, 1056, 4.0)),
+                  "encode_analysis": best(lambda: m.encode_analysis(analysis, 4.0, reconstruct=False))}))
+"""
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("other", type=Path)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args()
+    trees = {"other": args.other.resolve(), "this": HERE}
+    seconds: dict[str, dict[str, list[float]]] = {tag: {} for tag in trees}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(args.runs):
+            for tag, tree in trees.items():
+                env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
+                out = subprocess.run([sys.executable, "-c", CHILD, str(tree)], env=env, cwd=tmp, check=True,
+                                     capture_output=True, text=True).stdout
+                result = json.loads(out.strip().splitlines()[-1])
+                for step, value in result.items():
+                    seconds[tag].setdefault(step, []).append(value)
+                print(f"run {i + 1}  {tag:5s}  " + "  ".join(f"{k} {1e3 * v:.1f} ms" for k, v in result.items()),
+                      flush=True)
+    for step in seconds["this"]:
+        a, b = statistics.median(seconds["other"][step]), statistics.median(seconds["this"][step])
+        print(f"{step:16s} median other {1e3 * a:.1f} ms, this {1e3 * b:.1f} ms: ratio {a / b:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
