@@ -8,10 +8,9 @@ unchanged; then the real file is written and decoded and scored with the benchma
     STEPS=100 LR=0.002 python results/codec/encoder_side/latent_refinement.py IMAGE...
     MODE=ste ...                                                                  # straight-through instead of SGA
 """
-import sys, os, math, time, json, tempfile, numpy as np, torch
+import sys, os, math, time, tempfile, numpy as np, torch
 from pathlib import Path
 import torch.nn.functional as F
-from sarcodec.models.codecs.hyperprior import HyperpriorCodec
 from sarcodec.models.codecs.base import RDCodec
 from sarcodec.codec.api import compress, decompress
 from sarcodec.evaluate import load_reference

@@ -7,7 +7,7 @@ scored with the benchmark's metrics; BD-rate against JPEG 2000 (same pixels) per
     python results/codec/encoder_side/side_variants.py '{"base":{}, "hi1":{"step_hi":1.0}, "c12":{"contrast":12.0}, "lo2":{"step_lo":2.0}}' \
         ../shared/data/sar/dev/*sentinel1*
 """
-import sys, glob, os, json, tempfile, numpy as np
+import sys, json, tempfile, numpy as np
 from pathlib import Path
 import sarcodec.codec.sidelayer as sl
 import sarcodec.codec.lossy as lossy
