@@ -160,7 +160,9 @@ def interpolate_correction(blocks_db: FloatArray, shape: tuple[int, int], block:
     c0, c1, tc = _axis_weights(shape[1], block)
     tr, tc = tr.astype(blocks_db.dtype, copy=False), tc.astype(blocks_db.dtype, copy=False)  # float32 stays float32
     rows = blocks_db[r0] * (1 - tr)[:, None] + blocks_db[r1] * tr[:, None]
-    out: FloatArray = rows[:, c0] * (1 - tc)[None, :] + rows[:, c1] * tc[None, :]
+    # np.take along the columns keeps the result in C order (``rows[:, c0]`` is Fortran-ordered, and every
+    # elementwise step after it with a C-ordered map then ran strided: ~25x slower in the encoder's fit)
+    out: FloatArray = np.take(rows, c0, axis=1) * (1 - tc)[None, :] + np.take(rows, c1, axis=1) * tc[None, :]
     return out
 
 

@@ -90,7 +90,8 @@ def _bilinear(t: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray
     r0, r1, fr = taps(t.shape[0], shape[0])
     c0, c1, fc = taps(t.shape[1], shape[1])
     rows = t[r0] * (1 - fr)[:, None] + t[r1] * fr[:, None]
-    out: npt.NDArray[np.float64] = rows[:, c0] * (1 - fc) + rows[:, c1] * fc
+    # in C order, as the maps it is combined with (``rows[:, c0]`` would be Fortran-ordered)
+    out: npt.NDArray[np.float64] = np.take(rows, c0, axis=1) * (1 - fc) + np.take(rows, c1, axis=1) * fc
     return out
 
 

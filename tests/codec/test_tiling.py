@@ -62,4 +62,6 @@ def test_the_fill_pyramid_is_pytorchs_pooling_and_bilinear_resize(h: int, w: int
     np.testing.assert_allclose(_half_mean(t), pooled, rtol=1e-14, atol=0)
     for size in ((2 * h, 2 * w), (2 * h - 1, 2 * w - 1), (h + 1, w + 3)):
         want = F.interpolate(torch.from_numpy(t)[None, None], size=size, mode="bilinear", align_corners=False)
-        np.testing.assert_allclose(_bilinear(t, size), want[0, 0].numpy(), rtol=1e-13, atol=1e-15)
+        up = _bilinear(t, size)
+        np.testing.assert_allclose(up, want[0, 0].numpy(), rtol=1e-13, atol=1e-15)
+        assert up.flags.c_contiguous  # as the maps it is combined with
