@@ -21,7 +21,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -44,15 +46,41 @@ print(json.dumps({"version": sarcodec.__version__, "compress": middle - start, "
 """
 
 
-def run(tree: Path, work: Path, tag: str, quality: float) -> dict[str, float | str]:
-    """One fresh process of ``tree``'s sarcodec; its working directory is not a checkout (``python -c`` puts it
-    first on ``sys.path``)."""
+def run_child(tree: Path, code: str, args: list[str], cwd: Path) -> dict[str, Any]:
+    """``python -c code *args`` in a fresh process of ``tree``'s sarcodec (``PYTHONPATH``; the working directory
+    ``cwd`` must not be a checkout, as ``python -c`` puts it first on ``sys.path``); the JSON object it printed last."""
     env = dict(os.environ, PYTHONPATH=str(tree))
-    out = subprocess.run([sys.executable, "-c", CHILD, str(work / "scene.npy"), str(work / f"{tag}.sarc"),
-                          str(quality), str(work / f"{tag}.npy")], env=env, cwd=work, check=True,
-                         capture_output=True, text=True).stdout
-    result: dict[str, float | str] = json.loads(out.strip().splitlines()[-1])
+    out = subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cwd, check=True, capture_output=True,
+                         text=True).stdout
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     return result
+
+
+def alternate(trees: dict[str, Path], code: str, runs: int, cwd: Path,
+              args: Callable[[str, Path], list[str]] = lambda tag, tree: [],
+              show: Callable[[dict[str, Any]], str] = str) -> dict[str, dict[str, list[float]]]:
+    """``code`` run ``runs`` times in each checkout of ``trees`` in turn (:func:`run_child`, with ``args(tag,
+    tree)``), one line per process (``show`` of its result); the numbers each reported, per checkout and name."""
+    numbers: dict[str, dict[str, list[float]]] = {tag: {} for tag in trees}
+    for i in range(runs):
+        for tag, tree in trees.items():
+            result = run_child(tree, code, args(tag, tree), cwd)
+            for name, value in result.items():
+                if isinstance(value, float):
+                    numbers[tag].setdefault(name, []).append(value)
+            print(f"run {i + 1:2d}  {tag:5s}  {show(result)}", flush=True)
+    return numbers
+
+
+def print_medians(numbers: dict[str, dict[str, list[float]]], scale: float = 1.0, unit: str = "s") -> None:
+    """Per name: the median of each checkout (``other`` and ``this``), their ratio other / this (above 1: this
+    checkout is faster), the minima and the pairs this checkout won."""
+    for name, mine in numbers["this"].items():
+        theirs = numbers["other"][name]
+        a, b = statistics.median(theirs), statistics.median(mine)
+        won = sum(t < o for t, o in zip(mine, theirs, strict=True))
+        print(f"{name:16s} median other {scale * a:.3f} {unit}, this {scale * b:.3f} {unit} (min {scale * min(theirs):.3f}"
+              f" / {scale * min(mine):.3f} {unit}): ratio {a / b:.3f}, this faster in {won} of {len(mine)} pairs")
 
 
 def records(path: Path) -> tuple[dict[str, object], list[object]]:
@@ -74,27 +102,20 @@ def main() -> int:
     if not (trees["other"] / "sarcodec" / "__init__.py").is_file():
         print(f"error: {args.other} is not a sarcodec checkout", file=sys.stderr)
         return 2
-    times: dict[str, dict[str, list[float]]] = {tag: {"compress": [], "decompress": []} for tag in trees}
-    versions: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         np.save(work / "scene.npy", speckled_scene(args.size))
         print(f"scene {args.size} x {args.size} uint16, quality {args.quality:g}; other = {trees['other']}")
-        for tag, tree in trees.items():  # a warm-up each (byte-compiled modules, the page cache)
-            versions[tag] = str(run(tree, work, tag, args.quality)["version"])
-        for i in range(args.runs):
-            for tag, tree in trees.items():
-                result = run(tree, work, tag, args.quality)
-                for step in ("compress", "decompress"):
-                    times[tag][step].append(float(result[step]))
-                print(f"run {i + 1:2d}  {tag:5s} ({versions[tag]})  compress {result['compress']:.3f} s  "
-                      f"decompress {result['decompress']:.3f} s", flush=True)
-        for step in ("compress", "decompress"):
-            medians = {tag: statistics.median(times[tag][step]) for tag in trees}
-            faster = sum(t < o for t, o in zip(times["this"][step], times["other"][step], strict=True))
-            print(f"{step:10s} median other {medians['other']:.3f} s, this {medians['this']:.3f} s "
-                  f"(min {min(times['other'][step]):.3f} / {min(times['this'][step]):.3f} s): "
-                  f"ratio {medians['other'] / medians['this']:.3f}, this faster in {faster} of {args.runs} pairs")
+
+        def child_args(tag: str, tree: Path) -> list[str]:
+            return [str(work / "scene.npy"), str(work / f"{tag}.sarc"), str(args.quality), str(work / f"{tag}.npy")]
+
+        # a warm-up each (byte-compiled modules, the page cache), then the alternating runs
+        versions = {tag: run_child(tree, CHILD, child_args(tag, tree), work)["version"] for tag, tree in trees.items()}
+        numbers = alternate(trees, CHILD, args.runs, work, child_args, lambda r: (
+            f"({r['version']})  compress {r['compress']:.3f} s  decompress {r['decompress']:.3f} s"))
+        print(f"versions: other {versions['other']}, this {versions['this']}")
+        print_medians(numbers)
         same = records(work / "other.sarc") == records(work / "this.sarc")
         a, b = np.load(work / "other.npy").astype(np.float64), np.load(work / "this.npy").astype(np.float64)
         print(f"files: {'the same' if same else 'DIFFERENT'} (header but the writer's version, and records); "

@@ -9,15 +9,14 @@ fresh processes (``PYTHONPATH`` picks the checkout); each process reports the be
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(HERE / "benchmarks"))
+
+from checkout_ab import alternate, print_medians  # noqa: E402 (the benchmarks folder, just added)
 
 CHILD = r"""
 import hashlib, json, time
@@ -49,21 +48,11 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     trees = {"other": args.other.resolve(), "this": HERE}
-    seconds: dict[str, dict[str, list[float]]] = {tag: {"fit_correction": [], "fill_invalid": []} for tag in trees}
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.runs):
-            for tag, tree in trees.items():
-                env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
-                out = subprocess.run([sys.executable, "-c", CHILD], env=env, cwd=tmp, check=True, capture_output=True,
-                                     text=True).stdout
-                result = json.loads(out.strip().splitlines()[-1])
-                for step in seconds[tag]:
-                    seconds[tag][step].append(result[step])
-                print(f"run {i + 1}  {tag:5s}  fit_correction {1e3 * result['fit_correction']:.1f} ms  "
-                      f"fill_invalid {1e3 * result['fill_invalid']:.1f} ms  results {result['digest']}", flush=True)
-    for step in seconds["this"]:
-        a, b = statistics.median(seconds["other"][step]), statistics.median(seconds["this"][step])
-        print(f"{step:15s} median other {1e3 * a:.1f} ms, this {1e3 * b:.1f} ms: ratio {a / b:.3f}")
+        numbers = alternate(trees, CHILD, args.runs, Path(tmp), lambda tag, tree: [],
+                            lambda r: (f"fit_correction {1e3 * r['fit_correction']:.1f} ms  fill_invalid {1e3 * r['fill_invalid']:.1f} ms  "
+                                     f"results {r['digest']}"))
+    print_medians(numbers, 1e3, "ms")
     return 0
 
 

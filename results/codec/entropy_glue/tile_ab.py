@@ -10,15 +10,14 @@ reports the best of 7 of each; prints every process's figures and the medians.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(HERE / "benchmarks"))
+
+from checkout_ab import alternate, print_medians  # noqa: E402 (the benchmarks folder, just added)
 
 CHILD = r"""
 import json, sys, time
@@ -52,21 +51,10 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     trees = {"other": args.other.resolve(), "this": HERE}
-    seconds: dict[str, dict[str, list[float]]] = {tag: {} for tag in trees}
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.runs):
-            for tag, tree in trees.items():
-                env = dict(os.environ, PYTHONPATH=str(tree), OMP_NUM_THREADS="1")
-                out = subprocess.run([sys.executable, "-c", CHILD, str(tree)], env=env, cwd=tmp, check=True,
-                                     capture_output=True, text=True).stdout
-                result = json.loads(out.strip().splitlines()[-1])
-                for step, value in result.items():
-                    seconds[tag].setdefault(step, []).append(value)
-                print(f"run {i + 1}  {tag:5s}  " + "  ".join(f"{k} {1e3 * v:.1f} ms" for k, v in result.items()),
-                      flush=True)
-    for step in seconds["this"]:
-        a, b = statistics.median(seconds["other"][step]), statistics.median(seconds["this"][step])
-        print(f"{step:16s} median other {1e3 * a:.1f} ms, this {1e3 * b:.1f} ms: ratio {a / b:.3f}")
+        numbers = alternate(trees, CHILD, args.runs, Path(tmp), lambda tag, tree: [str(tree)],
+                            lambda r: "  ".join(f"{k} {1e3 * v:.1f} ms" for k, v in r.items()))
+    print_medians(numbers, 1e3, "ms")
     return 0
 
 
