@@ -276,7 +276,6 @@ class LiteHyperprior:
         self.z_tables = _tables(state["hyper_density.table_counts"], self.z_lengths)
         self.y_lengths = state["conditional.table_lengths"].astype(np.int64)
         self.y_radii = (self.y_lengths - 1) // 2  # symbol r of a table is the value 0
-        self.y_radii_f32 = self.y_radii.astype(np.float32)
         # what an uncoded z position holds (FactorizedDensity.default_values): 0 clamped to each channel's support
         self.z_default = np.clip(0, self.z_offsets, self.z_offsets + self.z_lengths - 1)
         self.y_tables = _tables(state["conditional.table_counts"], self.y_lengths)
@@ -409,7 +408,7 @@ class LiteHyperprior:
         if analysis.keep_z is not None:  # positions not coded hold the default the decoder puts there
             z_hat = np.where(analysis.keep_z[None], z_hat, self.z_default[:, None, None])
         means, indices = self.probability_path(z_hat.astype(np.float32))
-        radii = self.y_radii_f32[indices]
+        radii = self.y_radii.astype(np.float32)[indices]
         # GaussianConditional.encode: the values, integers within each table's radius, in float32 (exact)
         values = np.clip(np.round(y - means), -radii, radii)
         if analysis.keep_y is not None:
