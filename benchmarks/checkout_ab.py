@@ -30,6 +30,9 @@ import numpy as np
 from device_codec_speed import speckled_scene
 
 HERE = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(HERE / "scripts"))
+
+from same_files import is_checkout, records  # noqa: E402 (the scripts folder, just added)
 
 CHILD = r"""
 import json, sys, time
@@ -83,12 +86,29 @@ def print_medians(numbers: dict[str, dict[str, list[float]]], scale: float = 1.0
               f" / {scale * min(mine):.3f} {unit}): ratio {a / b:.3f}, this faster in {won} of {len(mine)} pairs")
 
 
-def records(path: Path) -> tuple[dict[str, object], list[object]]:
-    from sarcodec.io.sarc import SarcReader
+def other_checkout(path: Path) -> Path | None:
+    """``path`` resolved when it is a sarcodec checkout; else None, with a one-line error on stderr."""
+    if is_checkout(path.resolve()):
+        return path.resolve()
+    print(f"error: {path} is not a sarcodec checkout", file=sys.stderr)
+    return None
 
-    with SarcReader(path) as reader:
-        fields = {k: v for k, v in reader.header.fields.items() if k != "created_by"}
-        return fields, list(reader.bands())
+
+def ab_main(description: str, code: str, runs: int, args: Callable[[str, Path], list[str]],
+            show: Callable[[dict[str, Any]], str]) -> int:
+    """The command line of an A/B of one program (``code``, see :func:`run_child`) that reports seconds: ``OTHER
+    [--runs N]``; runs it alternately in the other checkout and this one and prints the medians in ms."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("other", type=Path, help="the other checkout (a git worktree)")
+    parser.add_argument("--runs", type=int, default=runs)
+    options = parser.parse_args()
+    other = other_checkout(options.other)
+    if other is None:
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        numbers = alternate({"other": other, "this": HERE}, code, options.runs, Path(tmp), args, show)
+    print_medians(numbers, 1e3, "ms")
+    return 0
 
 
 def main() -> int:
@@ -98,10 +118,10 @@ def main() -> int:
     parser.add_argument("--quality", type=float, default=4)
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
-    trees = {"other": args.other.resolve(), "this": HERE}
-    if not (trees["other"] / "sarcodec" / "__init__.py").is_file():
-        print(f"error: {args.other} is not a sarcodec checkout", file=sys.stderr)
+    other = other_checkout(args.other)
+    if other is None:
         return 2
+    trees = {"other": other, "this": HERE}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         np.save(work / "scene.npy", speckled_scene(args.size))

@@ -34,7 +34,13 @@ def code(tree: Path, work: Path, raster: Path, quality: float, tag: str) -> tupl
     return sarc, tif
 
 
+def is_checkout(path: Path) -> bool:
+    return (path / "sarcodec" / "__init__.py").is_file()
+
+
 def records(path: Path) -> tuple[dict[str, object], list[object]]:
+    """What a ``.sarc`` file codes: its header's fields but the writer's version (``created_by``), and every
+    record (the same for two versions that write the same file)."""
     from sarcodec.io.sarc import SarcReader
 
     with SarcReader(path) as reader:
@@ -56,7 +62,7 @@ def main() -> int:
     parser.add_argument("--qualities", type=float, nargs="+", default=[1.5, 4, 8])
     args = parser.parse_args()
     other = args.other.resolve()
-    if not (other / "sarcodec" / "__init__.py").is_file():
+    if not is_checkout(other):
         print(f"error: {args.other} is not a sarcodec checkout", file=sys.stderr)
         return 2
     differ = 0

@@ -8,15 +8,13 @@ fresh processes (``PYTHONPATH`` picks the checkout); each process reports the be
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(HERE / "benchmarks"))
 
-from checkout_ab import alternate, print_medians  # noqa: E402 (the benchmarks folder, just added)
+from checkout_ab import ab_main  # noqa: E402 (the benchmarks folder, just added)
 
 CHILD = r"""
 import hashlib, json, time
@@ -42,19 +40,7 @@ print(json.dumps({"fit_correction": best(lambda: sidelayer.fit_correction(orig, 
 """
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("other", type=Path)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
-    trees = {"other": args.other.resolve(), "this": HERE}
-    with tempfile.TemporaryDirectory() as tmp:
-        numbers = alternate(trees, CHILD, args.runs, Path(tmp), lambda tag, tree: [],
-                            lambda r: (f"fit_correction {1e3 * r['fit_correction']:.1f} ms  fill_invalid {1e3 * r['fill_invalid']:.1f} ms  "
-                                     f"results {r['digest']}"))
-    print_medians(numbers, 1e3, "ms")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(ab_main(__doc__.splitlines()[0], CHILD, 3, lambda tag, tree: [],
+                     lambda r: (f"fit_correction {1e3 * r['fit_correction']:.1f} ms  "
+                                f"fill_invalid {1e3 * r['fill_invalid']:.1f} ms  results {r['digest']}")))

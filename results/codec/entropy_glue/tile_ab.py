@@ -9,15 +9,13 @@ reports the best of 7 of each; prints every process's figures and the medians.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(HERE / "benchmarks"))
 
-from checkout_ab import alternate, print_medians  # noqa: E402 (the benchmarks folder, just added)
+from checkout_ab import ab_main  # noqa: E402 (the benchmarks folder, just added)
 
 CHILD = r"""
 import json, sys, time
@@ -45,18 +43,6 @@ print(json.dumps({"decode latents": best(latents), "decompress_tile": best(lambd
 """
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("other", type=Path)
-    parser.add_argument("--runs", type=int, default=5)
-    args = parser.parse_args()
-    trees = {"other": args.other.resolve(), "this": HERE}
-    with tempfile.TemporaryDirectory() as tmp:
-        numbers = alternate(trees, CHILD, args.runs, Path(tmp), lambda tag, tree: [str(tree)],
-                            lambda r: "  ".join(f"{k} {1e3 * v:.1f} ms" for k, v in r.items()))
-    print_medians(numbers, 1e3, "ms")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(ab_main(__doc__.splitlines()[0], CHILD, 5, lambda tag, tree: [str(tree)],
+                     lambda r: "  ".join(f"{k} {1e3 * v:.1f} ms" for k, v in r.items())))

@@ -26,13 +26,10 @@ for i in $(seq "$runs"); do
   done
 done
 # the .sarc headers name the version that wrote them; compare the rest: the header's other fields and every record
-$py - "$tmp/$(basename "$other").sarc" "$tmp/$(basename "$here").sarc" <<'PY'
+$py - "$here/scripts" "$tmp/$(basename "$other").sarc" "$tmp/$(basename "$here").sarc" <<'PY'
 import sys
-from sarcodec.io.sarc import SarcReader
-def load(path):
-    with SarcReader(path) as reader:
-        header = {k: v for k, v in reader.header.fields.items() if k != "created_by"}
-        return header, list(reader.bands())
-print(".sarc headers (but the writer's version) and tile records", "equal" if load(sys.argv[1]) == load(sys.argv[2]) else "DIFFERENT")
+sys.path.insert(0, sys.argv[1])
+from same_files import records
+print(".sarc headers (but the writer's version) and tile records", "equal" if records(sys.argv[2]) == records(sys.argv[3]) else "DIFFERENT")
 PY
 cmp -s "$tmp/$(basename "$other").tif" "$tmp/$(basename "$here").tif" && echo ".tif byte-identical" || echo ".tif DIFFERENT"
