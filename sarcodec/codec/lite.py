@@ -44,7 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sarcodec.entropy.keep import keep_masks
-from sarcodec.entropy.tables import decode_grouped, encode_grouped
+from sarcodec.entropy.tables import decode_values, encode_grouped
 from sarcodec.errors import CorruptFileError, IncompatibleModelError
 
 __all__ = ["LiteAnalysis", "LiteCodec", "LiteHyperprior", "available", "load_lite"]
@@ -328,27 +328,20 @@ class LiteHyperprior:
         return means.astype(np.float32), indices.reshape(acc[half:].shape)
 
     def _decode_z(self, coder: Any, shape: tuple[int, int], keep: npt.NDArray[np.bool_] | None) -> F32:
+        """The hyper-latents' values (C_z, h, w): each symbol plus its channel's lowest value."""
         h, w = shape
         channels = len(self.z_lengths)
-        groups = np.tile(np.arange(channels), h * w)
-        if keep is None:
-            symbols = decode_grouped(coder, groups, self.z_tables)
-        else:
-            coded = np.repeat(keep.ravel(), channels)
-            symbols = np.tile(self.z_default - self.z_offsets, h * w)
-            symbols[coded] = decode_grouped(coder, groups[coded], self.z_tables)
-        q = symbols.reshape(h, w, channels).transpose(2, 0, 1) + self.z_offsets[:, None, None]
-        return q.astype(np.float32)
+        coded = None if keep is None else np.repeat(keep.ravel(), channels)  # pixel-major, channel-minor
+        values = decode_values(coder, np.tile(np.arange(channels), h * w), self.z_tables, -self.z_offsets, coded,
+                               np.tile(self.z_default, h * w))
+        out: F32 = np.ascontiguousarray(values.reshape(h, w, channels).transpose(2, 0, 1))
+        return out
 
     def _decode_y(self, coder: Any, indices: npt.NDArray[np.int64], keep: npt.NDArray[np.bool_] | None) -> F32:
-        """The latents' values (C, h, w): each symbol less its table's radius (symbol r is the value 0)."""
-        groups = indices.reshape(-1)
-        if keep is None:
-            values = decode_grouped(coder, groups, self.y_tables, self.y_radii, np.float32)
-        else:  # a position not coded holds the value 0
-            coded = np.tile(keep.ravel(), indices.shape[0])
-            values = np.zeros(groups.shape, np.float32)
-            values[coded] = decode_grouped(coder, groups[coded], self.y_tables, self.y_radii, np.float32)
+        """The latents' values (C, h, w): each symbol less its table's radius (symbol r is the value 0; a position
+        not coded holds 0)."""
+        coded = None if keep is None else np.tile(keep.ravel(), indices.shape[0])
+        values = decode_values(coder, indices.reshape(-1), self.y_tables, self.y_radii, coded)
         out: F32 = values.reshape(indices.shape)
         return out
 

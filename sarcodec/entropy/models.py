@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from numpy.typing import NDArray
 from torch import Tensor, nn
 
-from sarcodec.entropy.tables import decode_grouped, encode_grouped, quantize_pmf
+from sarcodec.entropy.tables import decode_values, encode_grouped, quantize_pmf
 
 __all__ = ["FactorizedDensity", "GaussianConditional", "lower_bound"]
 
@@ -199,17 +199,11 @@ class FactorizedDensity(nn.Module):
                keep: NDArray[np.bool_] | None = None) -> Tensor:
         """Pop a (1, C, *shape) tensor of values pushed by :meth:`encode` (with the same ``keep``)."""
         h, w = shape
-        groups = np.tile(np.arange(self.channels), h * w)
-        offsets = self.table_offsets.cpu().view(1, -1, 1, 1)
-        if keep is None:
-            symbols = decode_grouped(coder, groups, self._tables())
-        else:
-            coded = np.repeat(keep.ravel(), self.channels)
-            default = (self.default_values((1, self.channels, h, w)).long() - offsets)[0].permute(1, 2, 0).reshape(-1)
-            symbols = default.numpy().copy()
-            symbols[coded] = decode_grouped(coder, groups[coded], self._tables())
-        q = torch.from_numpy(symbols).view(h, w, self.channels).permute(2, 0, 1).unsqueeze(0)
-        return (q + offsets).float()
+        coded = None if keep is None else np.repeat(keep.ravel(), self.channels)  # pixel-major, channel-minor
+        default = self.default_values((1, self.channels, 1, 1)).reshape(-1).numpy()
+        values = decode_values(coder, np.tile(np.arange(self.channels), h * w), self._tables(),
+                               -self.table_offsets.cpu().numpy(), coded, np.tile(default, h * w))
+        return torch.from_numpy(values).view(h, w, self.channels).permute(2, 0, 1).unsqueeze(0).contiguous()
 
 
 def default_scale_table(low: float = 0.11, high: float = 256.0, levels: int = 64) -> Tensor:
@@ -308,15 +302,10 @@ class GaussianConditional(nn.Module):
 
     def decode(self, coder: constriction.stream.stack.AnsCoder, indices: Tensor,
                keep: NDArray[np.bool_] | None = None) -> Tensor:
-        """Pop symbols pushed by :meth:`encode` (same ``indices`` and ``keep``); returns them as a float tensor
-        (CPU)."""
+        """Pop symbols pushed by :meth:`encode` (same ``indices`` and ``keep``); returns their values (each symbol
+        less its table's radius; 0 where not coded) as a float tensor (CPU)."""
         idx = indices.cpu()
-        radii = ((self.table_lengths.cpu() - 1) // 2)[idx]
-        groups = idx.reshape(-1).numpy()
-        if keep is None:
-            symbols = decode_grouped(coder, groups, self._tables())
-        else:
-            coded = np.tile(keep.ravel(), idx.shape[0] * idx.shape[1])
-            symbols = radii.reshape(-1).numpy().copy()  # symbol of q = 0
-            symbols[coded] = decode_grouped(coder, groups[coded], self._tables())
-        return (torch.from_numpy(symbols).view(idx.shape) - radii).float()
+        coded = None if keep is None else np.tile(keep.ravel(), idx.shape[0] * idx.shape[1])  # (N, C, H, W) order
+        radii = ((self.table_lengths.cpu() - 1) // 2).numpy()
+        values = decode_values(coder, idx.reshape(-1).numpy(), self._tables(), radii, coded)
+        return torch.from_numpy(values).view(idx.shape)

@@ -11,7 +11,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from sarcodec.errors import CorruptFileError
 
-__all__ = ["TABLE_PRECISION", "decode_grouped", "encode_grouped", "quantize_pmf"]
+__all__ = ["TABLE_PRECISION", "decode_grouped", "decode_values", "encode_grouped", "quantize_pmf"]
 
 #: Probability tables are integer counts summing to 2**TABLE_PRECISION (each count >= 1).
 TABLE_PRECISION = 20
@@ -106,3 +106,24 @@ def decode_grouped(
     out = np.empty_like(ordered)
     out[order] = ordered
     return out
+
+
+def decode_values(
+    coder: constriction.stream.stack.AnsCoder,
+    groups: NDArray[np.int64],
+    tables: list[NDArray[np.int64]],
+    offsets: NDArray[np.int64],
+    coded: NDArray[np.bool_] | None = None,
+    fill: NDArray[Any] | float = 0.0,
+) -> NDArray[np.float32]:
+    """The float32 values of symbols pushed by :func:`encode_grouped` (each symbol less its table's offset, as
+    :func:`decode_grouped`); with ``coded`` (one flag per position of ``groups``), only those positions were pushed
+    and the others hold ``fill`` (a scalar, or one value per position). What the entropy models' ``decode`` and the
+    PyTorch-free decoder share."""
+    if coded is None:
+        values: NDArray[np.float32] = decode_grouped(coder, groups, tables, offsets, np.float32)
+        return values
+    values = np.empty(groups.shape, np.float32)
+    values[...] = fill
+    values[coded] = decode_grouped(coder, groups[coded], tables, offsets, np.float32)
+    return values

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from sarcodec.entropy.models import FactorizedDensity, GaussianConditional
-from sarcodec.entropy.tables import TABLE_PRECISION, _group_order, decode_grouped, encode_grouped, quantize_pmf
+from sarcodec.entropy.tables import (
+    TABLE_PRECISION,
+    _group_order,
+    decode_grouped,
+    decode_values,
+    encode_grouped,
+    quantize_pmf,
+)
 from sarcodec.errors import CorruptFileError
 
 
@@ -65,6 +72,31 @@ def test_decode_grouped_gives_values_less_each_tables_offset() -> None:
     np.testing.assert_array_equal(values, symbols - offsets[groups])
     shifted = decode_grouped(constriction.stream.stack.AnsCoder(words), groups, tables, offsets + 3, np.float32)
     np.testing.assert_array_equal(shifted, symbols - offsets[groups] - 3)  # the one-symbol table's -3 too
+
+
+@pytest.mark.parametrize("fill", ["scalar", "per position"])
+def test_decode_values_fills_the_positions_not_coded(fill: str) -> None:
+    """Only the ``coded`` positions are popped (in their order); the others get ``fill``, the coded ones their
+    symbol less the table's offset (negative offsets add, as the factorized density's lowest values)."""
+    rng = np.random.default_rng(4)
+    tables = [quantize_pmf(rng.random(n)) for n in (6, 9)]
+    offsets = np.array([-4, 3])
+    groups = rng.integers(0, 2, 3000)
+    coded = rng.random(groups.size) < 0.6
+    symbols = np.where(groups == 0, rng.integers(0, 6, groups.size), rng.integers(0, 9, groups.size))
+    coder = constriction.stream.stack.AnsCoder()
+    encode_grouped(coder, symbols[coded], groups[coded], tables)
+    words = coder.get_compressed()
+    filler = 7.0 if fill == "scalar" else np.arange(groups.size, dtype=np.float64)
+    values = decode_values(constriction.stream.stack.AnsCoder(words), groups, tables, offsets, coded, filler)
+    assert values.dtype == np.float32
+    np.testing.assert_array_equal(values[coded], (symbols - offsets[groups])[coded])
+    np.testing.assert_array_equal(values[~coded], np.broadcast_to(filler, groups.shape)[~coded])
+    everything = constriction.stream.stack.AnsCoder()
+    encode_grouped(everything, symbols, groups, tables)
+    np.testing.assert_array_equal(
+        decode_values(constriction.stream.stack.AnsCoder(everything.get_compressed()), groups, tables, offsets),
+        symbols - offsets[groups])
 
 
 def test_one_symbol_tables_cost_nothing_and_round_trip() -> None:
