@@ -44,6 +44,7 @@ def main() -> None:
     metadata["integer_hyper"] = json.dumps({**summary, "calibration": [str(p) for p in args.images],
                                             "calibration_images": len(paths),
                                             "float_weights_sha256": loaded.sha256})
+    args.dst.parent.mkdir(parents=True, exist_ok=True)
     save_codec_file(model, args.dst, metadata)
     print(f"{args.dst}: integer hyper-decoder from {len(paths)} images, {summary}")
 
