@@ -409,11 +409,13 @@ class LiteHyperprior:
         coder = constriction.stream.stack.AnsCoder()
         # y first, then z: the decoder pops z (needed to decode y) first
         y_coded = None if analysis.keep_y is None else np.tile(analysis.keep_y.ravel(), values.shape[0])
-        _push(coder, (values + radii).astype(np.int32).reshape(-1), indices.reshape(-1), self.y_tables, y_coded)
+        encode_grouped(coder, (values + radii).astype(np.int32).reshape(-1), indices.reshape(-1), self.y_tables,
+                       y_coded)
         channels = len(self.z_lengths)
         z_symbols = (z_hat.astype(np.int64) - self.z_offsets[:, None, None]).transpose(1, 2, 0).reshape(-1)
         z_coded = None if analysis.keep_z is None else np.repeat(analysis.keep_z.ravel(), channels)
-        _push(coder, z_symbols, np.tile(np.arange(channels), z_symbols.size // channels), self.z_tables, z_coded)
+        encode_grouped(coder, z_symbols, np.tile(np.arange(channels), z_symbols.size // channels), self.z_tables,
+                       z_coded)
         words = np.asarray(coder.get_compressed(), dtype="<u4").tobytes()
         if not reconstruct:
             return words, None
@@ -432,13 +434,6 @@ class LiteAnalysis:
     width: int
     keep_y: npt.NDArray[np.bool_] | None
     keep_z: npt.NDArray[np.bool_] | None
-
-
-def _push(coder: Any, symbols: npt.NDArray[np.integer[Any]], groups: npt.NDArray[np.int64],
-          tables: list[npt.NDArray[np.int64]], coded: npt.NDArray[np.bool_] | None) -> None:
-    if coded is not None:
-        symbols, groups = symbols[coded], groups[coded]
-    encode_grouped(coder, symbols, groups, tables)
 
 
 _ARENA_LOCK = threading.Lock()

@@ -185,10 +185,8 @@ class FactorizedDensity(nn.Module):
             q = torch.where(torch.from_numpy(keep)[None, None], q, self.default_values(q.shape).long())
         symbols = (q - offsets)[0].permute(1, 2, 0).reshape(-1).numpy()  # pixel-major, channel-minor
         groups = np.tile(np.arange(self.channels), symbols.size // self.channels)
-        if keep is not None:
-            coded = np.repeat(keep.ravel(), self.channels)
-            symbols, groups = symbols[coded], groups[coded]
-        encode_grouped(coder, symbols, groups, self._tables())
+        coded = None if keep is None else np.repeat(keep.ravel(), self.channels)
+        encode_grouped(coder, symbols, groups, self._tables(), coded)
         return q.to(y.dtype)
 
     def default_values(self, shape: torch.Size | tuple[int, ...]) -> Tensor:
@@ -294,10 +292,8 @@ class GaussianConditional(nn.Module):
             q = q * torch.from_numpy(keep)[None, None]
         symbols = (q + radii).reshape(-1).numpy()
         groups = indices.cpu().reshape(-1).numpy()
-        if keep is not None:
-            coded = np.tile(keep.ravel(), q.shape[0] * q.shape[1])  # (N, C, H, W) order
-            symbols, groups = symbols[coded], groups[coded]
-        encode_grouped(coder, symbols, groups, self._tables())
+        coded = None if keep is None else np.tile(keep.ravel(), q.shape[0] * q.shape[1])  # (N, C, H, W) order
+        encode_grouped(coder, symbols, groups, self._tables(), coded)
         return q.float()
 
     def decode(self, coder: constriction.stream.stack.AnsCoder, indices: Tensor,

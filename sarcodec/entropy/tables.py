@@ -37,14 +37,18 @@ def encode_grouped(
     symbols: NDArray[np.integer[Any]],
     groups: NDArray[np.int64],
     tables: list[NDArray[np.int64]],
+    coded: NDArray[np.bool_] | None = None,
 ) -> None:
-    """Push ``symbols`` (already offset into ``[0, len(table))``) onto ``coder``, ``symbols[i]`` with ``tables[groups[i]]``.
+    """Push ``symbols`` (already offset into ``[0, len(table))``) onto ``coder``, ``symbols[i]`` with ``tables[groups[i]]``;
+    with ``coded`` (one flag per position), only those positions (:func:`decode_values` with the same flags).
 
     Symbols are coded group by group in increasing group order, in their array order inside a group;
     :func:`decode_grouped` with the same ``groups`` returns them. (The ANS stack is last-in first-out, so the
     groups are pushed in reverse.) A table of one symbol (a learned density that collapsed onto one value) costs
     nothing: its symbols are all 0 and are not pushed.
     """
+    if coded is not None:
+        symbols, groups = np.asarray(symbols)[coded], groups[coded]
     order, starts, present = _group_order(groups)
     ordered = np.asarray(symbols)[order].astype(np.int32, copy=False)  # one gather; each group a contiguous slice
     for g in reversed(range(len(present))):

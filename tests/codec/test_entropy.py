@@ -87,6 +87,9 @@ def test_decode_values_fills_the_positions_not_coded(fill: str) -> None:
     coder = constriction.stream.stack.AnsCoder()
     encode_grouped(coder, symbols[coded], groups[coded], tables)
     words = coder.get_compressed()
+    flagged = constriction.stream.stack.AnsCoder()  # encode_grouped's own ``coded``: the same words
+    encode_grouped(flagged, symbols, groups, tables, coded)
+    np.testing.assert_array_equal(flagged.get_compressed(), words)
     filler = 7.0 if fill == "scalar" else np.arange(groups.size, dtype=np.float64)
     values = decode_values(constriction.stream.stack.AnsCoder(words), groups, tables, offsets, coded, filler)
     assert values.dtype == np.float32
