@@ -27,6 +27,7 @@ output cap, so a hostile blob cannot allocate more than a few bytes per pixel of
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -43,11 +44,13 @@ __all__ = [
     "STEP_HI_DB",
     "STEP_LO_DB",
     "TileSide",
+    "add_targets",
     "decode_side",
     "encode_side",
     "find_outliers",
     "fit_correction",
     "interpolate_correction",
+    "reconstruct_db",
 ]
 
 #: Quantization steps (dB) of pixels above ``db_hi`` and below ``db_lo`` (format version 2 defaults; the header
@@ -136,6 +139,35 @@ def point_targets(intensity: FloatArray, valid: npt.NDArray[np.bool_]) -> npt.ND
     if not valid.any():
         return np.zeros(valid.shape, dtype=bool)
     return cfar_detections(np.where(valid, intensity, 0.0), valid, threshold_db=TARGET_CONTRAST_DB)
+
+
+def reconstruct_db(decoded_db: FloatArray, side: TileSide, db_lo: float, step_lo: float, step_hi: float,
+                   bias_step: float = BIAS_STEP_DB, block: int = BIAS_BLOCK) -> FloatArray:
+    """The dB a decoder gives a tile core from the network's decoded dB there and the side layer ``side`` (with
+    its correction): the interpolated correction added, the outliers' values put in (as ``lossy`` decodes)."""
+    db = np.array(decoded_db, dtype=np.float64)
+    if side.correction is not None:
+        db += interpolate_correction(side.correction * bias_step, db.shape, block).astype(np.float32)
+    flat = db.reshape(-1)
+    flat[side.above_index] = db_lo + side.above_q * step_hi
+    flat[side.below_index] = db_lo - side.below_q * step_lo
+    return db
+
+
+def add_targets(side: TileSide, db: FloatArray, pixels: npt.NDArray[np.bool_], db_lo: float,
+                step_hi: float) -> TileSide:
+    """``side`` with the ``pixels`` of a tile core whose dB ``db`` lies above ``db_lo`` added to its bright
+    outliers (quantized as :func:`find_outliers` quantizes them; pixels it already holds are left as they are).
+    Returns a new TileSide without a correction map (it is fitted again after)."""
+    flat = db.ravel()
+    new = np.setdiff1d(np.flatnonzero(pixels.ravel() & np.isfinite(flat) & (flat > db_lo)),
+                       np.concatenate([side.above_index, side.below_index]), assume_unique=True)
+    if not new.size:
+        return dataclasses.replace(side, correction=None)
+    q = np.minimum(np.rint((flat[new] - db_lo) / step_hi), _MAX_OUTLIER_STEPS).astype(np.int64)
+    index = np.concatenate([side.above_index, new])
+    order = np.argsort(index, kind="stable")
+    return TileSide(index[order], np.concatenate([side.above_q, q])[order], side.below_index, side.below_q)
 
 
 def _axis_weights(n: int, block: int) -> tuple[IntArray, IntArray, FloatArray]:

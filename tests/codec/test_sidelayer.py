@@ -44,6 +44,33 @@ def test_point_targets_inside_the_range_are_listed_too() -> None:
     assert abs(side.outlier_db(db.shape, -30.0, 10.0, 1.0, 0.5)[20, 30] - 5.0) <= 0.25
 
 
+def test_added_targets_keep_raster_order_and_skip_listed_and_dark_pixels() -> None:
+    shape, lo, step = (8, 10), -30.0, 0.5
+    side = S.TileSide(np.array([3, 40]), np.array([7, 9]), np.array([12]), np.array([2]), np.zeros((1, 1), np.int64))
+    db = np.full(shape, -100.0)
+    pixels = np.zeros(shape, bool)
+    for index, value in ((1, -20.1), (40, -10.0), (12, 0.0), (55, -30.0), (79, -0.3)):
+        pixels.flat[index], db.flat[index] = True, value  # new, listed bright, listed dark, at db_lo, new
+    added = S.add_targets(side, db, pixels, lo, step)
+    assert added.above_index.tolist() == [1, 3, 40, 79] and added.correction is None
+    assert added.above_q.tolist() == [20, 7, 9, 59]  # round((db - lo) / step); listed pixels keep their values
+    np.testing.assert_array_equal(added.below_index, side.below_index)
+    np.testing.assert_array_equal(S.decode_side(S.encode_side(added), shape, False).above_index, added.above_index)
+
+
+def test_reconstruction_puts_in_the_correction_and_the_outliers() -> None:
+    shape, lo = (40, 70), -25.0
+    decoded = np.random.default_rng(3).uniform(-20, 0, shape)
+    correction = np.arange(6, dtype=np.int64).reshape(S.correction_grid(shape)) * 10
+    side = S.TileSide(np.array([5, 100]), np.array([4, 60]), np.array([7]), np.array([3]), correction)
+    db = S.reconstruct_db(decoded, side, lo, 1.0, 0.5)
+    full = decoded + S.interpolate_correction(correction * S.BIAS_STEP_DB, shape)
+    assert db.flat[5] == lo + 2.0 and db.flat[100] == lo + 30.0 and db.flat[7] == lo - 3.0
+    rest = np.ones(db.size, bool)
+    rest[[5, 100, 7]] = False
+    np.testing.assert_allclose(db.ravel()[rest], full.ravel()[rest], atol=1e-5)
+
+
 def test_side_blob_round_trip() -> None:
     rng = np.random.default_rng(2)
     shape = (70, 90)
