@@ -127,6 +127,19 @@ def test_cfar_detections_with_every_pixel_valid_match_a_loop(window: int, guard:
     assert len(expected) >= 2
 
 
+def test_cfar_detections_beside_a_huge_target_match_a_loop() -> None:
+    """Running sums across a 1e9 target beside 1e-3 sea (12 dB of contrast against 90): the same detections as a
+    loop, including the weak target in the same rows and a pixel 12.01 dB over its ring."""
+    ref = np.full((40, 60), 1e-3)
+    ref[20, 10] = 1e9
+    ref[20, 40] = 1e-3 * 10 ** 1.3  # 13 dB over a sea of 1e-3 (the huge target is outside its window)
+    ref[5, 57] = 1e-3 * 10 ** 1.201
+    ref[35, 58] = 1e-3 * 10 ** 1.199
+    got = metrics.cfar_detections(ref, np.ones(ref.shape, bool))
+    assert {(int(i), int(j)) for i, j in zip(*np.nonzero(got))} == _cfar_loop(ref, np.ones(ref.shape, bool))
+    assert got[20, 10] and got[20, 40] and got[5, 57] and not got[35, 58]
+
+
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (24, 29), (40, 8)])
 def test_window_counts_equal_a_box_filter_of_ones(shape: tuple[int, int]) -> None:
     """The all-valid CA-CFAR counts window pixels from the window's extent: the same as scipy's box filter of the
