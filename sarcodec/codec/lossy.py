@@ -171,7 +171,7 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
     the side layer's target contrast: a CA-CFAR detector on the decoded image would report targets that are not
     there. Those pixels are stored like point targets (their own dB within half a step) and the correction is
     fitted again without them. One round: a second one, after the refit, added ~0.06 % to the bits and changed no
-    dev image's CFAR F1 (README, "False point targets"). Only the encoder does this; the format and the decoder
+    dev image's CFAR F1 (``results/codec/false_targets/``). Only the encoder does this; the format and the decoder
     are unchanged. ``target`` is the original intensity at ``inlier`` (the core pixels the network gives)."""
     block = side_cfg["bias_block"]
     correction = sidelayer.fit_correction(target, decoded_db, inlier, block)
@@ -182,7 +182,8 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
     decoded = sidelayer.reconstruct_db(decoded_db, side, params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"],
                                        side_cfg["bias_step"], block)
     # false targets above the clip's floor (the side layer stores bright pixels from db_lo up)
-    false = sidelayer.point_targets(db_to_intensity(decoded), core_valid) & inlier & (target > db_to_intensity(params.db_lo))
+    false = sidelayer.point_targets(db_to_intensity(decoded), core_valid) & inlier
+    false &= target > db_to_intensity(params.db_lo)
     if not false.any():
         return side
     side = sidelayer.add_targets(side, np.where(false, 10.0 * np.log10(np.where(false, target, 1.0)), -np.inf), false,
