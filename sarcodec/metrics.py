@@ -690,9 +690,11 @@ def cfar_detections(intensity: ImageLike, valid: NDArray[np.bool_] | None = None
     Neighbourhoods are cut at the image edge (only pixels inside count)."""
     from scipy import ndimage
 
-    arr, _, ok = _intensity_pair(intensity, intensity, valid)
-    weighted = np.where(ok, arr, 0.0)
-    okf = ok.astype(np.float64)
+    image = _as_image(intensity, "intensity")
+    ok = _positive_and_masked(image, valid)
+    if not ok.any():
+        raise ValueError("no valid pixels to compare")
+    weighted = np.where(ok, image, 0.0)  # the intensity at valid pixels, 0 elsewhere
 
     def box(values: NDArray[np.float64], size: int) -> NDArray[np.float64]:
         # scipy's running means in float64, times the size: sums within ~1e-13 of the direct ones even with a
@@ -703,13 +705,13 @@ def cfar_detections(intensity: ImageLike, valid: NDArray[np.bool_] | None = None
         return out
 
     def count(size: int) -> NDArray[np.float64]:  # of valid pixels in each window
-        return _window_counts(arr.shape, size) if all_ok else box(okf, size)
+        return _window_counts(ok.shape, size) if all_ok else box(ok.astype(np.float64), size)
 
     all_ok = bool(ok.all())
     ring_sum = box(weighted, window) - box(weighted, guard)
     ring_count = np.rint(count(window) - count(guard))
     ring_mean = ring_sum / np.maximum(ring_count, 1.0)
-    result: NDArray[np.bool_] = ok & (ring_count > 0) & (arr > ring_mean * 10.0 ** (threshold_db / 10.0))
+    result: NDArray[np.bool_] = ok & (ring_count > 0) & (weighted > ring_mean * 10.0 ** (threshold_db / 10.0))
     return result
 
 
