@@ -186,8 +186,9 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
     false &= target > db_to_intensity(params.db_lo)
     if not false.any():
         return side
-    side = sidelayer.add_targets(side, np.where(false, 10.0 * np.log10(np.where(false, target, 1.0)), -np.inf), false,
-                                 params.db_lo, side_cfg["step_hi"])
+    false_db = np.full(false.shape, -np.inf)
+    false_db[false] = 10.0 * np.log10(target[false])  # the original's dB, only where it is stored
+    side = sidelayer.add_targets(side, false_db, false, params.db_lo, side_cfg["step_hi"])
     inlier = inlier & ~false
     correction = sidelayer.fit_correction(np.where(inlier, target, 0.0), decoded_db, inlier, block)
     return dataclasses.replace(side, correction=correction)
@@ -363,13 +364,11 @@ def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArr
         raise CorruptFileError(f"unknown tile type {tag}")
     core_shape = core_valid.shape
     side = sidelayer.decode_side(side_blob, core_shape, with_correction, side_cfg["bias_block"])
-    if side.correction is not None:
-        correction[:] = sidelayer.interpolate_correction(side.correction * side_cfg["bias_step"], core_shape,
-                                                         side_cfg["bias_block"])
-    index = np.concatenate([side.above_index, side.below_index])
+    correction_db = side.correction_db(core_shape, side_cfg["bias_step"], side_cfg["bias_block"])
+    if correction_db is not None:
+        correction[:] = correction_db
+    index, dbs = side.outliers(params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"])
     if index.size:
-        dbs = np.concatenate([params.db_lo + side.above_q * side_cfg["step_hi"],
-                              params.db_lo - side.below_q * side_cfg["step_lo"]])
         outliers.append((index // core_shape[1], index % core_shape[1] + col, dbs.astype(np.float32)))
     return x
 

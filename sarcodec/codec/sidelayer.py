@@ -89,13 +89,26 @@ class TileSide:
     below_q: IntArray
     correction: IntArray | None = None
 
+    def outliers(self, db_lo: float, step_lo: float, step_hi: float) -> tuple[IntArray, FloatArray]:
+        """Flat indices of the outliers (bright, then dark) and their decoded dB."""
+        return (np.concatenate([self.above_index, self.below_index]),
+                np.concatenate([db_lo + self.above_q * step_hi, db_lo - self.below_q * step_lo]))
+
     def outlier_db(self, shape: tuple[int, int], db_lo: float, db_hi: float, step_lo: float,
                    step_hi: float) -> FloatArray:
         """Per-pixel dB of the outliers (NaN elsewhere), shape ``shape``."""
         out = np.full(shape[0] * shape[1], np.nan)
-        out[self.above_index] = db_lo + self.above_q * step_hi
-        out[self.below_index] = db_lo - self.below_q * step_lo
+        index, values = self.outliers(db_lo, step_lo, step_hi)
+        out[index] = values
         return out.reshape(shape)
+
+    def correction_db(self, shape: tuple[int, int], bias_step: float = BIAS_STEP_DB,
+                      block: int = BIAS_BLOCK) -> FloatArray | None:
+        """The per-pixel correction (dB) over a tile core of ``shape`` that the decoder adds, or None without a
+        correction map."""
+        if self.correction is None:
+            return None
+        return interpolate_correction(self.correction * bias_step, shape, block)
 
 
 def correction_grid(shape: tuple[int, int], block: int = BIAS_BLOCK) -> tuple[int, int]:
@@ -146,11 +159,11 @@ def reconstruct_db(decoded_db: FloatArray, side: TileSide, db_lo: float, step_lo
     """The dB a decoder gives a tile core from the network's decoded dB there and the side layer ``side`` (with
     its correction): the interpolated correction added, the outliers' values put in (as ``lossy`` decodes)."""
     db = np.array(decoded_db, dtype=np.float64)
-    if side.correction is not None:
-        db += interpolate_correction(side.correction * bias_step, db.shape, block).astype(np.float32)
-    flat = db.reshape(-1)
-    flat[side.above_index] = db_lo + side.above_q * step_hi
-    flat[side.below_index] = db_lo - side.below_q * step_lo
+    correction = side.correction_db(db.shape, bias_step, block)
+    if correction is not None:
+        db += correction.astype(np.float32)  # the decoder keeps it in float32
+    index, values = side.outliers(db_lo, step_lo, step_hi)
+    db.reshape(-1)[index] = values
     return db
 
 
