@@ -11,8 +11,13 @@ Every failure sarcodec expects becomes one line on stderr and one exit code, the
 4    incompatible model: the file needs a model this installation does not have
 5    the output cannot be written (exists without --overwrite, unwritable, would overwrite an input)
 6    ``batch``: some scenes failed (the others were written; OUTDIR/manifest.csv says which and why)
-130  interrupted
+130  interrupted (Ctrl-C)
+129  stopped by SIGHUP (the terminal closed), unless ignored (``nohup``)
+143  stopped by SIGTERM (``kill``, ``timeout``, a job scheduler's stop)
 ==== ==========================================================================================
+
+SIGTERM and SIGHUP stop a command as Ctrl-C does (:func:`_stop_on_signals`), so an interrupted ``compress`` or
+``decompress`` leaves neither its output nor its hidden ``.partial`` file behind.
 
 Library errors name keyword arguments (``overwrite=True``); :func:`_cli_wording` turns them into the flags.
 """
@@ -21,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -674,15 +681,47 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Stopped(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived: raised in the main thread like Ctrl-C's KeyboardInterrupt (a subclass, so that
+    whatever cleans up after Ctrl-C cleans up after these too), remembering the signal for the exit code."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_stopped(signum: int, frame: Any) -> None:
+    raise Stopped(signum)
+
+
+def _stop_on_signals() -> dict[int, Any]:
+    """Make SIGTERM and SIGHUP raise :class:`Stopped` while a command runs; their default would end the process
+    at once and leave the writers' partial files (``.NAME.PID.partial``) behind. A signal whose handling is not the
+    default (SIGHUP ignored under ``nohup``, a handler of an embedding program) keeps it. Returns the handlers
+    replaced, for :func:`main` to restore; nothing outside the main thread (``signal`` allows it only there)."""
+    replaced: dict[int, Any] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return replaced
+    for name in ("SIGTERM", "SIGHUP"):
+        signum = getattr(signal, name, None)  # Windows has no SIGHUP
+        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+            replaced[signum] = signal.signal(signum, _raise_stopped)
+    return replaced
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    replaced = _stop_on_signals()
     try:
         result: int = args.func(args)
         return result
     except SarcodecError as exc:
         print(f"sarcodec {args.command}: error: {_cli_wording(str(exc))}", file=sys.stderr)
         return exc.exit_code
+    except Stopped as exc:
+        print(f"sarcodec {args.command}: stopped by {signal.Signals(exc.signum).name}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print(f"sarcodec {args.command}: interrupted", file=sys.stderr)
         return 130
@@ -693,3 +732,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sarcodec {args.command}: internal error: {type(exc).__name__}: {first} "
               "(set SARCODEC_DEBUG=1 for a traceback)", file=sys.stderr)
         return 1
+    finally:
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
