@@ -80,3 +80,13 @@ def test_help_and_usage_errors() -> None:
     assert run_cli("prepare", "--help").returncode == 0
     assert_one_line_error(run_cli("prepare"), "required")
     assert_one_line_error(run_cli("frobnicate"), "invalid choice")
+
+
+def test_the_installed_version_is_the_packages() -> None:
+    """pyproject.toml takes the version from sarcodec/version.py (0.7.8 shipped with 0.7.7 in pip's metadata)."""
+    from importlib.metadata import version
+
+    from sarcodec import __version__
+
+    assert version("sarcodec") == __version__
+    assert run_cli("--version").stdout.strip() == f"sarcodec {__version__}"
