@@ -513,13 +513,37 @@ class _Output:
         import rasterio.shutil
 
         self._dataset.close()
+        self._check_complete(self._tmp)
         if self.cog:
             cog_tmp = self._tmp.with_name(self._tmp.name + ".cog.tif")
             rasterio.shutil.copy(self._tmp, cog_tmp, driver="COG", compress="DEFLATE", BIGTIFF="IF_SAFER",
                                  num_threads="ALL_CPUS")
             self._tmp.unlink()
             self._tmp = cog_tmp
+            self._check_complete(self._tmp)
         os.replace(self._tmp, self.path)
+
+    def _check_complete(self, tmp: Path) -> None:
+        """Raise OutputError unless GDAL wrote all of ``tmp``: it opens, and every block of every band (overviews
+        aside) has bytes that lie within the file. GDAL reports a failed write (a full disk, a quota) only on
+        stderr, and rasterio neither raises on it in ``write`` nor in ``close`` (rasterio 1.4.4): without this
+        check a full disk gave exit 0 and an empty or truncated GeoTIFF. Reads only the TIFF directory."""
+        import rasterio
+
+        try:
+            size = tmp.stat().st_size
+            with rasterio.open(tmp) as ds:
+                block_h, block_w = ds.block_shapes[0]
+                for band in ds.indexes:
+                    for y in range(-(-ds.height // block_h)):
+                        for x in range(-(-ds.width // block_w)):
+                            offset = ds.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=band)
+                            count = ds.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=band)
+                            if not offset or not count or int(offset) + int(count) > size:
+                                raise OSError
+        except (rasterio.errors.RasterioError, OSError, ValueError):
+            raise OutputError(f"{self.path}: cannot be written (GDAL could not write all of the GeoTIFF: "
+                              "is the disk full?)") from None
 
     def abort(self) -> None:
         if self.path is not None:

@@ -195,3 +195,24 @@ def test_a_signal_the_caller_ignores_stays_ignored() -> None:
         signal.signal(signal.SIGHUP, old)
         for signum, handler in replaced.items():
             signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("cog", [False, True])
+def test_a_geotiff_gdal_could_not_finish_is_an_error_not_an_output(tmp_path: Path, cog: bool) -> None:
+    """A full disk (here: a file-size limit, EFBIG, on the decoder's process) made GDAL print errors and write an
+    empty or truncated GeoTIFF, and decompress exited 0 (rasterio does not raise on it); now exit 5, no output."""
+    import resource
+
+    sarc = tmp_path / "o.sarc"
+    assert run_cli("compress", str(OPERA), "-o", str(sarc)).returncode == 0
+    out = tmp_path / "o.tif"
+    args = ["decompress", str(sarc), "-o", str(out), *(["--cog"] if cog else [])]
+    assert run_cli(*args).returncode == 0 and out.stat().st_size > 8192  # it needs more than the limit below
+    out.unlink()
+    env = {k: v for k, v in os.environ.items() if k != "SARCODEC_DEBUG"}
+    proc = subprocess.run([sys.executable, "-m", "sarcodec", *args], capture_output=True, text=True, env=env,
+                          timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192)))
+    assert proc.returncode == 5 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (f"sarcodec decompress: error: {out}: cannot be written (GDAL could "
+                                                    "not write all of the GeoTIFF: is the disk full?)")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["o.sarc"]
