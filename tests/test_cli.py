@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,23 @@ from tests.conftest import speckle_intensity, write_geotiff
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "SARCODEC_DEBUG"}
     return subprocess.run([sys.executable, "-m", "sarcodec", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+
+
+def stop_once_writing(args: list[str], folder: Path, signum: int) -> tuple[int, str]:
+    """Start ``sarcodec ARGS``, send ``signum`` once its hidden partial output exists, wait for it; its exit code
+    and stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "SARCODEC_DEBUG"}
+    # the signal's default disposition in the child, whatever this process was given (nohup ignores SIGHUP)
+    proc = subprocess.Popen([sys.executable, "-m", "sarcodec", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=env, preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
+    deadline = time.monotonic() + 60
+    while not (folder.is_dir() and any(".partial" in p.name for p in folder.iterdir())):
+        assert proc.poll() is None, f"ended before writing: {proc.communicate()}"
+        assert time.monotonic() < deadline, "no partial output within 60 s"
+        time.sleep(0.01)
+    proc.send_signal(signum)
+    stderr = proc.communicate(timeout=60)[1]
+    return proc.returncode, stderr
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess[str], needle: str) -> None:

@@ -12,6 +12,8 @@ cluster and brings its scheduler, its retries of tasks whose worker died, its da
   it and it has the ``.sarc``'s height and width. An output that does not verify is written again.
 - Atomic: ``sarcodec.compress``/``decompress`` write a temporary file and rename it into place, so an interrupted
   batch leaves no partial output under a final name; ``OUTDIR/manifest.csv`` is written the same way, at the end.
+  An interrupted batch on a local cluster also removes the temporary files of the scenes its killed workers were
+  writing (:func:`_remove_partial_outputs`).
 - Isolated: each task catches every ``Exception`` and returns a failed row, so one bad scene never stops the others;
   :func:`raise_for_failures` then turns failed rows into :class:`BatchError` (exit code 6 on the command line).
 """
@@ -312,16 +314,33 @@ def run_batch(
     jobs = plan_jobs(inputs, out, decompress=decompress, band=opts.pop("band", None))
     if not jobs:
         raise BadInputError("no inputs")
-    with _client(scheduler, workers, connect_timeout) as client:
-        try:
-            out.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputError(f"{out}: cannot be created ({exc.strerror or exc})") from None
-        start = time.monotonic()
-        rows = _collect(client, jobs, decompress, opts, progress, out / MANIFEST_NAME)
-        seconds = time.monotonic() - start
+    try:
+        with _client(scheduler, workers, connect_timeout) as client:
+            try:
+                out.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise OutputError(f"{out}: cannot be created ({exc.strerror or exc})") from None
+            start = time.monotonic()
+            rows = _collect(client, jobs, decompress, opts, progress, out / MANIFEST_NAME)
+            seconds = time.monotonic() - start
+    except BaseException:
+        if scheduler is None:
+            _remove_partial_outputs(jobs)
+        raise
     log(summary_line(rows, seconds, out / MANIFEST_NAME))
     return rows
+
+
+def _remove_partial_outputs(jobs: Sequence[Job]) -> None:
+    """Remove the temporary files (``.NAME.PID.partial*``) of the jobs' outputs. Called when a batch on a local
+    cluster is interrupted (Ctrl-C, SIGTERM): closing the cluster kills the workers mid-scene, before their writers
+    can clean up. Not with an existing scheduler, whose workers finish (or clean up) their running tasks."""
+    import glob
+
+    for job in jobs:
+        for tmp in job.output.parent.glob(f".{glob.escape(job.output.name)}.*.partial*"):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
 
 
 # ------------------------------------------------------------------------------ manifest and summary

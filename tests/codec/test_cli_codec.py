@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +13,7 @@ import pytest
 import rasterio
 
 from tests.conftest import speckle_intensity, write_geotiff
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.test_cli import assert_one_line_error, run_cli, stop_once_writing
 
 REPO = Path(__file__).resolve().parents[2]
 OPERA = sorted((REPO / "samples" / "opera").glob("*.tif"))[0]
@@ -151,23 +150,6 @@ def test_one_exit_code_per_failure_family(tmp_path: Path) -> None:
     assert proc.returncode == 5
 
 
-def _stop_once_writing(args: list[str], folder: Path, signum: int) -> tuple[int, str]:
-    """Start ``sarcodec ARGS``, send ``signum`` once its hidden partial output exists, wait for it; its exit code
-    and stderr."""
-    env = {k: v for k, v in os.environ.items() if k != "SARCODEC_DEBUG"}
-    # the signal's default disposition in the child, whatever this process was given (nohup ignores SIGHUP)
-    proc = subprocess.Popen([sys.executable, "-m", "sarcodec", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
-    deadline = time.monotonic() + 60
-    while not any(".partial" in p.name for p in folder.iterdir()):
-        assert proc.poll() is None, f"ended before writing: {proc.communicate()}"
-        assert time.monotonic() < deadline, "no partial output within 60 s"
-        time.sleep(0.01)
-    proc.send_signal(signum)
-    stderr = proc.communicate(timeout=60)[1]
-    return proc.returncode, stderr
-
-
 def test_sigterm_and_sighup_stop_a_command_and_leave_nothing_behind(tmp_path: Path) -> None:
     scene = write_geotiff(tmp_path / "scene.tif",
                           np.sqrt(speckle_intensity((2048, 2048), seed=4) * 1e6).clip(1, 65535).astype(np.uint16))
@@ -177,7 +159,7 @@ def test_sigterm_and_sighup_stop_a_command_and_leave_nothing_behind(tmp_path: Pa
     for args, signum in ((["compress", str(scene), "-o", str(tmp_path / "stopped.sarc")], signal.SIGTERM),
                          (["decompress", str(tmp_path / "whole.sarc"), "-o", str(tmp_path / "stopped.tif")],
                           signal.SIGHUP)):
-        code, stderr = _stop_once_writing(args, tmp_path, signum)
+        code, stderr = stop_once_writing(args, tmp_path, signum)
         assert code == 128 + signum
         assert stderr.strip() == f"sarcodec {args[0]}: stopped by {signal.Signals(signum).name}"
         assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no partial file

@@ -16,7 +16,7 @@ import sarcodec
 from sarcodec.deploy.batch import BatchError, plan_jobs, raise_for_failures, run_batch
 from sarcodec.errors import BadInputError
 from tests.conftest import speckle_intensity, write_geotiff
-from tests.test_cli import assert_one_line_error, run_cli
+from tests.test_cli import assert_one_line_error, run_cli, stop_once_writing
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLES = sorted((REPO / "samples" / "opera").glob("*.tif"))
@@ -200,3 +200,18 @@ def test_plan_refuses_two_inputs_writing_one_output(tmp_path: Path) -> None:
     assert [(j.source, j.band, j.output.name) for j in jobs] == [(tmp_path / "a" / "scene.tif", 1, "scene.sarc")]
     with pytest.raises(BadInputError, match="would both write"):
         plan_jobs([tmp_path / "a", tmp_path / "b"], tmp_path / "out")
+
+
+def test_a_stopped_batch_leaves_no_partial_scenes(tmp_path: Path) -> None:
+    """SIGTERM while the local cluster's workers write: closing the cluster kills them before their writers clean
+    up, so the batch removes its outputs' temporary files itself; the manifest (empty: nothing finished) stays."""
+    import signal
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        write_geotiff(inputs / f"{name}.tif", speckle_intensity((2048, 2048), seed=len(name)))
+    outdir = tmp_path / "out"
+    code, stderr = stop_once_writing(["batch", str(inputs), "-o", str(outdir)], outdir, signal.SIGTERM)
+    assert code == 128 + signal.SIGTERM and stderr.strip().splitlines()[-1] == "sarcodec batch: stopped by SIGTERM"
+    assert sorted(p.name for p in outdir.iterdir()) == ["manifest.csv"]
