@@ -472,6 +472,8 @@ class _Output:
             "compress": "DEFLATE",
             # GDAL compresses the blocks it holds when the file closes: on every core instead of one (same bytes)
             "num_threads": "ALL_CPUS",
+            # every block written, also those all nodata (GDAL's default, said here: _check_complete relies on it)
+            "sparse_ok": False,
             **({"predictor": 3} if self.dtype.kind == "f" else {"predictor": 2} if self.dtype.kind in "ui" else {}),
         }
         try:
@@ -517,7 +519,7 @@ class _Output:
         if self.cog:
             cog_tmp = self._tmp.with_name(self._tmp.name + ".cog.tif")
             rasterio.shutil.copy(self._tmp, cog_tmp, driver="COG", compress="DEFLATE", BIGTIFF="IF_SAFER",
-                                 num_threads="ALL_CPUS")
+                                 num_threads="ALL_CPUS", sparse_ok=False)
             self._tmp.unlink()
             self._tmp = cog_tmp
             self._check_complete(self._tmp)
