@@ -690,8 +690,29 @@ class Stopped(KeyboardInterrupt):
         self.signum = signum
 
 
+def _stop_signals() -> list[int]:
+    return [s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGHUP", None)) if s is not None]
+
+
 def _raise_stopped(signum: int, frame: Any) -> None:
+    # once: a second SIGTERM must not cut short the cleanup the first one started (SIGKILL still ends it)
+    for other in _stop_signals():
+        if signal.getsignal(other) is _raise_stopped:
+            signal.signal(other, signal.SIG_IGN)
     raise Stopped(signum)
+
+
+def _default_in_child() -> None:
+    """In a forked child (DataLoader workers, process pools): the signals' default again, so that terminating a
+    child ends it instead of raising in it."""
+    for signum in _stop_signals():
+        if signal.getsignal(signum) in (_raise_stopped, signal.SIG_IGN) and signum in _REPLACED_HERE:
+            signal.signal(signum, signal.SIG_DFL)
+
+
+#: the signals :func:`_stop_on_signals` took over in this process (for :func:`_default_in_child`)
+_REPLACED_HERE: set[int] = set()
+_FORK_HOOK: list[bool] = []
 
 
 def _stop_on_signals() -> dict[int, Any]:
@@ -702,10 +723,14 @@ def _stop_on_signals() -> dict[int, Any]:
     replaced: dict[int, Any] = {}
     if threading.current_thread() is not threading.main_thread():
         return replaced
-    for name in ("SIGTERM", "SIGHUP"):
-        signum = getattr(signal, name, None)  # Windows has no SIGHUP
-        if signum is not None and signal.getsignal(signum) is signal.SIG_DFL:
+    if not _FORK_HOOK and hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_default_in_child)
+        _FORK_HOOK.append(True)
+    for signum in _stop_signals():
+        if signal.getsignal(signum) is signal.SIG_DFL:
             replaced[signum] = signal.signal(signum, _raise_stopped)
+    _REPLACED_HERE.clear()
+    _REPLACED_HERE.update(replaced)
     return replaced
 
 
@@ -735,3 +760,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         for signum, handler in replaced.items():
             signal.signal(signum, handler)
+        _REPLACED_HERE.clear()

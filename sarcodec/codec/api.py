@@ -472,7 +472,7 @@ class _Output:
             "compress": "DEFLATE",
             # GDAL compresses the blocks it holds when the file closes: on every core instead of one (same bytes)
             "num_threads": "ALL_CPUS",
-            # every block written, also those all nodata (GDAL's default, said here: _check_complete relies on it)
+            # every block written, even all-nodata ones (GDAL's default; raster.tiff_complete relies on it)
             "sparse_ok": False,
             **({"predictor": 3} if self.dtype.kind == "f" else {"predictor": 2} if self.dtype.kind in "ui" else {}),
         }
@@ -500,6 +500,9 @@ class _Output:
             except (rasterio.errors.RasterioError, OSError, ValueError) as exc:
                 self.abort()
                 raise OutputError(f"{path}: cannot be written ({exc})") from None
+            except BaseException:  # a signal (cli.Stopped) after GDAL created the file: nobody else can remove it
+                self.abort()
+                raise
 
     def write(self, row: int, values: npt.NDArray[Any]) -> None:
         if self.array is not None:
@@ -526,33 +529,22 @@ class _Output:
         os.replace(self._tmp, self.path)
 
     def _check_complete(self, tmp: Path) -> None:
-        """Raise OutputError unless GDAL wrote all of ``tmp``: it opens, and every block of every band (overviews
-        aside) has bytes that lie within the file. GDAL reports a failed write (a full disk, a quota) only on
-        stderr, and rasterio neither raises on it in ``write`` nor in ``close`` (rasterio 1.4.4): without this
-        check a full disk gave exit 0 and an empty or truncated GeoTIFF. Reads only the TIFF directory."""
-        import rasterio
+        """OutputError unless GDAL wrote all of ``tmp`` (``raster.tiff_complete``): without this check a full disk
+        gave exit 0 and an empty or truncated GeoTIFF (GDAL only prints its write errors)."""
+        from sarcodec.io.raster import tiff_complete
 
-        try:
-            size = tmp.stat().st_size
-            with rasterio.open(tmp) as ds:
-                block_h, block_w = ds.block_shapes[0]
-                for band in ds.indexes:
-                    for y in range(-(-ds.height // block_h)):
-                        for x in range(-(-ds.width // block_w)):
-                            offset = ds.get_tag_item(f"BLOCK_OFFSET_{x}_{y}", "TIFF", bidx=band)
-                            count = ds.get_tag_item(f"BLOCK_SIZE_{x}_{y}", "TIFF", bidx=band)
-                            if not offset or not count or int(offset) + int(count) > size:
-                                raise OSError
-        except (rasterio.errors.RasterioError, OSError, ValueError):
+        if not tiff_complete(tmp):
             raise OutputError(f"{self.path}: cannot be written (GDAL could not write all of the GeoTIFF: "
-                              "is the disk full?)") from None
+                              "is the disk full?)")
 
     def abort(self) -> None:
         if self.path is not None:
-            if self._dataset is not None:
-                self._dataset.close()
-            for tmp in (self._tmp, self._tmp.with_name(self._tmp.name + ".cog.tif")):
-                tmp.unlink(missing_ok=True)
+            try:
+                if self._dataset is not None:
+                    self._dataset.close()
+            finally:
+                for tmp in (self._tmp, self._tmp.with_name(self._tmp.name + ".cog.tif")):
+                    tmp.unlink(missing_ok=True)
 
 
 def decompress(

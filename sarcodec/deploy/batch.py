@@ -155,12 +155,16 @@ def _verified_sarc(job: Job) -> int | None:
 
 
 def _verified_tif(job: Job) -> int | None:
-    """The pixel count if ``job.output`` is a GeoTIFF that opens and has the ``.sarc``'s height and width."""
+    """The pixel count if ``job.output`` is a GeoTIFF that opens, has every block within the file (a copy or a
+    write cut short does not: ``raster.tiff_complete``) and the ``.sarc``'s height and width."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
     from sarcodec.codec.info import read_info
+    from sarcodec.io.raster import tiff_complete
 
+    if not tiff_complete(job.output):
+        return None
     try:
         info = read_info(job.source)
         with warnings.catch_warnings():
@@ -314,8 +318,11 @@ def run_batch(
     jobs = plan_jobs(inputs, out, decompress=decompress, band=opts.pop("band", None))
     if not jobs:
         raise BadInputError("no inputs")
+    local_pids: set[int] = set()  # the local cluster's worker processes
     try:
         with _client(scheduler, workers, connect_timeout) as client:
+            if scheduler is None:
+                local_pids.update(client.run(os.getpid).values())
             try:
                 out.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
@@ -323,24 +330,26 @@ def run_batch(
             start = time.monotonic()
             rows = _collect(client, jobs, decompress, opts, progress, out / MANIFEST_NAME)
             seconds = time.monotonic() - start
-    except BaseException:
-        if scheduler is None:
-            _remove_partial_outputs(jobs)
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM / SIGHUP on the command line (cli.Stopped)
+        _remove_partial_outputs(jobs, local_pids)
         raise
     log(summary_line(rows, seconds, out / MANIFEST_NAME))
     return rows
 
 
-def _remove_partial_outputs(jobs: Sequence[Job]) -> None:
-    """Remove the temporary files (``.NAME.PID.partial*``) of the jobs' outputs. Called when a batch on a local
-    cluster is interrupted (Ctrl-C, SIGTERM): closing the cluster kills the workers mid-scene, before their writers
-    can clean up. Not with an existing scheduler, whose workers finish (or clean up) their running tasks."""
+def _remove_partial_outputs(jobs: Sequence[Job], pids: set[int]) -> None:
+    """Remove the temporary files (``.NAME.PID.partial*``) that the processes ``pids`` left of the jobs' outputs.
+    Called when a batch on a local cluster is interrupted: closing the cluster kills its workers mid-scene, before
+    their writers can clean up. Only those workers' files (another batch or command writing into the same folder
+    keeps its own), and none with an existing scheduler, whose workers finish their running tasks."""
     import glob
 
     for job in jobs:
-        for tmp in job.output.parent.glob(f".{glob.escape(job.output.name)}.*.partial*"):
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        name = glob.escape(job.output.name)
+        for pid in pids:
+            for tmp in job.output.parent.glob(f".{name}.{pid}.partial*"):
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
 
 
 # ------------------------------------------------------------------------------ manifest and summary

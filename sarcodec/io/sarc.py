@@ -306,7 +306,11 @@ class SarcWriter:
         self._file: IO[bytes] = open(self._tmp, "wb")  # noqa: SIM115 (closed in close/abort)
         self._crc = 0
         self.bytes_written = 0
-        self._write(MAGIC + _U16.pack(version) + _U32.pack(len(data)) + data)
+        try:  # nobody holds this writer yet: a failure or a signal (cli.Stopped) here must remove the file itself
+            self._write(MAGIC + _U16.pack(version) + _U32.pack(len(data)) + data)
+        except BaseException:
+            self.abort()
+            raise
 
     def _write(self, data: bytes) -> None:
         self._file.write(data)

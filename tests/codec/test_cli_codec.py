@@ -165,35 +165,59 @@ def test_sigterm_and_sighup_stop_a_command_and_leave_nothing_behind(tmp_path: Pa
         assert sorted(p.name for p in tmp_path.iterdir()) == before  # no output, no partial file
 
 
-def test_a_signal_the_caller_ignores_stays_ignored() -> None:
-    from sarcodec.cli import _stop_on_signals
+def test_signal_handling_in_process() -> None:
+    """A signal the caller ignores (nohup's SIGHUP) stays ignored; the first SIGTERM raises Stopped and ignores
+    further ones while cleanup runs; a forked child (DataLoader workers) gets the default back."""
+    from sarcodec.cli import Stopped, _raise_stopped, _stop_on_signals
 
-    old = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as nohup leaves it
+    old = {s: signal.signal(s, h) for s, h in ((signal.SIGHUP, signal.SIG_IGN), (signal.SIGTERM, signal.SIG_DFL))}
     try:
         replaced = _stop_on_signals()
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN and signal.SIGHUP not in replaced
-        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL and signal.SIGTERM in replaced
+        assert signal.getsignal(signal.SIGTERM) is _raise_stopped and signal.SIGTERM in replaced
+        pid = os.fork()
+        if pid == 0:  # the child: report whether SIGTERM is back to its default, and leave at once
+            os._exit(0 if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL else 1)
+        assert os.waitpid(pid, 0)[1] == 0
+        with pytest.raises(Stopped):
+            _raise_stopped(signal.SIGTERM, None)
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # a second SIGTERM cannot cut the cleanup short
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
-        signal.signal(signal.SIGHUP, old)
-        for signum, handler in replaced.items():
+        for signum, handler in old.items():
             signal.signal(signum, handler)
+
+
+def _decompress_under_size_limit(args: list[str], limit: int) -> subprocess.CompletedProcess[str]:
+    """``sarcodec ARGS`` with every file it writes limited to ``limit`` bytes (EFBIG beyond: a full disk's effect)."""
+    import resource
+
+    env = {k: v for k, v in os.environ.items() if k != "SARCODEC_DEBUG"}
+    return subprocess.run([sys.executable, "-m", "sarcodec", *args], capture_output=True, text=True, env=env,
+                          timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
 
 
 @pytest.mark.parametrize("cog", [False, True])
 def test_a_geotiff_gdal_could_not_finish_is_an_error_not_an_output(tmp_path: Path, cog: bool) -> None:
     """A full disk (here: a file-size limit, EFBIG, on the decoder's process) made GDAL print errors and write an
-    empty or truncated GeoTIFF, and decompress exited 0 (rasterio does not raise on it); now exit 5, no output."""
-    import resource
-
+    empty or truncated GeoTIFF, and decompress exited 0 (rasterio does not raise on it); now exit 5, no output.
+    With ``--cog`` the limit lies between the plain GeoTIFF's size and the COG's, so the COG copy is what fails."""
     sarc = tmp_path / "o.sarc"
     assert run_cli("compress", str(OPERA), "-o", str(sarc)).returncode == 0
     out = tmp_path / "o.tif"
-    args = ["decompress", str(sarc), "-o", str(out), *(["--cog"] if cog else [])]
-    assert run_cli(*args).returncode == 0 and out.stat().st_size > 8192  # it needs more than the limit below
+    assert run_cli("decompress", str(sarc), "-o", str(out)).returncode == 0
+    plain = out.stat().st_size
     out.unlink()
-    env = {k: v for k, v in os.environ.items() if k != "SARCODEC_DEBUG"}
-    proc = subprocess.run([sys.executable, "-m", "sarcodec", *args], capture_output=True, text=True, env=env,
-                          timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (8192, 8192)))
+    args = ["decompress", str(sarc), "-o", str(out), *(["--cog"] if cog else [])]
+    if cog:
+        assert run_cli(*args).returncode == 0
+        whole = out.stat().st_size
+        out.unlink()
+        assert whole > plain + 1, (whole, plain)  # room for a limit between them
+        limit = (plain + whole) // 2
+    else:
+        limit = plain // 2
+    proc = _decompress_under_size_limit(args, limit)
     assert proc.returncode == 5 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (f"sarcodec decompress: error: {out}: cannot be written (GDAL could "
                                                     "not write all of the GeoTIFF: is the disk full?)")

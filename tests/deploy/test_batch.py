@@ -125,6 +125,13 @@ def test_compress_resume_redo_and_decompress(tmp_path: Path, scheduler: str) -> 
     # and again: both skipped
     rows = run_batch([out], dec, decompress=True, scheduler=scheduler, connect_timeout=60, options={}, log=logged.append)
     assert [r["status"] for r in rows] == ["skipped", "skipped"]
+    # a GeoTIFF cut short (a copy, or a write on a full disk) still opens with the right shape: redone, not skipped
+    cut = dec / good[0]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size * 6 // 10])
+    with rasterio.open(cut) as ds:
+        assert ds.shape == SAMPLE_SHAPE
+    rows = run_batch([out], dec, decompress=True, scheduler=scheduler, connect_timeout=60, options={}, log=logged.append)
+    assert [r["status"] for r in rows] == ["done", "skipped"]
 
 
 @pytest.mark.slow

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from sarcodec.errors import BadInputError
-from sarcodec.io.raster import find_rasters, open_raster
+from sarcodec.io.raster import find_rasters, open_raster, tiff_complete
 from tests.conftest import speckle_intensity, write_geotiff
 
 
@@ -81,3 +81,24 @@ def test_find_rasters(tmp_path: Path) -> None:
         find_rasters([tmp_path / "empty_dir"])
     with pytest.raises(BadInputError, match="no such file or directory"):
         find_rasters([tmp_path / "absent"])
+
+
+def test_tiff_complete_finds_geotiffs_gdal_did_not_finish(tmp_path: Path) -> None:
+    import rasterio
+
+    whole = write_geotiff(tmp_path / "whole.tif", speckle_intensity((300, 200), seed=3), tiled=True, blockxsize=64,
+                          blockysize=64, compress="deflate")
+    assert tiff_complete(whole)
+    data = whole.read_bytes()
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(data[: len(data) * 6 // 10])  # still opens (the directory comes first), blocks missing
+    with rasterio.open(cut) as ds:
+        assert ds.shape == (300, 200)
+    assert not tiff_complete(cut)
+    (tmp_path / "empty.tif").write_bytes(b"")
+    assert not tiff_complete(tmp_path / "empty.tif") and not tiff_complete(tmp_path / "missing.tif")
+    sparse = write_geotiff(tmp_path / "sparse.tif", np.zeros((300, 200), np.float32), nodata=0.0, tiled=True,
+                           blockxsize=64, blockysize=64, sparse_ok=True)  # blocks all nodata are never written
+    assert not tiff_complete(sparse)
+    np.save(tmp_path / "a.npy", np.ones((4, 4), np.float32))
+    assert not tiff_complete(tmp_path / "a.npy")
