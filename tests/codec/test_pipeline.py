@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import math
 import time
 from pathlib import Path
 
@@ -189,3 +190,46 @@ def test_cli_compress_imports_neither_pytorch_nor_tqdm_without_a_terminal(tmp_pa
     assert done.returncode == 0, done.stderr
     sarcodec.compress(source, tmp_path / "api.sarc", units="intensity", device="cpu")
     assert (tmp_path / "cli.sarc").read_bytes() == (tmp_path / "api.sarc").read_bytes()
+
+
+def _sizes(side: dict[float, float]):  # type: ignore[no-untyped-def]
+    """A sample's records at quality q: a payload growing with q and side bytes ``side`` (interpolated)."""
+    qs = sorted(side)
+
+    def side_bytes(q: float) -> float:
+        return float(np.interp(q, qs, [side[k] for k in qs]))
+
+    def payload(q: float) -> int:
+        return int(1000 * 1.5 ** q)
+
+    return payload, side_bytes
+
+
+@pytest.mark.parametrize("target", [3000.0, 9000.0, 20000.0])
+def test_bpp_search_decides_far_steps_on_estimates_and_finds_what_the_full_search_finds(target: float) -> None:
+    """``--bpp``'s bisection: steps whose estimate (exact payload, side bytes interpolated between qualities coded
+    in full) is more than 3 % from the target skip the synthesis; the quality found is the full search's, also
+    when the side bytes bulge between the known qualities (here far more than the 30-37 kB of the 3072^2 scene,
+    so that estimates mislead) and when the payload estimate is wrong: the full search is then redone."""
+    from sarcodec.codec import lossy
+
+    for side in ({1.0: 300.0, 8.0: 300.0}, {1.0: 300.0, 4.0: 900.0, 8.0: 280.0}):
+        payload, side_bytes = _sizes(side)
+        calls: list[float] = []
+
+        def coded(q: float) -> tuple[int, int]:
+            calls.append(q)
+            return int(payload(q) + side_bytes(q)), payload(q)
+
+        def run(margin: float, pay=payload) -> float:  # type: ignore[no-untyped-def]
+            calls.clear()
+            full = {1.0: coded(1.0), 8.0: coded(8.0)}
+            return lossy._bisect_quality(1.0, 8.0, target, full, coded, pay, float, margin)
+
+        exact = run(math.inf)
+        assert len(calls) == 2 + 8
+        assert run(0.03) == exact
+        if len(side) == 2:  # side bytes as interpolated: fewer steps coded in full
+            assert len(calls) < 2 + 8
+        # an estimate that misleads (payload under-estimated by half): the result is still the full search's
+        assert run(0.03, pay=lambda q: payload(q) // 2) == exact
