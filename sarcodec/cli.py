@@ -705,39 +705,43 @@ def _raise_stopped(signum: int, frame: Any) -> None:
 def _default_in_child() -> None:
     """In a forked child (DataLoader workers, process pools): the signals' default again, so that terminating a
     child ends it instead of raising in it."""
-    for signum in _stop_signals():
-        if signal.getsignal(signum) in (_raise_stopped, signal.SIG_IGN) and signum in _REPLACED_HERE:
+    for signum in _REPLACED:
+        if signal.getsignal(signum) in (_raise_stopped, signal.SIG_IGN):
             signal.signal(signum, signal.SIG_DFL)
 
 
-#: the signals :func:`_stop_on_signals` took over in this process (for :func:`_default_in_child`)
-_REPLACED_HERE: set[int] = set()
-_FORK_HOOK: list[bool] = []
+if hasattr(os, "register_at_fork"):  # a no-op in children of processes that never ran a command
+    os.register_at_fork(after_in_child=_default_in_child)
+
+#: the signals :func:`_stop_on_signals` took over in this process, all from their default, which :func:`main`
+#: restores (SIG_IGN on one of these is :func:`_raise_stopped`'s, not a caller's)
+_REPLACED: set[int] = set()
 
 
-def _stop_on_signals() -> dict[int, Any]:
+def _stop_on_signals() -> set[int]:
     """Make SIGTERM and SIGHUP raise :class:`Stopped` while a command runs; their default would end the process
     at once and leave the writers' partial files (``.NAME.PID.partial``) behind. A signal whose handling is not the
-    default (SIGHUP ignored under ``nohup``, a handler of an embedding program) keeps it. Returns the handlers
-    replaced, for :func:`main` to restore; nothing outside the main thread (``signal`` allows it only there)."""
-    replaced: dict[int, Any] = {}
-    if threading.current_thread() is not threading.main_thread():
-        return replaced
-    if not _FORK_HOOK and hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_default_in_child)
-        _FORK_HOOK.append(True)
-    for signum in _stop_signals():
-        if signal.getsignal(signum) is signal.SIG_DFL:
-            replaced[signum] = signal.signal(signum, _raise_stopped)
-    _REPLACED_HERE.clear()
-    _REPLACED_HERE.update(replaced)
-    return replaced
+    default (SIGHUP ignored under ``nohup``, a handler of an embedding program) keeps it. Returns the signals taken
+    over; nothing outside the main thread (``signal`` allows it only there)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in _stop_signals():
+            if signal.getsignal(signum) is signal.SIG_DFL:
+                signal.signal(signum, _raise_stopped)
+                _REPLACED.add(signum)
+    return set(_REPLACED)
+
+
+def _restore_signals() -> None:
+    """The default handling of the signals :func:`_stop_on_signals` took over."""
+    for signum in _REPLACED:
+        signal.signal(signum, signal.SIG_DFL)
+    _REPLACED.clear()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    replaced = _stop_on_signals()
+    _stop_on_signals()
     try:
         result: int = args.func(args)
         return result
@@ -758,6 +762,4 @@ def main(argv: Sequence[str] | None = None) -> int:
               "(set SARCODEC_DEBUG=1 for a traceback)", file=sys.stderr)
         return 1
     finally:
-        for signum, handler in replaced.items():
-            signal.signal(signum, handler)
-        _REPLACED_HERE.clear()
+        _restore_signals()

@@ -7,7 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,18 +17,23 @@ import pytest
 from tests.conftest import speckle_intensity, write_geotiff
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "SARCODEC_DEBUG"}
-    return subprocess.run([sys.executable, "-m", "sarcodec", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+def _env() -> dict[str, str]:
+    """This environment without SARCODEC_DEBUG (errors must be one line)."""
+    return {k: v for k, v in os.environ.items() if k != "SARCODEC_DEBUG"}
+
+
+def run_cli(*args: str, cwd: Path | None = None, preexec_fn: Callable[[], Any] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sarcodec", *args], capture_output=True, text=True, cwd=cwd,
+                          env=_env(), timeout=120, preexec_fn=preexec_fn)
 
 
 def stop_once_writing(args: list[str], folder: Path, signum: int) -> tuple[int, str]:
     """Start ``sarcodec ARGS``, send ``signum`` once its hidden partial output exists, wait for it; its exit code
     and stderr."""
-    env = {k: v for k, v in os.environ.items() if k != "SARCODEC_DEBUG"}
     # the signal's default disposition in the child, whatever this process was given (nohup ignores SIGHUP)
     proc = subprocess.Popen([sys.executable, "-m", "sarcodec", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env, preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
+                            text=True, env=_env(), preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     while not (folder.is_dir() and any(".partial" in p.name for p in folder.iterdir())):
         assert proc.poll() is None, f"ended before writing: {proc.communicate()}"

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -168,7 +166,7 @@ def test_sigterm_and_sighup_stop_a_command_and_leave_nothing_behind(tmp_path: Pa
 def test_signal_handling_in_process() -> None:
     """A signal the caller ignores (nohup's SIGHUP) stays ignored; the first SIGTERM raises Stopped and ignores
     further ones while cleanup runs; a forked child (DataLoader workers) gets the default back."""
-    from sarcodec.cli import Stopped, _raise_stopped, _stop_on_signals
+    from sarcodec.cli import Stopped, _raise_stopped, _restore_signals, _stop_on_signals
 
     old = {s: signal.signal(s, h) for s, h in ((signal.SIGHUP, signal.SIG_IGN), (signal.SIGTERM, signal.SIG_DFL))}
     try:
@@ -184,17 +182,9 @@ def test_signal_handling_in_process() -> None:
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # a second SIGTERM cannot cut the cleanup short
         assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
     finally:
+        _restore_signals()  # as main does when a command ends
         for signum, handler in old.items():
             signal.signal(signum, handler)
-
-
-def _decompress_under_size_limit(args: list[str], limit: int) -> subprocess.CompletedProcess[str]:
-    """``sarcodec ARGS`` with every file it writes limited to ``limit`` bytes (EFBIG beyond: a full disk's effect)."""
-    import resource
-
-    env = {k: v for k, v in os.environ.items() if k != "SARCODEC_DEBUG"}
-    return subprocess.run([sys.executable, "-m", "sarcodec", *args], capture_output=True, text=True, env=env,
-                          timeout=120, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
 
 
 @pytest.mark.parametrize("cog", [False, True])
@@ -202,6 +192,8 @@ def test_a_geotiff_gdal_could_not_finish_is_an_error_not_an_output(tmp_path: Pat
     """A full disk (here: a file-size limit, EFBIG, on the decoder's process) made GDAL print errors and write an
     empty or truncated GeoTIFF, and decompress exited 0 (rasterio does not raise on it); now exit 5, no output.
     With ``--cog`` the limit lies between the plain GeoTIFF's size and the COG's, so the COG copy is what fails."""
+    import resource
+
     sarc = tmp_path / "o.sarc"
     assert run_cli("compress", str(OPERA), "-o", str(sarc)).returncode == 0
     out = tmp_path / "o.tif"
@@ -217,7 +209,8 @@ def test_a_geotiff_gdal_could_not_finish_is_an_error_not_an_output(tmp_path: Pat
         limit = (plain + whole) // 2
     else:
         limit = plain // 2
-    proc = _decompress_under_size_limit(args, limit)
+    # every file the decoder writes limited to ``limit`` bytes (EFBIG beyond: a full disk's effect)
+    proc = run_cli(*args, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit)))
     assert proc.returncode == 5 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (f"sarcodec decompress: error: {out}: cannot be written (GDAL could "
                                                     "not write all of the GeoTIFF: is the disk full?)")
