@@ -321,19 +321,18 @@ def _bisect_quality(lo: float, hi: float, target: float, full: dict[float, tuple
     near = math.isinf(margin)  # from the first step coded in full on, no more estimates
     for _ in range(8):
         mid = (lo + hi) / 2
-        guess = target
         if not near:
             known = sorted(full)
             below, above = max(q for q in known if q <= mid), min(q for q in known if q >= mid)
             side_below, side_above = (full[q][0] - full[q][1] for q in (below, above))
             t = 0.0 if above == below else (mid - below) / (above - below)
             guess = to_bpp(payload(mid) + side_below + t * (side_above - side_below))
-        if not near and abs(guess - target) > margin * target:
-            fits = guess <= target
-        else:
-            near = True
+            near = abs(guess - target) <= margin * target
+        if near:
             full[mid] = coded(mid)
             fits = to_bpp(full[mid][0]) <= target
+        else:
+            fits = guess <= target
         lo, hi = (mid, hi) if fits else (lo, mid)
         estimated = (mid not in full) if fits else estimated
     if estimated and to_bpp(coded(lo)[0]) > target:  # an estimate misled a step (not seen): bisect in full
