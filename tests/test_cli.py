@@ -28,18 +28,22 @@ def run_cli(*args: str, cwd: Path | None = None, preexec_fn: Callable[[], Any] |
                           env=_env(), timeout=120, preexec_fn=preexec_fn)
 
 
-def stop_once_writing(args: list[str], folder: Path, signum: int) -> tuple[int, str]:
-    """Start ``sarcodec ARGS``, send ``signum`` once its hidden partial output exists, wait for it; its exit code
-    and stderr."""
+def stop_once_writing(args: list[str], folder: Path, signum: int, group: bool = False) -> tuple[int, str]:
+    """Start ``sarcodec ARGS``, send ``signum`` once its hidden partial output exists (with ``group``, to its whole
+    process group, as Ctrl-C in a terminal does), wait for it; its exit code and stderr."""
     # the signal's default disposition in the child, whatever this process was given (nohup ignores SIGHUP)
     proc = subprocess.Popen([sys.executable, "-m", "sarcodec", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env(), preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL))
+                            text=True, env=_env(), preexec_fn=lambda: signal.signal(signum, signal.SIG_DFL),
+                            start_new_session=group)
     deadline = time.monotonic() + 60
     while not (folder.is_dir() and any(".partial" in p.name for p in folder.iterdir())):
         assert proc.poll() is None, f"ended before writing: {proc.communicate()}"
         assert time.monotonic() < deadline, "no partial output within 60 s"
         time.sleep(0.01)
-    proc.send_signal(signum)
+    if group:
+        os.killpg(proc.pid, signum)
+    else:
+        proc.send_signal(signum)
     stderr = proc.communicate(timeout=60)[1]
     return proc.returncode, stderr
 

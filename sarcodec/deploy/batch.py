@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import logging
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -236,6 +239,22 @@ def _checked_options(options: Mapping[str, Any], decompress: bool) -> dict[str, 
 
 
 @contextlib.contextmanager
+def _sigint_ignored() -> Iterator[None]:
+    """SIGINT ignored meanwhile, in the main thread (elsewhere nothing changes). Processes started meanwhile keep
+    ignoring it: an ignored signal stays ignored across fork and exec, and Python installs its KeyboardInterrupt
+    handler only where SIGINT has its default action. (A signal mask would be cleared by multiprocessing's spawn.)"""
+    previous = signal.getsignal(signal.SIGINT) if threading.current_thread() is threading.main_thread() else None
+    if previous is None:  # not the main thread, or a handler not set from Python: leave it as it is
+        yield
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
 def _client(scheduler: str | None, workers: int, timeout: float) -> Iterator[Client]:
     """A client of the scheduler at ``scheduler``, or of a local cluster of ``workers`` single-threaded processes
     (its HTTP server on a free port: a batch must not warn because another cluster holds Dask's default 8787)."""
@@ -244,8 +263,16 @@ def _client(scheduler: str | None, workers: int, timeout: float) -> Iterator[Cli
     if scheduler is None:
         if workers < 1:
             raise BadInputError(f"workers must be a positive integer, got {workers}")
-        cluster = LocalCluster(  # type: ignore[no-untyped-call]
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+        # An interrupt stops the batch in this process, which closes the cluster. Ctrl-C in a terminal signals every
+        # process of the command, and each worker would print a KeyboardInterrupt traceback, so the workers ignore
+        # SIGINT (Dask stops them with SIGTERM and SIGKILL); a Ctrl-C while they start (~1 s) is ignored too.
+        # Dask's warnings are off (errors stay): closing the cluster with workers in the middle of a scene makes
+        # the nannies and workers warn about the kills and cancelled tasks it asks for. The command's one line
+        # stays the only one; a run reports its scenes itself (summary line, manifest).
+        with _sigint_ignored():
+            cluster = LocalCluster(  # type: ignore[no-untyped-call]
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+                silence_logs=logging.ERROR)
         with cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
             yield client
         return

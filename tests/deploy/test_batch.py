@@ -222,3 +222,19 @@ def test_a_stopped_batch_leaves_no_partial_scenes(tmp_path: Path) -> None:
     code, stderr = stop_once_writing(["batch", str(inputs), "-o", str(outdir)], outdir, signal.SIGTERM)
     assert code == 128 + signal.SIGTERM and stderr.strip().splitlines()[-1] == "sarcodec batch: stopped by SIGTERM"
     assert sorted(p.name for p in outdir.iterdir()) == ["manifest.csv"]
+
+
+def test_ctrl_c_stops_a_batch_with_one_line(tmp_path: Path) -> None:
+    """Ctrl-C in a terminal signals the whole process group, the cluster's workers included: the workers ignore it
+    (each printed a KeyboardInterrupt traceback) and Dask's warnings about the workers it then stops are off, so
+    the command's line is all that stderr holds; nothing of the scenes is left."""
+    import signal
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for name in ("a", "b"):
+        write_geotiff(inputs / f"{name}.tif", speckle_intensity((2048, 2048), seed=len(name)))
+    outdir = tmp_path / "out"
+    code, stderr = stop_once_writing(["batch", str(inputs), "-o", str(outdir)], outdir, signal.SIGINT, group=True)
+    assert code == 130 and stderr.strip().splitlines() == ["sarcodec batch: interrupted"], stderr
+    assert sorted(p.name for p in outdir.iterdir()) == ["manifest.csv"]
