@@ -317,7 +317,6 @@ def _bisect_quality(lo: float, hi: float, target: float, full: dict[float, tuple
     and so do all steps after the first such (the interval only narrows around the target from there).
     Should the result, coded in full, exceed the target after all, the bisection is redone in full."""
     a, b = lo, hi
-    estimated = False  # whether ``lo`` was last moved on an estimate
     near = math.isinf(margin)  # from the first step coded in full on, no more estimates
     for _ in range(8):
         mid = (lo + hi) / 2
@@ -334,8 +333,8 @@ def _bisect_quality(lo: float, hi: float, target: float, full: dict[float, tuple
         else:
             fits = guess <= target
         lo, hi = (mid, hi) if fits else (lo, mid)
-        estimated = (mid not in full) if fits else estimated
-    if estimated and to_bpp(coded(lo)[0]) > target:  # an estimate misled a step (not seen): bisect in full
+    # ``lo`` not coded in full: it was last moved on an estimate (a step's quality is never visited again)
+    if lo not in full and to_bpp(coded(lo)[0]) > target:  # an estimate misled a step (not seen): bisect in full
         return _bisect_quality(a, b, target, full, coded, payload, to_bpp, margin=math.inf)
     return math.floor(lo * 1e4) / 1e4
 
