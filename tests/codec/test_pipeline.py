@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 import threading
-import math
 import time
 from pathlib import Path
 
