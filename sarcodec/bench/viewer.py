@@ -208,22 +208,35 @@ def _is_ours(path: Path) -> bool:
 
 
 def check_page_output(output: str | Path, overwrite: bool = False, inputs: Sequence[str | Path] = ()) -> None:
-    """Refuse a page path that is one of ``inputs``, or an existing file (or ``_files`` folder) that this module
-    did not write, unless ``overwrite``. Called before any work so that bad paths fail first."""
+    """Refuse a page path that is one of ``inputs`` or holds one in its ``_files`` folder, an existing page file
+    that this module did not write (unless ``overwrite``), a ``_files`` folder that this module did not write
+    (even with ``overwrite``: the user named the page, not the folder, and its files would be deleted), and a
+    page whose folder cannot be created or written. Called before any work so that bad paths fail first."""
     out = Path(output)
     if out.suffix.lower() not in (".html", ".htm"):
         raise OutputError(f"{out}: the page must be an .html file")
     files = out.with_name(f"{out.stem}_files")
     for given in inputs:
         try:
-            if Path(given).resolve() in (out.resolve(), files.resolve()):
+            path = Path(given).resolve()
+            if path == out.resolve() or files.resolve() in (path, *path.parents):
                 raise OutputError(f"{out}: the page would overwrite an input")
         except OSError:
             pass
+    for path in (out, files):
+        if path.is_symlink() or (path.exists() and not (path.is_dir() if path is files else path.is_file())):
+            raise OutputError(f"{path}: exists and is not a {'folder' if path is files else 'regular file'} "
+                              "written by sarcodec; remove it or choose another page name")
     if out.exists() and not overwrite and not _is_ours(out):
         raise OutputError(f"{out}: exists and was not written by sarcodec; pass overwrite=True to replace it")
-    if files.exists() and not overwrite and not (files / ".sarcodec-report").is_file():
-        raise OutputError(f"{files}: exists and was not written by sarcodec; pass overwrite=True to replace it")
+    if files.exists() and not (files / ".sarcodec-report").is_file():
+        raise OutputError(f"{files}: exists and was not written by sarcodec (its files would be deleted); remove it "
+                          "or choose another page name")
+    parent = out.absolute().parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        raise OutputError(f"{out}: cannot be written ({parent} is not a writable folder)")
 
 
 def write_page(output: str | Path, images: Sequence[ViewImage], *, title: str,

@@ -108,6 +108,26 @@ def test_page_outputs_are_checked_before_anything_is_written(tmp_path: Path) -> 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.html", "page.html", "page_files"]
 
 
+def test_a_files_folder_sarcodec_did_not_write_is_never_replaced(tmp_path: Path) -> None:
+    """--overwrite names the page, not its folder: a user's NAME_files folder (here holding the very inputs of a
+    --compare) would have been deleted with everything in it."""
+    folder = tmp_path / "in_files"
+    folder.mkdir()
+    (folder / "orig.tif").write_bytes(b"my data")
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="not written by sarcodec"):
+            write_page(tmp_path / "in.html", [_synthetic_view()], title="t", overwrite=overwrite)
+    with pytest.raises(OutputError, match="overwrite an input"):
+        check_page_output(tmp_path / "in.html", overwrite=True, inputs=[folder / "orig.tif"])
+    assert (folder / "orig.tif").read_bytes() == b"my data" and not (tmp_path / "in.html").exists()
+    (tmp_path / "dir.html").mkdir()
+    with pytest.raises(OutputError, match="not a regular file"):
+        check_page_output(tmp_path / "dir.html", overwrite=True)
+    (tmp_path / "a_file").write_text("x")  # a page under a file cannot be written: said before any work
+    with pytest.raises(OutputError, match="not a writable folder"):
+        check_page_output(tmp_path / "a_file" / "sub" / "p.html")
+
+
 def test_report_needs_results_and_sources(tmp_path: Path) -> None:
     from sarcodec.bench.html_report import report_from_results
 
