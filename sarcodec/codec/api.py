@@ -200,6 +200,10 @@ def _load_codec_async(model: str | Path, device: str | None, runtime: str) -> Fu
     return future
 
 
+#: The start of the TIFF Software tag of the GeoTIFFs that ``decompress`` writes.
+SOFTWARE_PREFIX = "sarcodec "
+
+
 def _check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) -> None:
     for source in inputs:
         with contextlib.suppress(OSError):
@@ -207,6 +211,8 @@ def _check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) 
                 raise OutputError(f"{output}: the output would overwrite the input")
     if output.is_dir():
         raise OutputError(f"{output}: is a directory")
+    if output.exists() and not output.is_file():  # overwrite renames over it: /dev/null, as root, would be replaced
+        raise OutputError(f"{output}: exists and is not a regular file (a device, pipe or socket)")
     if output.exists() and not overwrite:
         raise OutputError(f"{output}: exists (pass overwrite=True to replace it)")
     if not output.parent.is_dir():
@@ -495,6 +501,8 @@ class _Output:
             warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             try:
                 self._dataset = rasterio.open(self._tmp, "w", **profile)
+                # who wrote it: a batch resumes or rewrites only the GeoTIFFs sarcodec wrote (deploy.batch)
+                self._dataset.update_tags(TIFFTAG_SOFTWARE=f"{SOFTWARE_PREFIX}{__version__}")
                 if gcps is not None:
                     self._dataset.gcps = gcps
             except (rasterio.errors.RasterioError, OSError, ValueError) as exc:

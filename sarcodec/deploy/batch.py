@@ -8,8 +8,12 @@ carry absolute paths for that reason). Dask, not a home-made pool, so the same b
 cluster and brings its scheduler, its retries of tasks whose worker died, its dashboard and its progress bar.
 
 - Resumable: a job whose output exists and verifies is skipped. A ``.sarc`` verifies when it opens (which checks
-  the whole-file checksum) and records the source's height, width and band; a decoded GeoTIFF when rasterio opens
-  it and it has the ``.sarc``'s height and width. An output that does not verify is written again.
+  the whole-file checksum) and records the source's height, width and band; a decoded GeoTIFF when sarcodec wrote
+  it (its TIFF Software tag), every block is in the file and it has the ``.sarc``'s height and width. A damaged
+  output sarcodec wrote is written again.
+- Nothing else is replaced: an existing file at an output's name that sarcodec did not write (not a ``.sarc``, the
+  complete ``.sarc`` of another raster, a GeoTIFF without sarcodec's tag, anything but a regular file) fails its
+  scene with a one-line reason, and a ``manifest.csv`` that is not a batch manifest stops the batch before it starts.
 - Atomic: ``sarcodec.compress``/``decompress`` write a temporary file and rename it into place, so an interrupted
   batch leaves no partial output under a final name; ``OUTDIR/manifest.csv`` is written the same way, at the end.
   An interrupted batch on a local cluster also removes the temporary files of the scenes its killed workers were
@@ -158,15 +162,16 @@ def _verified_sarc(job: Job) -> int | None:
 
 
 def _verified_tif(job: Job) -> int | None:
-    """The pixel count if ``job.output`` is a GeoTIFF that opens, has every block within the file (a copy or a
-    write cut short does not: ``raster.tiff_complete``) and the ``.sarc``'s height and width."""
+    """The pixel count if ``job.output`` is a GeoTIFF that sarcodec wrote (:func:`_foreign`), that has every block
+    within the file (a copy or a write cut short does not: ``raster.tiff_complete``) and the ``.sarc``'s height and
+    width."""
     import rasterio
     from rasterio.errors import NotGeoreferencedWarning
 
     from sarcodec.codec.info import read_info
     from sarcodec.io.raster import tiff_complete
 
-    if not tiff_complete(job.output):
+    if not tiff_complete(job.output) or _foreign(job, decompress=True) is not None:
         return None
     try:
         info = read_info(job.source)
@@ -179,16 +184,54 @@ def _verified_tif(job: Job) -> int | None:
     return shape[0] * shape[1] if shape == (info["height"], info["width"]) else None
 
 
+def _foreign(job: Job, decompress: bool) -> str | None:
+    """Why the existing ``job.output`` is not a file this batch may replace (None when it may: a ``.sarc``, or a
+    GeoTIFF carrying sarcodec's Software tag, that is damaged or cut short; a complete ``.sarc`` must also be one
+    of the job's source, else it is someone's file that happens to have the name)."""
+    from sarcodec.io.sarc import MAGIC
+
+    output = job.output
+    if output.is_symlink() or not output.is_file():
+        return "is not a regular file"
+    if decompress:
+        import rasterio
+
+        from sarcodec.codec.api import SOFTWARE_PREFIX
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                with rasterio.open(output) as ds:
+                    software = str(ds.tags().get("TIFFTAG_SOFTWARE", ""))
+        except Exception:
+            return "is not a GeoTIFF that sarcodec wrote (it does not open)"
+        return None if software.startswith(SOFTWARE_PREFIX) else "was not written by sarcodec (no sarcodec Software tag)"
+    with open(output, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            return "is not a .sarc file"
+    from sarcodec.codec.info import read_info
+
+    try:
+        info = read_info(output)
+    except Exception:  # a damaged .sarc (a copy cut short): redone
+        return None
+    return f"is the .sarc of another raster ({info['height']} x {info['width']}, band {info['band']})"
+
+
 def run_job(job: Job, decompress: bool, options: Mapping[str, Any]) -> dict[str, Any]:
-    """The task a worker runs: skip a verified output, else write it (replacing a damaged one). Never raises: a
-    failure becomes a ``failed`` row, so that one scene cannot stop the batch."""
+    """The task a worker runs: skip a verified output, else write it (replacing a damaged one that sarcodec wrote,
+    never anyone else's file: :func:`_foreign`). Never raises: a failure becomes a ``failed`` row, so that one scene
+    cannot stop the batch."""
     start = time.monotonic()
     try:
-        exists = job.output.exists()
+        exists = job.output.exists() or job.output.is_symlink()
         if exists:  # verified without PyTorch: skipping costs a header read, not an import
             pixels = _verified_tif(job) if decompress else _verified_sarc(job)
             if pixels is not None:
                 return _row(job, "skipped", job.output.stat().st_size, pixels, time.monotonic() - start)
+            reason = _foreign(job, decompress)
+            if reason is not None:
+                raise OutputError(f"{job.output}: exists and {reason}; remove it or choose another output folder")
         import torch
 
         from sarcodec.codec.pipeline import set_cpu_workers
@@ -345,6 +388,7 @@ def run_batch(
     jobs = plan_jobs(inputs, out, decompress=decompress, band=opts.pop("band", None))
     if not jobs:
         raise BadInputError("no inputs")
+    _check_manifest(out / MANIFEST_NAME)
     local_pids: set[int] = set()  # the local cluster's worker processes
     try:
         with _client(scheduler, workers, connect_timeout) as client:
@@ -388,6 +432,19 @@ def _cell(column: str, value: Any) -> str:
     if column == "seconds":
         return f"{value:.3f}"
     return str(value)
+
+
+def _check_manifest(path: Path) -> None:
+    """OutputError unless ``path`` is absent or a manifest a batch wrote (it is replaced at the end)."""
+    if not (path.exists() or path.is_symlink()):
+        return
+    header = ""
+    if path.is_file() and not path.is_symlink():
+        with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="utf-8") as f:
+            header = f.readline().strip()
+    if header != ",".join(MANIFEST_COLUMNS):
+        raise OutputError(f"{path}: exists and is not a sarcodec batch manifest (it would be replaced); remove it "
+                          "or choose another output folder")
 
 
 def write_manifest(rows: Sequence[Mapping[str, Any]], path: Path) -> None:

@@ -239,6 +239,21 @@ def test_api_shows_real_signatures_and_speaks_of_keywords(tmp_path: Path) -> Non
         sarcodec.compress(speckle_intensity((16, 16)), tmp_path / "taken.sarc")
 
 
+def test_overwrite_never_replaces_a_device_pipe_or_socket(tmp_path: Path) -> None:
+    """overwrite=True renames a temporary file over the output: over /dev/null (as root) that replaced the device."""
+    import os
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    sarc = tmp_path / "a.sarc"
+    sarcodec.compress(speckle_intensity((16, 16)), sarc)
+    with pytest.raises(OutputError, match="not a regular file"):
+        sarcodec.compress(speckle_intensity((16, 16)), fifo, overwrite=True)
+    with pytest.raises(OutputError, match="not a regular file"):
+        sarcodec.decompress(sarc, fifo, overwrite=True)
+    assert fifo.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["a.sarc", "pipe"]
+
+
 def test_non_finite_ground_control_points_are_refused_before_writing(tmp_path: Path) -> None:
     from rasterio.control import GroundControlPoint
     from rasterio.crs import CRS

@@ -238,3 +238,50 @@ def test_ctrl_c_stops_a_batch_with_one_line(tmp_path: Path) -> None:
     code, stderr = stop_once_writing(["batch", str(inputs), "-o", str(outdir)], outdir, signal.SIGINT, group=True)
     assert code == 130 and stderr.strip().splitlines() == ["sarcodec batch: interrupted"], stderr
     assert sorted(p.name for p in outdir.iterdir()) == ["manifest.csv"]
+
+
+def test_files_sarcodec_did_not_write_are_never_replaced(tmp_path: Path) -> None:
+    """An existing file at an output's name is replaced only when sarcodec wrote it and it is damaged: a user's
+    file of that name (any content, the complete .sarc of another raster, the original GeoTIFF beside its .sarc, a
+    folder) fails its scene with one line and stays as it was; so does a manifest.csv that a batch did not write."""
+    from sarcodec.deploy.batch import Job, run_job
+
+    source, other = SAMPLES[0], SAMPLES[1]
+    out = tmp_path / "out"
+    out.mkdir()
+    target = out / source.with_suffix(".sarc").name
+    job = Job(source.absolute(), 1, target)
+    rows = []
+    for content, needle in ((b"my notes", "is not a .sarc file"), (None, "is the .sarc of another raster")):
+        if content is None:
+            sarcodec.compress(write_geotiff(tmp_path / "other.tif", speckle_intensity((40, 30))), target,
+                              overwrite=True)
+        else:
+            target.write_bytes(content)
+        before = target.read_bytes()
+        row = run_job(job, False, {"quality": 2})
+        assert row["status"] == "failed" and needle in row["error"] and "remove it" in row["error"], row
+        assert target.read_bytes() == before
+        rows.append(row)
+    target.unlink()
+    target.mkdir()
+    assert "is not a regular file" in run_job(job, False, {"quality": 2})["error"]
+
+    sarc = tmp_path / "s.sarc"
+    sarcodec.compress(source, sarc, quality=2)
+    original = tmp_path / source.name  # decoding next to the original: the same name and the same shape
+    shutil.copy(source, original)
+    row = run_job(Job(sarc, None, original), True, {})
+    assert row["status"] == "failed" and "not written by sarcodec" in row["error"], row
+    assert original.read_bytes() == source.read_bytes()
+    decoded = tmp_path / "dec.tif"  # its own output: skipped, and redone once damaged
+    assert run_job(Job(sarc, None, decoded), True, {})["status"] == "done"
+    assert run_job(Job(sarc, None, decoded), True, {})["status"] == "skipped"
+    decoded.write_bytes(decoded.read_bytes()[: decoded.stat().st_size * 6 // 10])
+    assert run_job(Job(sarc, None, decoded), True, {})["status"] == "done"
+
+    manifest = out / "manifest.csv"
+    manifest.write_text("my,own,table\n1,2,3\n")
+    with pytest.raises(sarcodec.OutputError, match="not a sarcodec batch manifest"):
+        run_batch([other], out, options={"quality": 2}, log=lambda _: None)
+    assert manifest.read_text() == "my,own,table\n1,2,3\n" and not (out / other.with_suffix(".sarc").name).exists()
