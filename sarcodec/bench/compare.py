@@ -70,18 +70,25 @@ def decompress_and_compare(sarc: str | Path, output: str | Path, original: str |
     if shape != (info["height"], info["width"]):
         raise BadInputError(f"{orig}: shape {shape[0]} x {shape[1]} differs from the file's "
                             f"{info['height']} x {info['width']}")
+    existed = out.exists()
     result = decompress(sarc, out, model=model, cog=cog, device=device, runtime=runtime, overwrite=overwrite, progress=progress)
-    with open_raster(out) as reader:
-        decoded = reader.read()
-    image, rows, recon = _compare(orig, decoded, info["file_bytes"], info["units"], band)
-    if html is not None:
-        from sarcodec.bench.viewer import ViewImage, ViewPoint, write_page
+    try:
+        with open_raster(out) as reader:
+            decoded = reader.read()
+        image, rows, recon = _compare(orig, decoded, info["file_bytes"], info["units"], band)
+        if html is not None:
+            from sarcodec.bench.viewer import ViewImage, ViewPoint, write_page
 
-        sarc_row, j2k_row = rows[0], rows[2]
-        point = ViewPoint(f"this file ({sarc_row['bpp']:.3f} bpp)", recon["sarc"], recon["j2k"], [sarc_row, j2k_row])
-        view = ViewImage(image.name, image.group, image.intensity, image.valid, image.params.db_lo,
-                         image.params.db_hi, [point])
-        write_page(html, [view], title=f"{Path(sarc).name} against {orig.name}", overwrite=overwrite)
+            sarc_row, j2k_row = rows[0], rows[2]
+            point = ViewPoint(f"this file ({sarc_row['bpp']:.3f} bpp)", recon["sarc"], recon["j2k"],
+                              [sarc_row, j2k_row])
+            view = ViewImage(image.name, image.group, image.intensity, image.valid, image.params.db_lo,
+                             image.params.db_hi, [point])
+            write_page(html, [view], title=f"{Path(sarc).name} against {orig.name}", overwrite=overwrite)
+    except BaseException:  # the command failed as a whole: a decoded file it created would block the rerun
+        if not existed:
+            out.unlink(missing_ok=True)
+        raise
     return result, rows
 
 

@@ -200,6 +200,39 @@ def _load_codec_async(model: str | Path, device: str | None, runtime: str) -> Fu
     return future
 
 
+def check_rate_options(quality: float | None, bpp: float | None, max_error: float | None,
+                       max_error_units: str, lossless: bool, model: str | Path | None = None) -> Bound | None:
+    """BadInputError unless the rate options of :func:`compress` go together and are in range; returns the bound
+    of a near-lossless or lossless request (None for the lossy modes). With ``model``, a quality is checked
+    against that codec's levels too (read from its weights' metadata, without loading the network): for callers
+    that check before any work, such as ``sarcodec batch``; :func:`compress` checks it on the loaded codec."""
+    if quality is not None and bpp is not None:
+        raise BadInputError("give either a quality or a target bpp, not both")
+    if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
+        raise BadInputError(f"target bpp must be a positive number, got {bpp}")
+    bound = bounded.bound_of(max_error, max_error_units, lossless, quality is not None or bpp is not None)
+    if quality is not None and bound is None and model is not None:
+        levels = _levels_of(resolve_codec(model)[1])
+        if not (math.isfinite(quality) and 1 <= quality <= (levels or math.inf)):
+            top = levels or "the model's number of levels"
+            raise BadInputError(f"quality must be between 1 and {top}, got {quality!r}")
+    return bound
+
+
+def _levels_of(weights: Path) -> int | None:
+    """The number of quality levels recorded in a codec file's metadata (None when it does not say)."""
+    import json
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(weights), framework="np") as handle:
+            config = json.loads((handle.metadata() or {}).get("config", "{}"))
+        return len(config["lambdas"]) or None
+    except Exception:  # noqa: BLE001 (an unreadable file: the codec's loading reports it)
+        return None
+
+
 #: The start of the TIFF Software tag of the GeoTIFFs that ``decompress`` writes.
 SOFTWARE_PREFIX = "sarcodec "
 
@@ -221,14 +254,21 @@ def _check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) 
         raise OutputError(f"{output.parent}: not writable")
 
 
-def _check_nodata(nodata: float | None, dtype: str) -> None:
-    """An integer raster's nodata must be an integer its dtype can hold (else it could never be written back)."""
+def _check_dtype_and_nodata(nodata: float | None, dtype: str) -> None:
+    """A raster the decoder can write back: a dtype GeoTIFF holds (not float16), and a nodata its dtype can hold
+    (an integer in range for integer rasters, a value within range for floating-point ones; NaN and inf are fine).
+    Both were accepted before 0.7.11 and gave files that compressed but did not decode."""
     dt = np.dtype(dtype)
-    if nodata is None or dt.kind not in "ui":
+    if dt == np.float16:
+        raise BadInputError("float16 rasters are not supported (a GeoTIFF cannot hold them): convert to float32")
+    if nodata is None:
         return
-    info = np.iinfo(dt)
-    if not (math.isfinite(nodata) and nodata == int(nodata) and info.min <= nodata <= info.max):
-        raise BadInputError(f"nodata {nodata} cannot be stored in {dt} (range {info.min}..{info.max})")
+    if dt.kind in "ui":
+        info = np.iinfo(dt)
+        if not (math.isfinite(nodata) and nodata == int(nodata) and info.min <= nodata <= info.max):
+            raise BadInputError(f"nodata {nodata} cannot be stored in {dt} (range {info.min}..{info.max})")
+    elif dt.kind in "fc" and math.isfinite(nodata) and abs(nodata) > float(np.finfo(dt).max):
+        raise BadInputError(f"nodata {nodata:g} cannot be stored in {dt} (largest {float(np.finfo(dt).max):g})")
 
 
 def _read_ahead(source: Any, windows: list[tuple[int, int, int, int]]) -> Iterator[npt.NDArray[Any]]:
@@ -336,11 +376,7 @@ def compress(
     start = time.monotonic()
     if runtime == "onnx" and device in (None, "auto"):
         device = "cpu"
-    if quality is not None and bpp is not None:
-        raise BadInputError("give either a quality or a target bpp, not both")
-    if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
-        raise BadInputError(f"target bpp must be a positive number, got {bpp}")
-    bound = bounded.bound_of(max_error, max_error_units, lossless, quality is not None or bpp is not None)
+    bound = check_rate_options(quality, bpp, max_error, max_error_units, lossless)
     if bound is not None:
         overlap = 0
     if not 16 <= tile_size <= MAX_TILE or not 0 <= overlap <= tile_size // 2:
@@ -354,7 +390,7 @@ def compress(
         info = reader.info
         if nodata is None:
             nodata = info.nodata
-        _check_nodata(nodata, info.dtype)
+        _check_dtype_and_nodata(nodata, info.dtype)
         if not within_limits(info.height, info.width, tile_size, overlap):
             raise BadInputError(f"{info.height} x {info.width} pixels with {tile_size} px tiles is beyond the format's "
                                 f"limits (sides up to {MAX_SIDE}, width x tile rows up to {MAX_BAND_PIXELS}): use "

@@ -256,7 +256,8 @@ def run_job(job: Job, decompress: bool, options: Mapping[str, Any]) -> dict[str,
 # ------------------------------------------------------------------------------ the batch
 def _checked_options(options: Mapping[str, Any], decompress: bool) -> dict[str, Any]:
     """The options that were given (None dropped), those of the mode only, a model path made absolute for workers
-    elsewhere; an unknown model is an error here, before a cluster starts, rather than once per scene."""
+    elsewhere; an unknown model, or rate options out of range or that do not go together, are an error here,
+    before a cluster starts, rather than once per scene."""
     given = {k: v for k, v in options.items() if v is not None}
     allowed = DECOMPRESS_OPTIONS if decompress else COMPRESS_OPTIONS
     foreign = sorted(set(given) - allowed)
@@ -269,6 +270,13 @@ def _checked_options(options: Mapping[str, Any], decompress: bool) -> dict[str, 
         resolve_codec(given["model"])
         if str(given["model"]) not in shipped_codecs():
             given["model"] = str(Path(given["model"]).absolute())
+    if not decompress:  # a quality, bpp or maximum error out of range fails here, not in every scene's task
+        from sarcodec.codec.api import check_rate_options
+        from sarcodec.codec.registry import DEFAULT_CODEC
+
+        check_rate_options(given.get("quality"), given.get("bpp"), given.get("max_error"),
+                           given.get("max_error_units", "db"), bool(given.get("lossless")),
+                           given.get("model", DEFAULT_CODEC))
     if "runtime" in given:  # checked here, not once per scene on the workers
         import importlib.util
 

@@ -133,6 +133,13 @@ def test_bad_inputs_raise_package_errors(tmp_path: Path) -> None:
     amp = np.full((16, 16), 100, np.uint16)
     with pytest.raises(BadInputError, match="cannot be stored"):
         sarcodec.compress(amp, tmp_path / "x.sarc", nodata=-9999)
+    # files that compressed but did not decode before 0.7.11: a nodata beyond float32, a float16 raster
+    with pytest.raises(BadInputError, match="cannot be stored in float32"):
+        sarcodec.compress(img.astype(np.float32), tmp_path / "x.sarc", nodata=1e40)
+    for kwargs in ({}, {"max_error": 0.5}):
+        with pytest.raises(BadInputError, match="float16"):
+            sarcodec.compress(img.astype(np.float16), tmp_path / "x.sarc", **kwargs)
+    assert not (tmp_path / "x.sarc").exists()
     existing = tmp_path / "exists.sarc"
     existing.write_bytes(b"keep me")
     with pytest.raises(OutputError):

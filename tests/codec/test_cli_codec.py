@@ -90,6 +90,29 @@ def test_compare_never_overwrites_the_original(tmp_path: Path) -> None:
     assert proc.returncode == 5 and original.read_bytes() == before
 
 
+def test_a_compare_that_fails_after_decoding_leaves_no_decoded_file(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """A page that cannot be written after all (a full disk, a folder made read-only meanwhile) fails the command,
+    and the GeoTIFF it decoded first goes too: it would make the rerun fail with "exists"."""
+    import sarcodec
+    from sarcodec.bench import compare, viewer
+
+    sarc, out = tmp_path / "x.sarc", tmp_path / "x.tif"
+    sarcodec.compress(OPERA, sarc, quality=2)
+
+    def full_disk(*args: object, **kwargs: object) -> None:
+        raise sarcodec.OutputError("p.html: cannot be written (No space left on device)")
+
+    monkeypatch.setattr(viewer, "write_page", full_disk)
+    with pytest.raises(sarcodec.OutputError, match="No space left"):
+        compare.decompress_and_compare(sarc, out, OPERA, html=tmp_path / "p.html")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.sarc"]
+    out.write_bytes(b"mine")  # an output that was there before (replaced with --overwrite) is not removed
+    with pytest.raises(sarcodec.OutputError, match="No space left"):
+        compare.decompress_and_compare(sarc, out, OPERA, html=tmp_path / "p.html", overwrite=True)
+    assert out.exists()
+
+
 def test_compare_uses_the_band_the_file_was_written_from(tmp_path: Path) -> None:
     bands = np.stack([speckle_intensity((40, 48), looks=2, seed=s) for s in (1, 2, 3)])
     src = write_geotiff(tmp_path / "multi.tif", bands)

@@ -181,6 +181,10 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path: Path) -> None:
         (["batch", "--decompress", str(empty), "-o", out], "no .sarc files"),
         (["batch", "--decompress", sample, "-o", out, "--quality", "3"], "quality: not an option of decompress"),
         (["batch", "--decompress", sample, "-o", out, "--runtime", "onnx"], "runtime: not an option of decompress"),
+        # checked before a cluster starts (before 0.7.11: every scene failed, exit 6, OUTDIR and a manifest written)
+        (["batch", sample, "-o", out, "-q", "9"], "quality must be between 1 and 8"),
+        (["batch", sample, "-o", out, "--max-error", "0"], "maximum error in dB must be at least"),
+        (["batch", sample, "-o", out, "--bpp", "0"], "must be a positive number"),
     ]
     for args, needle in cases:
         proc = run_cli(*args)
