@@ -25,6 +25,7 @@ Library errors name keyword arguments (``overwrite=True``); :func:`_cli_wording`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -215,7 +216,8 @@ def _cmd_info_sarc(path: Path) -> int:
             if "side" in f else "bounded tiles (no network)" if f.get("bound") else
             "pixels beyond the clip range are not kept, no radiometric correction"),
         f"  georeferencing: {'CRS ' + _crs_name(f['crs']) if f['crs'] else 'no CRS'}, "
-        f"{'transform ' + str(f['transform']) if f['transform'] else 'no transform'}",
+        f"{'transform ' + str(f['transform']) if f['transform'] else 'no transform'}"
+        + (f", {len(f['gcps']['points'])} ground control points ({_crs_name(f['gcps']['crs'])})" if f.get("gcps") else ""),
         f"  written by {f.get('created_by', '?')}" + (f", entropy coder {f['coder']}" if f.get("coder") else ""),
     ]
     print("\n".join(lines))
@@ -312,7 +314,7 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from sarcodec.codec.api import compress
     from sarcodec.codec.registry import DEFAULT_CODEC
 
-    output = Path(args.output) if args.output else Path(args.input).with_suffix(".sarc")
+    output = _output_file(args.output) or Path(args.input).with_suffix(".sarc")
     r = compress(args.input, output, quality=args.quality, bpp=args.bpp, max_error=args.max_error,
                  max_error_units=args.max_error_units, lossless=args.lossless, model=args.model or DEFAULT_CODEC,
                  units=args.units, band=args.band, nodata=args.nodata, tile_size=args.tile_size,
@@ -366,7 +368,7 @@ def _add_decompress(sub: Any) -> None:
 def _cmd_decompress(args: argparse.Namespace) -> int:
     from sarcodec.codec.api import decompress
 
-    output = Path(args.output) if args.output else Path(args.input).with_suffix(".decoded.tif")
+    output = _output_file(args.output) or Path(args.input).with_suffix(".decoded.tif")
     options = {"model": args.model, "cog": args.cog, "device": args.device, "runtime": args.runtime,
                "overwrite": args.overwrite, "progress": True}
     if args.compare:
@@ -738,13 +740,28 @@ def _restore_signals() -> None:
     _REPLACED.clear()
 
 
+def _output_file(given: str | None) -> Path | None:
+    """``-o``'s file path (None when not given). An empty one, or one ending in a slash (a folder, which Path would
+    quietly turn into a file name), is bad input rather than a default name or a file named like the folder."""
+    if given is None:
+        return None
+    if not given.strip() or given.endswith(("/", os.sep)):
+        raise BadInputError(f"-o {given!r}: give the output file's path (a file name, not a folder)")
+    return Path(given)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _stop_on_signals()
     try:
         result: int = args.func(args)
+        sys.stdout.flush()  # a reader that went away (`| head -1`) is noticed here, not at the interpreter's exit
         return result
+    except BrokenPipeError:  # as a command killed by SIGPIPE: quiet, 141; later writes to stdout go nowhere
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + signal.SIGPIPE
     except SarcodecError as exc:
         print(f"sarcodec {args.command}: error: {_cli_wording(str(exc))}", file=sys.stderr)
         return exc.exit_code

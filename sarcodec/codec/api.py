@@ -167,9 +167,14 @@ def _device(device: str | None) -> torch.device:
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        return torch.device(device)
+        chosen = torch.device(device)
     except RuntimeError:
         raise BadInputError(f"unknown device {device!r}") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():  # else PyTorch asserts deep inside the loading
+        raise BadInputError(f"device {device!r}: no CUDA GPU is available to PyTorch here; use the CPU (device 'cpu')")
+    if chosen.type == "cuda" and (chosen.index or 0) >= torch.cuda.device_count():
+        raise BadInputError(f"device {device!r}: there are {torch.cuda.device_count()} CUDA GPU(s) here")
+    return chosen
 
 
 def _load(model: str | Path, device: str | None, runtime: str) -> LoadedCodec | LiteCodec:
@@ -294,6 +299,9 @@ def _scene_params(source: Any, units: str | None, nodata: float | None,
         dtype = np.dtype(info.dtype)  # only floats need a look at the values (dB or linear?)
         units, rule = infer_units(dtype, source.sample() if dtype.kind == "f" else None)
     units = check_units(units)
+    if (np.dtype(info.dtype).kind == "c") != (units == "complex"):  # a complex raster's other parts were dropped
+        raise BadInputError(f"units {units!r} do not fit a {info.dtype} raster: complex values take units 'complex' "
+                            "(intensity |z|^2), and only they do")
     windows = [(row, 0, min(_HIST_ROWS, info.height - row), info.width) for row in range(0, info.height, _HIST_ROWS)]
     hist = db_histogram(_read_ahead(source, windows), units, nodata)
     if hist.total == 0:

@@ -261,6 +261,20 @@ def test_overwrite_never_replaces_a_device_pipe_or_socket(tmp_path: Path) -> Non
     assert fifo.is_fifo() and sorted(p.name for p in tmp_path.iterdir()) == ["a.sarc", "pipe"]
 
 
+def test_a_cuda_device_that_is_not_there_is_bad_input(tmp_path: Path) -> None:
+    """PyTorch asserted deep in the loading ("internal error: AssertionError", exit 1) on a machine without CUDA."""
+    import torch
+
+    missing = f"cuda:{torch.cuda.device_count()}" if torch.cuda.is_available() else "cuda"
+    sarc = tmp_path / "a.sarc"
+    sarcodec.compress(speckle_intensity((16, 16)), sarc, quality=1)
+    with pytest.raises(BadInputError, match="CUDA GPU"):
+        sarcodec.compress(speckle_intensity((16, 16)), tmp_path / "b.sarc", device=missing)
+    with pytest.raises(BadInputError, match="CUDA GPU"):
+        sarcodec.decompress(sarc, tmp_path / "b.tif", device=missing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.sarc"]
+
+
 def test_non_finite_ground_control_points_are_refused_before_writing(tmp_path: Path) -> None:
     from rasterio.control import GroundControlPoint
     from rasterio.crs import CRS

@@ -31,6 +31,40 @@ def test_compress_info_decompress_compare(tmp_path: Path) -> None:
         assert ds.crs == orig.crs and ds.shape == orig.shape
 
 
+def test_info_names_ground_control_points(tmp_path: Path) -> None:
+    """A GRD product is georeferenced by ground control points alone: info said "no CRS, no transform"."""
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    src = write_geotiff(tmp_path / "gcp.tif", speckle_intensity((24, 24), seed=3), georef=False)
+    with rasterio.open(src, "r+") as ds:
+        ds.gcps = ([GroundControlPoint(row=r, col=c, x=10 + c / 100, y=45 + r / 100, z=0.0)
+                    for r in (0, 23) for c in (0, 23)], CRS.from_epsg(4326))
+    sarc = tmp_path / "gcp.sarc"
+    assert run_cli("compress", str(src), "-o", str(sarc), "--max-error", "0.5").returncode == 0
+    proc = run_cli("info", str(sarc))
+    assert proc.returncode == 0, proc.stderr
+    assert "no CRS, no transform, 4 ground control points (EPSG:4326)" in proc.stdout
+
+
+def test_a_reader_that_goes_away_is_not_an_internal_error(tmp_path: Path) -> None:
+    """`sarcodec info F | head -1`: the pipe closes before the output is written. Quiet, exit 141 (128 + SIGPIPE)
+    as for a command SIGPIPE ends, instead of "internal error: BrokenPipeError" and exit 1."""
+    import subprocess
+    import sys
+
+    from tests.test_cli import _env
+
+    sarc = tmp_path / "x.sarc"
+    assert run_cli("compress", str(OPERA), "-o", str(sarc), "-q", "1").returncode == 0
+    proc = subprocess.Popen([sys.executable, "-m", "sarcodec", "info", str(sarc)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=_env())
+    assert proc.stdout is not None
+    proc.stdout.close()  # long before the interpreter starts: its first write finds no reader
+    _, stderr = proc.communicate(timeout=60)
+    assert (proc.returncode, stderr) == (141, b"")
+
+
 def test_info_names_the_probability_path_of_a_codec() -> None:
     proc = run_cli("info", "hyperprior")
     assert proc.returncode == 0 and "exact integer hyper-decoder" in proc.stdout
@@ -43,6 +77,8 @@ def test_cli_bad_inputs_one_line_nothing_written(tmp_path: Path) -> None:
     nan = write_geotiff(tmp_path / "nan.tif", np.full((32, 32), np.nan, np.float32))
     (tmp_path / "fake.tif").write_text("hello")
     (tmp_path / "taken.sarc").write_bytes(b"keep")
+    cplx = tmp_path / "cplx.npy"
+    np.save(cplx, (speckle_intensity((32, 32), seed=4) ** 0.5 * np.exp(1j * np.arange(32))).astype(np.complex64))
     cases = [
         (["compress", str(tmp_path / "nope.tif"), "-o", str(tmp_path / "a.sarc")], "no such file"),
         (["compress", str(tmp_path / "fake.tif"), "-o", str(tmp_path / "a.sarc")], "not a readable raster"),
@@ -54,10 +90,17 @@ def test_cli_bad_inputs_one_line_nothing_written(tmp_path: Path) -> None:
         (["decompress", str(tmp_path / "taken.sarc"), "-o", str(tmp_path / "a.tif")], "not a .sarc file"),
         (["decompress", str(tmp_path / "missing.sarc"), "-o", str(tmp_path / "a.tif")], "cannot be read"),
         (["info", str(tmp_path / "taken.sarc")], "not a .sarc file"),
+        # an empty -o took the default name; one ending in a slash wrote a file named like the folder
+        (["compress", str(good), "-o", ""], "output file's path"),
+        (["compress", str(good), "-o", str(tmp_path / "newdir") + "/"], "output file's path"),
+        (["decompress", str(tmp_path / "taken.sarc"), "-o", ""], "output file's path"),
+        # units that do not fit the values: the imaginary part was dropped, or real values taken as complex
+        (["compress", str(cplx), "-o", str(tmp_path / "a.sarc"), "--units", "intensity"], "do not fit a complex64"),
+        (["compress", str(good), "-o", str(tmp_path / "a.sarc"), "--units", "complex"], "do not fit a float32"),
     ]
     for args, needle in cases:
         assert_one_line_error(run_cli(*args), needle)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.tif", "good.tif", "nan.tif", "taken.sarc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cplx.npy", "fake.tif", "good.tif", "nan.tif", "taken.sarc"]
     assert (tmp_path / "taken.sarc").read_bytes() == b"keep"
 
 
