@@ -523,7 +523,8 @@ def enl_ratio(
     usable = ~(np.isnan(enl_orig) | np.isnan(enl_recon))
     if not usable.any():
         return float("nan")
-    return float(np.mean(enl_recon[usable]) / np.mean(enl_orig[usable]))
+    with np.errstate(divide="ignore", invalid="ignore"):  # constant regions: ENL inf, a ratio of inf or nan
+        return float(np.mean(enl_recon[usable]) / np.mean(enl_orig[usable]))
 
 
 # --------------------------------------------------------------------------------------------

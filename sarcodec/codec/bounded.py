@@ -138,7 +138,8 @@ def exp10(x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     p = np.full(z.shape, _EXP_TAYLOR[0])
     for c in _EXP_TAYLOR[1:]:
         p = p * z + c
-    out: npt.NDArray[np.float64] = np.ldexp(p, np.clip(n, -1100, 1100).astype(np.int32))
+    with np.errstate(over="ignore"):  # beyond float64: inf, as 10.0 ** x gives (a bound far above the values)
+        out: npt.NDArray[np.float64] = np.ldexp(p, np.clip(n, -1100, 1100).astype(np.int32))
     return out
 
 

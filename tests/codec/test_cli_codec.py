@@ -281,3 +281,18 @@ def test_a_geotiff_gdal_could_not_finish_is_an_error_not_an_output(tmp_path: Pat
     assert proc.stderr.strip().splitlines()[-1] == (f"sarcodec decompress: error: {out}: cannot be written (GDAL could "
                                                     "not write all of the GeoTIFF: is the disk full?)")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["o.sarc"]
+
+
+def test_extreme_bounds_and_constant_images_print_no_numpy_warnings(tmp_path: Path) -> None:
+    """Two-line RuntimeWarnings on stderr: an error bound far beyond the values (10**x overflowing to inf, as
+    meant) and --compare on a constant image (ENL infinite in every region)."""
+    dn = tmp_path / "dn.npy"
+    np.save(dn, (np.arange(64 * 64).reshape(64, 64) % 60000 + 1).astype(np.uint16))
+    proc = run_cli("compress", str(dn), "-o", str(tmp_path / "dn.sarc"), "--max-error", "40000",
+                   "--max-error-units", "input")
+    assert proc.returncode == 0 and "Warning" not in proc.stderr, proc.stderr
+    const = tmp_path / "const.npy"
+    np.save(const, np.full((40, 40), 0.5, np.float32))
+    assert run_cli("compress", str(const), "-o", str(tmp_path / "c.sarc")).returncode == 0
+    proc = run_cli("decompress", str(tmp_path / "c.sarc"), "-o", str(tmp_path / "c.tif"), "--compare", str(const))
+    assert proc.returncode == 0 and "Warning" not in proc.stderr, proc.stderr
