@@ -294,7 +294,7 @@ def _add_compress(sub: Any) -> None:
                       help="near-lossless: every valid pixel decodes within E dB of the original (guaranteed; "
                       "E in the raster's own units with --max-error-units input)")
     rate.add_argument("--lossless", action="store_true", help="the exact values back (integer rasters, e.g. uint16 DN)")
-    p.add_argument("--max-error-units", choices=("db", "input"), default="db",
+    p.add_argument("--max-error-units", choices=("db", "input"), default=None,
                    help="units of --max-error: db (default; the same as a relative error on intensity) or input")
     p.add_argument("--model", default=None, help="shipped codec name (default hyperprior) or a .safetensors codec file")
     p.add_argument("--units", choices=UNITS, default=None, help="units of the input values (default: inferred, printed)")
@@ -315,6 +315,9 @@ def _cmd_compress(args: argparse.Namespace) -> int:
     from sarcodec.codec.registry import DEFAULT_CODEC
 
     output = _output_file(args.output) or Path(args.input).with_suffix(".sarc")
+    if args.max_error_units is not None and args.max_error is None:
+        raise BadInputError("--max-error-units needs --max-error E (alone it would be ignored)")
+    args.max_error_units = args.max_error_units or "db"
     r = compress(args.input, output, quality=args.quality, bpp=args.bpp, max_error=args.max_error,
                  max_error_units=args.max_error_units, lossless=args.lossless, model=args.model or DEFAULT_CODEC,
                  units=args.units, band=args.band, nodata=args.nodata, tile_size=args.tile_size,
@@ -369,6 +372,10 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     from sarcodec.codec.api import decompress
 
     output = _output_file(args.output) or Path(args.input).with_suffix(".decoded.tif")
+    if output.suffix.lower() not in (".tif", ".tiff", ".gtif", ".gtiff"):
+        raise BadInputError(f"{output}: decompress writes a GeoTIFF; name it .tif or .tiff")
+    if args.band is not None and not args.compare:
+        raise BadInputError("--band needs --compare ORIGINAL (it chooses the band of ORIGINAL to compare against)")
     options = {"model": args.model, "cog": args.cog, "device": args.device, "runtime": args.runtime,
                "overwrite": args.overwrite, "progress": True}
     if args.compare:

@@ -399,6 +399,9 @@ def compress(
         if nodata is None:
             nodata = info.nodata
         _check_dtype_and_nodata(nodata, info.dtype)
+        if max(info.height, info.width) > MAX_SIDE:
+            raise BadInputError(f"{info.height} x {info.width} pixels: the format holds sides up to {MAX_SIDE}; "
+                                "split the raster into parts")
         if not within_limits(info.height, info.width, tile_size, overlap):
             raise BadInputError(f"{info.height} x {info.width} pixels with {tile_size} px tiles is beyond the format's "
                                 f"limits (sides up to {MAX_SIDE}, width x tile rows up to {MAX_BAND_PIXELS}): use "

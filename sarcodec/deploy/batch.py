@@ -270,6 +270,8 @@ def _checked_options(options: Mapping[str, Any], decompress: bool) -> dict[str, 
         resolve_codec(given["model"])
         if str(given["model"]) not in shipped_codecs():
             given["model"] = str(Path(given["model"]).absolute())
+    if "max_error_units" in given and "max_error" not in given:
+        raise BadInputError("max_error_units needs max_error (alone it would be ignored)")
     if not decompress:  # a quality, bpp or maximum error out of range fails here, not in every scene's task
         from sarcodec.codec.api import check_rate_options
         from sarcodec.codec.registry import DEFAULT_CODEC

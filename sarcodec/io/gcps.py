@@ -72,7 +72,7 @@ def unpack_points(blob: bytes, count: int) -> list[list[float]]:
     if not 0 <= count <= MAX_POINTS:
         raise CorruptFileError(f"the header announces {count} ground control points (at most {MAX_POINTS})")
     size = count * _COORDS * 8
-    raw = packing.inflate(blob, size + 1, "the ground control points")
+    raw = packing.inflate(blob, size + 1, "the block of ground control points")
     if len(raw) != size:
         raise CorruptFileError("the ground control points are truncated or oversized")
     planes = np.frombuffer(raw, np.uint8).reshape(8, count * _COORDS)

@@ -139,6 +139,8 @@ def test_bad_inputs_raise_package_errors(tmp_path: Path) -> None:
     for kwargs in ({}, {"max_error": 0.5}):
         with pytest.raises(BadInputError, match="float16"):
             sarcodec.compress(img.astype(np.float16), tmp_path / "x.sarc", **kwargs)
+    with pytest.raises(BadInputError, match="split the raster"):  # not "use smaller tiles", which cannot help
+        sarcodec.compress(np.ones((1, (1 << 20) + 1), np.float32), tmp_path / "x.sarc", max_error=0.5)
     assert not (tmp_path / "x.sarc").exists()
     existing = tmp_path / "exists.sarc"
     existing.write_bytes(b"keep me")

@@ -97,6 +97,10 @@ def test_cli_bad_inputs_one_line_nothing_written(tmp_path: Path) -> None:
         # units that do not fit the values: the imaginary part was dropped, or real values taken as complex
         (["compress", str(cplx), "-o", str(tmp_path / "a.sarc"), "--units", "intensity"], "do not fit a complex64"),
         (["compress", str(good), "-o", str(tmp_path / "a.sarc"), "--units", "complex"], "do not fit a float32"),
+        # options that were silently ignored, and a GeoTIFF written under another format's name
+        (["compress", str(good), "-o", str(tmp_path / "a.sarc"), "--max-error-units", "input"], "needs --max-error"),
+        (["decompress", str(tmp_path / "taken.sarc"), "-o", str(tmp_path / "a.tif"), "--band", "2"], "needs --compare"),
+        (["decompress", str(tmp_path / "taken.sarc"), "-o", str(tmp_path / "a.png")], "name it .tif"),
     ]
     for args, needle in cases:
         assert_one_line_error(run_cli(*args), needle)

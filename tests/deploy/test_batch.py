@@ -185,6 +185,7 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path: Path) -> None:
         (["batch", sample, "-o", out, "-q", "9"], "quality must be between 1 and 8"),
         (["batch", sample, "-o", out, "--max-error", "0"], "maximum error in dB must be at least"),
         (["batch", sample, "-o", out, "--bpp", "0"], "must be a positive number"),
+        (["batch", sample, "-o", out, "--max-error-units", "input"], "needs max_error"),
     ]
     for args, needle in cases:
         proc = run_cli(*args)
