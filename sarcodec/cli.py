@@ -182,6 +182,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         return _cmd_info_sarc(target)
     if target.suffix == ".safetensors" or target.name in _shipped_codecs():
         return _cmd_info_codec(str(target))
+    if not (target.exists() or target.suffix in (".pth", ".pt")):
+        raise BadInputError(f"{target}: no such file or folder")
+    if target.is_file() and target.suffix.lower() in (".tif", ".tiff", ".npy", ".jp2", ".png"):
+        raise BadInputError(f"{target}: info describes .sarc files, codecs, checkpoints and patch datasets, not "
+                            "rasters (gdalinfo does)")
     if target.is_file() or target.suffix in (".pth", ".pt"):
         return _cmd_info_checkpoint(target)
     if target.is_dir() and not (target / "manifest.json").exists() and (target / "best.pth").is_file():

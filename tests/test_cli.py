@@ -102,6 +102,10 @@ def test_prepare_then_info_with_preview(scene_dir: Path, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert_one_line_error(run_cli("info", str(tmp_path)), "not a sarcodec dataset")
+    # a missing folder is said so (was "not a sarcodec dataset"); a raster is not read as a checkpoint
+    assert_one_line_error(run_cli("info", str(tmp_path / "gone") + "/"), "no such file or folder")
+    raster = next(scene_dir.rglob("*.tif"))
+    assert_one_line_error(run_cli("info", str(raster)), "not rasters")
 
 
 def test_help_and_usage_errors() -> None:
