@@ -757,23 +757,48 @@ def _output_file(given: str | None) -> Path | None:
     quietly turn into a file name), is bad input rather than a default name or a file named like the folder."""
     if given is None:
         return None
-    if not given.strip() or given.endswith(("/", os.sep)):
+    if not given.strip() or given.replace(os.sep, "/").rsplit("/", 1)[-1] in ("", ".", ".."):
         raise BadInputError(f"-o {given!r}: give the output file's path (a file name, not a folder)")
     return Path(given)
+
+
+#: Exit status of a command whose reader went away, as a shell reports one ended by SIGPIPE (13 where the platform
+#: has no such signal).
+_SIGPIPE_EXIT = 128 + int(getattr(signal, "SIGPIPE", 13))
+
+
+def _stdout_gone() -> None:
+    """Send later writes to stdout (the interpreter's own flush at exit included) nowhere: its reader went away."""
+    with contextlib.suppress(OSError, ValueError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _stop_on_signals()
+    code = _run(args)
     try:
-        result: int = args.func(args)
         sys.stdout.flush()  # a reader that went away (`| head -1`) is noticed here, not at the interpreter's exit
+    except BrokenPipeError:
+        _stdout_gone()
+        return code or _SIGPIPE_EXIT  # a failure's own status says more than the closed pipe
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, with every failure turned into one line on stderr and an exit status."""
+    try:
+        for name in ("output", "output_dir"):  # Path("") is the working folder: an empty -o is a mistake
+            if isinstance(getattr(args, name, None), str) and not getattr(args, name).strip():
+                raise BadInputError(f"--{name.replace('_', '-')} is empty: give a path")
+        result: int = args.func(args)
         return result
-    except BrokenPipeError:  # as a command killed by SIGPIPE: quiet, 141; later writes to stdout go nowhere
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 128 + signal.SIGPIPE
+    except BrokenPipeError:  # the reader of stdout went away (or a pipe of the work broke: SARCODEC_DEBUG shows it)
+        if os.environ.get("SARCODEC_DEBUG"):
+            raise
+        _stdout_gone()
+        return _SIGPIPE_EXIT
     except SarcodecError as exc:
         print(f"sarcodec {args.command}: error: {_cli_wording(str(exc))}", file=sys.stderr)
         return exc.exit_code

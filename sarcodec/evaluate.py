@@ -21,6 +21,7 @@ import numpy.typing as npt
 import torch
 
 from sarcodec import metrics
+from sarcodec.io.folders import results_folder
 from sarcodec.io.raster import find_rasters, open_raster
 from sarcodec.preprocess import (
     DEFAULT_CLIP_PERCENTILES,
@@ -238,9 +239,8 @@ def evaluate_checkpoints(
     from sarcodec.models import AutoencoderBase
     from sarcodec.train.checkpoint import load_checkpoint, model_from_checkpoint
 
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
     files = find_rasters(list(data))
+    out = results_folder(output_dir, "results.json", "evaluation")
     summaries: list[ModelSummary] = []
     per_image: list[dict[str, Any]] = []
     reconstructions: dict[str, dict[str, npt.NDArray[np.float32]]] = {}

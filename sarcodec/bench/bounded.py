@@ -28,7 +28,8 @@ import numpy as np
 import numpy.typing as npt
 
 from sarcodec.codec.bounded import db_of
-from sarcodec.errors import BadInputError, OutputError
+from sarcodec.errors import BadInputError
+from sarcodec.io.folders import results_folder
 from sarcodec.evaluate import image_group
 from sarcodec.io.raster import find_rasters, open_raster
 from sarcodec.preprocess import infer_units
@@ -131,10 +132,7 @@ def run_bounded_benchmark(inputs: Sequence[str | Path], output: str | Path, *,
     files = [(path, Path(root)) for root in inputs for path in find_rasters([root])]
     if not files:
         raise BadInputError("no rasters found in the given inputs")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot be created ({exc.strerror or exc})") from None
+    results_folder(out, "near_lossless.json", "near-lossless benchmark")
     rows: list[dict[str, Any]] = []
     names = [p.name for p, _ in files]  # images are keyed by name, same-named ones get their folder too
     with tempfile.TemporaryDirectory(prefix="sarcodec-bounded-") as scratch:

@@ -34,7 +34,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from sarcodec.errors import BadInputError, OutputError
+from sarcodec.errors import BadInputError
+from sarcodec.io.folders import results_folder
 from sarcodec.bench.classical import CLASSICAL_CODECS, FULLRANGE, Roundtrip, jpeg2000_fullrange_roundtrip
 from sarcodec.bench.bd import group_bd
 from sarcodec.bench.plots import mean_curves, plot_rd, save_gallery
@@ -150,10 +151,7 @@ def run_benchmark(
     if "jpeg2000" not in wanted:
         wanted.insert(0, "jpeg2000")  # the anchor of every BD figure
     table = {**{c: CLASSICAL_CODECS[c] for c in wanted}, **table}
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputError(f"{out}: cannot be created ({exc.strerror or exc})") from None
+    results_folder(out, "results.json", "benchmark")
     rows: list[BenchRow] = []
     gallery_picks: dict[str, ReferenceImage] = {}
     gallery: dict[str, dict[str, tuple[float, FloatImage]]] = defaultdict(dict)

@@ -17,6 +17,7 @@ import hashlib
 import io
 import json
 import math
+import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -93,6 +94,14 @@ def _nets(codec: LoadedCodec) -> dict[str, tuple[torch.nn.Module, int]]:
     return nets
 
 
+def _is_export(folder: Path) -> bool:
+    """Whether ``folder`` holds a sarcodec ONNX export (its manifest.json says so)."""
+    try:
+        return bool(json.loads((folder / "manifest.json").read_text()).get("format") == "sarcodec-onnx")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def export_codec(model: str | Path, output: str | Path, *, overwrite: bool = False) -> dict[str, Any]:
     """Export ``model`` (a shipped name or a ``.safetensors`` file) to ONNX graphs in the folder ``output``;
     returns the manifest written beside them. An existing non-empty folder is refused unless ``overwrite``."""
@@ -105,6 +114,9 @@ def export_codec(model: str | Path, output: str | Path, *, overwrite: bool = Fal
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
         raise OutputError(f"{out}: exists{' and is not empty' if out.is_dir() else ''}; pass overwrite=True "
                           "to write into it")
+    if out.is_dir() and any(out.iterdir()) and not _is_export(out):  # overwrite names an export, not any folder
+        raise OutputError(f"{out}: is not empty and holds no sarcodec ONNX export (its manifest.json); refusing to "
+                          "write into it")
     codec = load_codec(model, "cpu")
     graphs = {name: onnx_bytes(net, channels) for name, (net, channels) in _nets(codec).items()}
     gain, inverse_gain = codec.model.gains(torch.arange(1, codec.num_levels + 1, dtype=torch.float32))
@@ -126,9 +138,15 @@ def export_codec(model: str | Path, output: str | Path, *, overwrite: bool = Fal
     }
     try:
         out.mkdir(parents=True, exist_ok=True)
-        for name, data in graphs.items():
-            (out / f"{name}.onnx").write_bytes(data)
-        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        files = {f"{name}.onnx": data for name, data in graphs.items()}
+        files["manifest.json"] = json.dumps(manifest, indent=1).encode()
+        for name, data in files.items():  # each under a temporary name, renamed: a link is replaced, not followed
+            tmp = out / f".{name}.{os.getpid()}.partial"
+            try:
+                tmp.write_bytes(data)
+                os.replace(tmp, out / name)
+            finally:
+                tmp.unlink(missing_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot be written ({exc.strerror or exc})") from None
     return manifest

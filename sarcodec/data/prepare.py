@@ -161,16 +161,23 @@ class _SplitWriter:
             f.close()
 
 
-def _check_output(output: Path, overwrite: bool) -> None:
-    """Refuse to clobber anything that is not a sarcodec dataset; fail early if it cannot be written."""
+def _check_output(output: Path, overwrite: bool, inputs: Sequence[Path] = ()) -> None:
+    """Refuse to clobber anything that is not a sarcodec dataset (a folder with some other ``manifest.json``
+    included) or to write a dataset over its own inputs; fail early if it cannot be written."""
     if output.exists():
         if not output.is_dir():
             raise OutputError(f"{output}: exists and is not a directory")
         if any(output.iterdir()):
             if not overwrite:
                 raise OutputError(f"{output}: exists and is not empty (pass --overwrite to replace a sarcodec dataset)")
-            if not (output / MANIFEST).is_file():
-                raise OutputError(f"{output}: not a sarcodec dataset (no {MANIFEST}); refusing to overwrite it")
+            try:
+                load_manifest(output)
+            except BadInputError:
+                raise OutputError(f"{output}: not a sarcodec dataset (no sarcodec {MANIFEST}); refusing to overwrite "
+                                  "it") from None
+    for path in inputs:
+        if output in path.resolve().parents:
+            raise OutputError(f"{output}: holds the input {path}; write the dataset somewhere else")
     parent = output.resolve().parent
     existing = parent
     while not existing.exists():
@@ -257,7 +264,7 @@ def prepare_dataset(
     output = Path(output).resolve()  # "-o ." must name the directory, not "" inside itself
     paths = find_rasters(list(inputs))
     images = _inspect(paths, config)
-    _check_output(output, overwrite)
+    _check_output(output, overwrite, paths)
 
     split = split_scenes((im.scene for im in images), config.split_ratios, config.seed)
     split_of = {s: name for name, scenes in split.items() for s in scenes}
@@ -327,9 +334,10 @@ def _staging(output: Path) -> Iterator[Path]:
         yield tmp
         if output.exists():
             # empty, or a sarcodec dataset the caller may overwrite (_check_output): keep the directory itself
-            # (it may be the shell's working directory) and swap its contents
-            for old in output.iterdir():
-                shutil.rmtree(old) if old.is_dir() and not old.is_symlink() else old.unlink()
+            # (it may be the shell's working directory) and swap the dataset's files; files the dataset does not
+            # list (a user's notes beside it) stay
+            for name in _dataset_files(output):
+                (output / name).unlink(missing_ok=True)
             for new in tmp.iterdir():
                 os.replace(new, output / new.name)
             tmp.rmdir()
@@ -339,6 +347,18 @@ def _staging(output: Path) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
         _remove_empty(created)
         raise
+
+
+def _dataset_files(root: Path) -> list[str]:
+    """The file names the dataset at ``root`` consists of (those its manifest lists, and the manifest); none when
+    ``root`` holds no dataset."""
+    try:
+        manifest = load_manifest(root)
+    except BadInputError:
+        return []
+    names = [Path(str(name)).name for split in manifest.get("files", {}).values() if isinstance(split, dict)
+             for name in split.values()]
+    return [*names, MANIFEST]
 
 
 def _remove_empty(directories: list[Path]) -> None:

@@ -161,59 +161,99 @@ def _verified_sarc(job: Job) -> int | None:
     return src.height * src.width
 
 
+def _tiff_software(path: Path) -> str | None:
+    """The TIFF Software tag of the GeoTIFF at ``path`` ('' when it has none), None when it does not open."""
+    import rasterio
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as ds:
+                return str(ds.tags().get("TIFFTAG_SOFTWARE", ""))
+    except Exception:  # not a raster, or cut short inside its header
+        return None
+
+
+def _tif_shape(path: Path) -> tuple[int, int] | None:
+    import rasterio
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with rasterio.open(path) as ds:
+                return ds.height, ds.width
+    except Exception:
+        return None
+
+
 def _verified_tif(job: Job) -> int | None:
-    """The pixel count if ``job.output`` is a GeoTIFF that sarcodec wrote (:func:`_foreign`), that has every block
+    """The pixel count if ``job.output`` is a GeoTIFF that sarcodec wrote (its Software tag), that has every block
     within the file (a copy or a write cut short does not: ``raster.tiff_complete``) and the ``.sarc``'s height and
     width."""
-    import rasterio
-    from rasterio.errors import NotGeoreferencedWarning
-
+    from sarcodec.codec.api import SOFTWARE_PREFIX
     from sarcodec.codec.info import read_info
     from sarcodec.io.raster import tiff_complete
 
-    if not tiff_complete(job.output) or _foreign(job, decompress=True) is not None:
+    software = _tiff_software(job.output)
+    if software is None or not software.startswith(SOFTWARE_PREFIX) or not tiff_complete(job.output):
         return None
     try:
         info = read_info(job.source)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            with rasterio.open(job.output) as ds:
-                shape = (ds.height, ds.width)
-    except Exception:  # damaged or not a raster (or a damaged source): redone, and a real problem fails then
+    except Exception:  # a damaged source: redone, and the problem fails then
         return None
+    shape = _tif_shape(job.output)
     return shape[0] * shape[1] if shape == (info["height"], info["width"]) else None
 
 
 def _foreign(job: Job, decompress: bool) -> str | None:
-    """Why the existing ``job.output`` is not a file this batch may replace (None when it may: a ``.sarc``, or a
-    GeoTIFF carrying sarcodec's Software tag, that is damaged or cut short; a complete ``.sarc`` must also be one
-    of the job's source, else it is someone's file that happens to have the name)."""
-    from sarcodec.io.sarc import MAGIC
+    """Why the existing ``job.output``, which did not verify, is not a file this batch may replace; None when it
+    may: a ``.sarc``, or a GeoTIFF with sarcodec's Software tag, that is damaged or cut short. A complete file of
+    another source, a symbolic link (replacing it would replace the link), anything else that is not a regular file,
+    a ``.sarc`` of a format this version does not read, and whatever cannot be recognised as sarcodec's (such as a
+    file cut short before its header) are someone's, or cannot be known not to be."""
+    from sarcodec.io.raster import tiff_complete
+    from sarcodec.io.sarc import MAGIC, READ_VERSIONS
 
     output = job.output
-    if output.is_symlink() or not output.is_file():
+    if output.is_symlink():
+        return "is a symbolic link"
+    if not output.is_file():
         return "is not a regular file"
     if decompress:
-        import rasterio
-
         from sarcodec.codec.api import SOFTWARE_PREFIX
 
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                with rasterio.open(output) as ds:
-                    software = str(ds.tags().get("TIFFTAG_SOFTWARE", ""))
-        except Exception:
+        software = _tiff_software(output)
+        if software is None:
             return "is not a GeoTIFF that sarcodec wrote (it does not open)"
-        return None if software.startswith(SOFTWARE_PREFIX) else "was not written by sarcodec (no sarcodec Software tag)"
+        if not software.startswith(SOFTWARE_PREFIX):
+            return "was not written by sarcodec (no sarcodec Software tag)"
+        shape = _tif_shape(output)
+        if not (tiff_complete(output) and shape is not None):
+            return None  # damaged or cut short: redone
+        from sarcodec.codec.info import read_info
+
+        try:
+            read_info(job.source)
+        except Exception:  # the .sarc cannot be read: the scene fails on that, and the GeoTIFF is not blamed
+            return None
+        return f"is the complete decoded GeoTIFF of another .sarc ({shape[0]} x {shape[1]})"
     with open(output, "rb") as f:
-        if f.read(len(MAGIC)) != MAGIC:
-            return "is not a .sarc file"
+        head = f.read(len(MAGIC) + 2)
+    if head[: len(MAGIC)] != MAGIC:
+        return "is not a .sarc file"
+    if len(head) == len(MAGIC) + 2 and int.from_bytes(head[len(MAGIC):], "little") not in READ_VERSIONS:
+        return f"is a .sarc of format version {int.from_bytes(head[len(MAGIC):], 'little')}, which this version does not read"
     from sarcodec.codec.info import read_info
+    from sarcodec.io.raster import open_raster
 
     try:
         info = read_info(output)
     except Exception:  # a damaged .sarc (a copy cut short): redone
+        return None
+    try:
+        with open_raster(job.source, job.band):
+            pass
+    except Exception:  # the source cannot be read (now): the scene fails on that, and the .sarc is not blamed
         return None
     return f"is the .sarc of another raster ({info['height']} x {info['width']}, band {info['band']})"
 

@@ -91,9 +91,11 @@ def test_cli_bad_inputs_one_line_nothing_written(tmp_path: Path) -> None:
         (["decompress", str(tmp_path / "missing.sarc"), "-o", str(tmp_path / "a.tif")], "cannot be read"),
         (["info", str(tmp_path / "taken.sarc")], "not a .sarc file"),
         # an empty -o took the default name; one ending in a slash wrote a file named like the folder
-        (["compress", str(good), "-o", ""], "output file's path"),
+        (["compress", str(good), "-o", ""], "--output is empty"),
         (["compress", str(good), "-o", str(tmp_path / "newdir") + "/"], "output file's path"),
-        (["decompress", str(tmp_path / "taken.sarc"), "-o", ""], "output file's path"),
+        (["compress", str(good), "-o", str(tmp_path / "newdir") + "/."], "output file's path"),
+        (["decompress", str(tmp_path / "taken.sarc"), "-o", ""], "--output is empty"),
+        (["benchmark", str(good), "-o", ""], "--output is empty"),
         # units that do not fit the values: the imaginary part was dropped, or real values taken as complex
         (["compress", str(cplx), "-o", str(tmp_path / "a.sarc"), "--units", "intensity"], "do not fit a complex64"),
         (["compress", str(good), "-o", str(tmp_path / "a.sarc"), "--units", "complex"], "do not fit a float32"),

@@ -86,6 +86,12 @@ def test_bad_runtime_requests_fail_cleanly(tmp_path: Path, exported: Path) -> No
     assert not (tmp_path / "x.sarc").exists()
     with pytest.raises(OutputError, match="not empty"):
         export_codec(DEFAULT_CODEC, exported)
+    mine = tmp_path / "mine"  # overwrite=True names an export: a folder of other files is not written into
+    mine.mkdir()
+    (mine / "manifest.json").write_text('{"name": "my web app"}')
+    with pytest.raises(OutputError, match="no sarcodec ONNX export"):
+        export_codec("factorized", mine, overwrite=True)
+    assert [p.name for p in mine.iterdir()] == ["manifest.json"]
 
 
 def test_cli_export(tmp_path: Path) -> None:

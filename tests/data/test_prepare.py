@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,28 @@ def test_refuses_to_overwrite_and_leaves_nothing_on_failure(scene_dir: Path, tmp
         prepare_dataset([scene_dir, tmp_path / "nan.npy"], tmp_path / "new" / "ds")
     assert not (tmp_path / "new").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mine", "nan.npy", "scenes"]
+
+
+def test_overwrite_replaces_only_a_sarcodec_datasets_own_files(scene_dir: Path, tmp_path: Path) -> None:
+    """--overwrite took any folder with a manifest.json for a dataset and emptied it, inputs included."""
+    web = tmp_path / "web"
+    web.mkdir()
+    (web / "manifest.json").write_text('{"name": "my web app"}')
+    (web / "notes.txt").write_text("keep me")
+    source = next(scene_dir.rglob("*.tif"))
+    shutil.copy(source, web / "scene.tif")
+    with pytest.raises(OutputError, match="not a sarcodec dataset"):
+        prepare_dataset([web / "scene.tif"], web, PrepareConfig(patch_size=32), overwrite=True)
+    ds = tmp_path / "ds"
+    prepare_dataset([scene_dir], ds, PrepareConfig(patch_size=32))
+    shutil.copy(source, ds / "scene.tif")
+    with pytest.raises(OutputError, match="holds the input"):
+        prepare_dataset([ds / "scene.tif"], ds, PrepareConfig(patch_size=32), overwrite=True)
+    (ds / "scene.tif").unlink()
+    (ds / "notes.txt").write_text("mine")  # beside a dataset: not one of its files, so it stays
+    prepare_dataset([scene_dir], ds, PrepareConfig(patch_size=16), overwrite=True)
+    assert (ds / "notes.txt").read_text() == "mine" and load_manifest(ds)["patch_size"] == 16
+    assert sorted(p.name for p in web.iterdir()) == ["manifest.json", "notes.txt", "scene.tif"]
 
 
 def test_dataset_augmentation_and_multiworker_loader(scene_dir: Path, tmp_path: Path) -> None:

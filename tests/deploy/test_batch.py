@@ -284,6 +284,28 @@ def test_files_sarcodec_did_not_write_are_never_replaced(tmp_path: Path) -> None
     assert run_job(Job(sarc, None, decoded), True, {})["status"] == "skipped"
     decoded.write_bytes(decoded.read_bytes()[: decoded.stat().st_size * 6 // 10])
     assert run_job(Job(sarc, None, decoded), True, {})["status"] == "done"
+    link = tmp_path / "link.tif"  # a link to a verified output is skipped (git-annex, DVC layouts) ...
+    link.symlink_to(decoded)
+    assert run_job(Job(sarc, None, link), True, {})["status"] == "skipped"
+    small = tmp_path / "small.sarc"  # ... but a complete decoded GeoTIFF of another .sarc is not replaced
+    sarcodec.compress(write_geotiff(tmp_path / "small.tif", speckle_intensity((40, 30))), small, quality=1)
+    row = run_job(Job(small, None, decoded), True, {})
+    assert row["status"] == "failed" and "decoded GeoTIFF of another .sarc (100 x 100)" in row["error"], row
+    with rasterio.open(decoded) as ds:
+        assert ds.shape == SAMPLE_SHAPE
+
+    # a good .sarc whose source cannot be read now (a mount gone) is not called "of another raster"
+    copy = tmp_path / source.name
+    kept = out / "kept.sarc"
+    sarcodec.compress(copy, kept, quality=2)
+    copy.unlink()
+    row = run_job(Job(copy, 1, kept), False, {"quality": 2})
+    assert row["status"] == "failed" and "another raster" not in row["error"] and str(copy) in row["error"], row
+    assert sarcodec.read_info(kept)["height"] == 100
+    newer = out / "newer.sarc"  # a format this version does not read is not taken for a damaged file
+    newer.write_bytes(kept.read_bytes()[:8] + (99).to_bytes(2, "little") + kept.read_bytes()[10:])
+    row = run_job(Job(source.absolute(), 1, newer), False, {"quality": 2})
+    assert row["status"] == "failed" and "format version 99" in row["error"], row
 
     manifest = out / "manifest.csv"
     manifest.write_text("my,own,table\n1,2,3\n")
