@@ -70,7 +70,7 @@ def decompress_and_compare(sarc: str | Path, output: str | Path, original: str |
     if shape != (info["height"], info["width"]):
         raise BadInputError(f"{orig}: shape {shape[0]} x {shape[1]} differs from the file's "
                             f"{info['height']} x {info['width']}")
-    existed = out.exists()
+    existed = out.exists() or out.is_symlink()
     result = decompress(sarc, out, model=model, cog=cog, device=device, runtime=runtime, overwrite=overwrite, progress=progress)
     try:
         with open_raster(out) as reader:
@@ -87,7 +87,8 @@ def decompress_and_compare(sarc: str | Path, output: str | Path, original: str |
             write_page(html, [view], title=f"{Path(sarc).name} against {orig.name}", overwrite=overwrite)
     except BaseException:  # the command failed as a whole: a decoded file it created would block the rerun
         if not existed:
-            out.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # the failure that brought us here is the one to report
+                out.unlink(missing_ok=True)
         raise
     return result, rows
 

@@ -259,21 +259,27 @@ def _check_output(output: Path, overwrite: bool, inputs: tuple[Path, ...] = ()) 
         raise OutputError(f"{output.parent}: not writable")
 
 
-def _check_dtype_and_nodata(nodata: float | None, dtype: str) -> None:
-    """A raster the decoder can write back: a dtype GeoTIFF holds (not float16), and a nodata its dtype can hold
-    (an integer in range for integer rasters, a value within range for floating-point ones; NaN and inf are fine).
-    Both were accepted before 0.7.11 and gave files that compressed but did not decode."""
+def _check_dtype_and_nodata(nodata: float | None, dtype: str) -> float | None:
+    """The nodata of a raster the decoder can write back: a dtype GeoTIFF holds (not float16), and a nodata its
+    dtype can hold (an integer in range for integer rasters; for floating-point ones the value as the dtype holds
+    it, so -3.4028235e+38, float32's lowest as printed, is its lowest; NaN and inf are fine). Both were accepted
+    before 0.7.11 and gave files that compressed but did not decode."""
     dt = np.dtype(dtype)
     if dt == np.float16:
         raise BadInputError("float16 rasters are not supported (a GeoTIFF cannot hold them): convert to float32")
     if nodata is None:
-        return
+        return None
     if dt.kind in "ui":
         info = np.iinfo(dt)
         if not (math.isfinite(nodata) and nodata == int(nodata) and info.min <= nodata <= info.max):
             raise BadInputError(f"nodata {nodata} cannot be stored in {dt} (range {info.min}..{info.max})")
-    elif dt.kind in "fc" and math.isfinite(nodata) and abs(nodata) > float(np.finfo(dt).max):
-        raise BadInputError(f"nodata {nodata:g} cannot be stored in {dt} (largest {float(np.finfo(dt).max):g})")
+    elif dt.kind in "fc" and math.isfinite(nodata):
+        with np.errstate(over="ignore"):
+            held = float(np.array(nodata).astype(np.finfo(dt).dtype))
+        if not math.isfinite(held):
+            raise BadInputError(f"nodata {nodata:g} cannot be stored in {dt} (largest {float(np.finfo(dt).max):g})")
+        return held
+    return nodata
 
 
 def _read_ahead(source: Any, windows: list[tuple[int, int, int, int]]) -> Iterator[npt.NDArray[Any]]:
@@ -398,7 +404,7 @@ def compress(
         info = reader.info
         if nodata is None:
             nodata = info.nodata
-        _check_dtype_and_nodata(nodata, info.dtype)
+        nodata = _check_dtype_and_nodata(nodata, info.dtype)
         if max(info.height, info.width) > MAX_SIDE:
             raise BadInputError(f"{info.height} x {info.width} pixels: the format holds sides up to {MAX_SIDE}; "
                                 "split the raster into parts")

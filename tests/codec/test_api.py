@@ -136,6 +136,12 @@ def test_bad_inputs_raise_package_errors(tmp_path: Path) -> None:
     # files that compressed but did not decode before 0.7.11: a nodata beyond float32, a float16 raster
     with pytest.raises(BadInputError, match="cannot be stored in float32"):
         sarcodec.compress(img.astype(np.float32), tmp_path / "x.sarc", nodata=1e40)
+    lowest = img.astype(np.float32)  # float32's lowest as numpy prints it: the value the raster holds
+    lowest[:2] = np.finfo(np.float32).min
+    sarcodec.compress(lowest, tmp_path / "low.sarc", nodata=-3.4028235e+38)
+    back = sarcodec.decompress(tmp_path / "low.sarc").array
+    assert back is not None and (back[:2] == np.finfo(np.float32).min).all()
+    (tmp_path / "low.sarc").unlink()
     for kwargs in ({}, {"max_error": 0.5}):
         with pytest.raises(BadInputError, match="float16"):
             sarcodec.compress(img.astype(np.float16), tmp_path / "x.sarc", **kwargs)
