@@ -519,7 +519,7 @@ def _add_serve(sub: Any) -> None:
         description="POST /compress (GeoTIFF upload in the multipart field 'file', query parameters as compress's "
         "options) returns the .sarc; POST /decompress returns the GeoTIFF; POST /info a file's header; GET /info, "
         "/healthz, /metrics (Prometheus). Limits and the token come from SARCODEC_MAX_UPLOAD_MB, SARCODEC_MAX_PIXELS, "
-        "SARCODEC_JOBS, SARCODEC_QUEUE, SARCODEC_API_TOKEN, SARCODEC_TMPDIR (the options below win).",
+        "SARCODEC_JOBS, SARCODEC_QUEUE, SARCODEC_UPLOAD_IDLE_S, SARCODEC_API_TOKEN, SARCODEC_TMPDIR (the options below win).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
     p.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")
@@ -536,9 +536,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     config = ServeConfig.from_env(
         jobs=args.jobs, queue=args.queue, max_pixels=args.max_pixels,
         max_upload_bytes=int(args.max_upload_mb * 2**20) if args.max_upload_mb else None)
-    _log(f"sarcodec serve on http://{args.host}:{args.port} (jobs {config.jobs}, queue {config.queue}, "
-         f"token {'required' if config.token else 'not required'})")
-    serve(args.host, args.port, config)
+    serve(args.host, args.port, config, log=_log)
     return 0
 
 

@@ -21,6 +21,7 @@ when its response has been sent or it failed; the service's folder when it stops
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations (``Request``, imported
 # inside create_app) at definition time.
 import hmac
+import math
 import os
 import re
 import shutil
@@ -51,18 +52,25 @@ class ServeConfig:
     max_pixels: int = 1_000_000_000
     jobs: int = 1  # requests coding at once (each codes its tiles on every core)
     queue: int = 8  # requests waiting for a job slot; more get 503
+    #: seconds an upload may send nothing before it is answered 408 (its place among jobs + queue is freed)
+    upload_idle_s: float = 30.0
     token: str | None = field(default=None, repr=False)
     tmpdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ServeConfig":
         """``SARCODEC_API_TOKEN``, ``SARCODEC_MAX_UPLOAD_MB``, ``SARCODEC_MAX_PIXELS``, ``SARCODEC_JOBS``,
-        ``SARCODEC_QUEUE``, ``SARCODEC_TMPDIR``; ``overrides`` (not None) win."""
+        ``SARCODEC_QUEUE``, ``SARCODEC_UPLOAD_IDLE_S``, ``SARCODEC_TMPDIR``; ``overrides`` (not None) win."""
         env = os.environ
         values: dict[str, Any] = {}
         try:
             if env.get("SARCODEC_MAX_UPLOAD_MB"):
-                values["max_upload_bytes"] = int(float(env["SARCODEC_MAX_UPLOAD_MB"]) * 2**20)
+                megabytes = float(env["SARCODEC_MAX_UPLOAD_MB"])
+                if not math.isfinite(megabytes):
+                    raise ValueError(f"SARCODEC_MAX_UPLOAD_MB={env['SARCODEC_MAX_UPLOAD_MB']}")
+                values["max_upload_bytes"] = int(megabytes * 2**20)
+            if env.get("SARCODEC_UPLOAD_IDLE_S"):
+                values["upload_idle_s"] = float(env["SARCODEC_UPLOAD_IDLE_S"])
             for key, name in (("max_pixels", "SARCODEC_MAX_PIXELS"), ("jobs", "SARCODEC_JOBS"),
                               ("queue", "SARCODEC_QUEUE")):
                 if env.get(name):
@@ -75,8 +83,9 @@ class ServeConfig:
             values["tmpdir"] = Path(env["SARCODEC_TMPDIR"])
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)
-        if config.max_upload_bytes <= 0 or config.max_pixels <= 0 or config.jobs < 1 or config.queue < 0:
-            raise BadInputError("limits must be positive (jobs >= 1, queue >= 0)")
+        if (config.max_upload_bytes <= 0 or config.max_pixels <= 0 or config.jobs < 1 or config.queue < 0
+                or not (math.isfinite(config.upload_idle_s) and config.upload_idle_s > 0)):
+            raise BadInputError("limits must be positive and finite (jobs >= 1, queue >= 0)")
         return config
 
 
@@ -89,10 +98,13 @@ class _Rejected(Exception):
 
 
 class _BodyLimit:
-    """ASGI middleware: 413 for a request whose body is (announced or turns out) larger than ``limit`` bytes."""
+    """ASGI middleware: 413 for a request whose body is (announced or turns out) larger than ``limit`` bytes, and
+    408 for one whose body stops arriving for ``idle_s`` seconds (a client that goes quiet mid-upload would hold
+    its place among the admitted requests for ever: nine of them locked everyone out with 503)."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int,
+                 idle_s: float = 30.0) -> None:
+        self.app, self.limit, self.idle_s = app, limit, idle_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,15 +115,25 @@ class _BodyLimit:
         if announced is not None and announced.isdigit() and int(announced) > self.limit:
             await _send_json(send, 413, {"error": f"upload larger than the limit ({self.limit} bytes)"})
             return
+        import anyio
+
         seen = 0
+        complete = False
 
         async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
+            nonlocal seen, complete
+            if complete:  # after the body, receive() waits for the disconnect, as long as a response takes
+                return await receive()
+            try:
+                with anyio.fail_after(self.idle_s):
+                    message = await receive()
+            except TimeoutError:
+                raise _Rejected(408, f"the upload sent nothing for {self.idle_s:g} s; send it again") from None
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
                     raise _Rejected(413, f"upload larger than the limit ({self.limit} bytes)")
+                complete = not message.get("more_body", False)
             return message
 
         await self.app(scope, counted, send)
@@ -178,7 +200,8 @@ def create_app(config: ServeConfig | None = None) -> Any:
             part = form.get("file")
             if part is None or isinstance(part, str):
                 raise _Rejected(400, "no file: send it in the multipart form field 'file'")
-            path = workdir / _safe_name(part.filename, default)
+            (workdir / "in").mkdir(exist_ok=True)  # the result folder is workdir/out: an upload named "out" collided
+            path = workdir / "in" / _safe_name(part.filename, default)
             with open(path, "wb") as fh:
                 while chunk := await part.read(1 << 20):
                     fh.write(chunk)
@@ -227,7 +250,8 @@ def create_app(config: ServeConfig | None = None) -> Any:
             return JSONResponse({"error": f"bad upload: {exc.detail}"}, status)
         except SarcodecError as exc:
             status = next((code for kind, code in _STATUS.items() if isinstance(exc, kind)), 500)
-            message = str(exc).replace(f"{workdir}{os.sep}", "") if workdir else str(exc)
+            message = (str(exc).replace(f"{workdir}{os.sep}in{os.sep}", "").replace(f"{workdir}{os.sep}", "")
+                       if workdir else str(exc))
             return JSONResponse({"error": message}, status)
         except Exception as exc:  # noqa: BLE001 (one JSON line, never a traceback)
             return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, 500)
@@ -332,7 +356,7 @@ def create_app(config: ServeConfig | None = None) -> Any:
 
         return await run("decompress", request, work)
 
-    limited = _BodyLimit(app, cfg.max_upload_bytes)
+    limited = _BodyLimit(app, cfg.max_upload_bytes, cfg.upload_idle_s)
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -358,11 +382,34 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def serve(host: str = "127.0.0.1", port: int = 8000, config: ServeConfig | None = None) -> None:
-    """Run the service until interrupted (uvicorn, one process; coding runs on worker threads)."""
+def _check_listen(host: str, port: int) -> None:
+    """BadInputError unless ``host``:``port`` can be listened on now (a port out of range, in use, or an address
+    that is not this machine's): one line before anything starts, instead of uvicorn's traceback."""
+    import socket
+
+    if not 0 < port < 65536:
+        raise BadInputError(f"port {port}: must be 1..65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        raise BadInputError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
+
+
+def serve(host: str = "127.0.0.1", port: int = 8000, config: ServeConfig | None = None,
+          log: Callable[[str], None] | None = None) -> None:
+    """Run the service until interrupted (uvicorn, one process; coding runs on worker threads). The address and
+    the temporary folder are checked first; ``log`` then gets the line saying where it serves."""
     import uvicorn
 
-    app = create_app(config)
+    _check_listen(host, port)
+    cfg = config or ServeConfig.from_env()
+    app = create_app(cfg)
+    if log is not None:
+        log(f"sarcodec serve on http://{host}:{port} (jobs {cfg.jobs}, queue {cfg.queue}, "
+            f"token {'required' if cfg.token else 'not required'})")
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", lifespan="on")
     finally:

@@ -111,7 +111,7 @@ def test_near_lossless_over_http_and_odd_upload_names(server: Server) -> None:
                    headers=_auth(), timeout=120)
     assert r.status_code == 200 and r.headers["x-sarcodec-mode"] == "near-lossless"
     # an upload already named like the output, or with a path in its name: the output never overwrites it
-    for name in ("scene.sarc", "../../etc/x.tif"):
+    for name in ("scene.sarc", "../../etc/x.tif", "out", "in"):  # "out" collided with the result folder: 500
         r = httpx.post(f"{server.url}/compress", files={"file": (name, OPERA.read_bytes())}, headers=_auth(),
                        timeout=120)
         assert r.status_code == 200, r.text
@@ -176,3 +176,37 @@ def test_a_full_queue_answers_503_and_nothing_is_left(tmp_path: Path) -> None:
     finally:
         srv.stop()
     assert not list((tmp_path / "srv").iterdir())
+
+
+def test_a_client_that_goes_quiet_mid_upload_does_not_lock_others_out(tmp_path: Path) -> None:
+    """An upload holds its place among jobs + queue while it is read: clients that sent headers and then nothing
+    kept every place for ever (503 for everyone). After SARCODEC_UPLOAD_IDLE_S of silence they get 408."""
+    srv = Server(tmp_path / "srv", SARCODEC_JOBS="1", SARCODEC_QUEUE="0", SARCODEC_UPLOAD_IDLE_S="1")
+    try:
+        quiet = socket.create_connection(("127.0.0.1", srv.port))
+        quiet.sendall(b"POST /compress HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                      b"Content-Length: 100000\r\n\r\n--b\r\n")
+        time.sleep(0.3)
+        busy = httpx.post(f"{srv.url}/compress", files={"file": ("a.tif", OPERA.read_bytes())}, timeout=60)
+        assert busy.status_code == 503  # the quiet upload has the only place
+        quiet.settimeout(30)
+        answer = quiet.recv(4096).decode(errors="replace")
+        quiet.close()
+        assert answer.startswith("HTTP/1.1 408") and "sent nothing for 1 s" in answer, answer
+        ok = httpx.post(f"{srv.url}/compress", files={"file": ("a.tif", OPERA.read_bytes())}, timeout=120)
+        assert ok.status_code == 200, ok.text
+        assert srv.leftovers() == []
+    finally:
+        srv.stop()
+
+
+def test_serve_refuses_an_address_it_cannot_listen_on_in_one_line() -> None:
+    from tests.test_cli import assert_one_line_error, run_cli
+
+    assert_one_line_error(run_cli("serve", "--port", "99999"), "must be 1..65535")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        proc = run_cli("serve", "--port", str(taken.getsockname()[1]))
+    assert_one_line_error(proc, "Address already in use")
+    assert "sarcodec serve on" not in proc.stderr  # said only once it can serve
