@@ -45,19 +45,31 @@ class PatchDataset(Dataset[dict[str, Any]]):
         self.split = split
         self.augment = augment
         self.patch_size = int(self.manifest["patch_size"])
-        self._files = self.manifest["files"][split]
-        self.index: npt.NDArray[np.int32] = np.load(self.root / self._files["index"])
+        try:
+            self._files = self.manifest["files"][split]
+            self.index: npt.NDArray[np.int32] = np.load(self.root / self._files["index"])
+        except (KeyError, TypeError, OSError, ValueError) as exc:
+            raise BadInputError(f"{self.root}: not a complete sarcodec dataset (the {split} index: "
+                                f"{type(exc).__name__}: {exc}); re-run prepare") from None
         self._patches: npt.NDArray[np.uint16] | None = None
         self._valid: npt.NDArray[np.uint8] | None = None
         self._scenes = [im["scene"] for im in self.manifest["images"]]
+        self._open()  # every file of the split checked here, before a run writes anything (then reopened lazily)
+        self._patches = self._valid = None
 
     def __len__(self) -> int:
         return int(self.index.shape[0])
 
     def _open(self) -> None:
-        self._patches = np.load(self.root / self._files["patches"], mmap_mode="r")
-        self._valid = np.load(self.root / self._files["valid"], mmap_mode="r")
-        if self._patches.shape[0] != len(self) or self._valid.shape[0] != len(self):
+        try:
+            self._patches = np.load(self.root / self._files["patches"], mmap_mode="r")
+            self._valid = np.load(self.root / self._files["valid"], mmap_mode="r")
+        except (KeyError, OSError, ValueError) as exc:  # missing, truncated ("mmap length is greater ...")
+            raise BadInputError(f"{self.root}: not a complete sarcodec dataset (the {self.split} patches: "
+                                f"{type(exc).__name__}: {exc}); re-run prepare") from None
+        p = self.patch_size
+        if (self._patches.shape != (len(self), p, p) or self._valid.shape != (len(self), p, p)
+                or self.index.ndim != 2 or self.index.shape[1] != 3):
             raise BadInputError(f"{self.root}: {self.split} files disagree with the index; re-run prepare")
 
     def __getitem__(self, i: int) -> dict[str, Any]:

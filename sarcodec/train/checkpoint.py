@@ -119,6 +119,9 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise BadInputError(f"{path}: no such checkpoint file")
     if path.is_dir():
         raise BadInputError(f"{path}: is a directory, not a checkpoint file")
+    if not zipfile.is_zipfile(path):  # torch.save's format since PyTorch 1.6; else torch.load's pickle message misled
+        raise CorruptFileError(f"{path}: not a readable checkpoint (not a PyTorch checkpoint archive: another kind "
+                               "of file, or one damaged or cut short)")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, KeyError,

@@ -279,8 +279,8 @@ def load_config(path: str | Path, overrides: Sequence[Override] = (), *, device:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""
         raise BadInputError(f"{path}: invalid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
-    if raw is None:
-        raw = {}
+    if raw is None:  # an empty file trained the default model under the name "run": surely not what was meant
+        raise BadInputError(f"{path}: the config is empty (copy one of configs/ and edit it)")
     if not isinstance(raw, dict):
         raise BadInputError(f"{path}: a config must be a YAML mapping, got {type(raw).__name__}")
     try:

@@ -21,7 +21,7 @@ from torch import nn
 from sarcodec.errors import BadInputError, OutputError
 from sarcodec.train.config import TrainConfig
 
-__all__ = ["log_epoch", "open_run_dir", "resume_path", "write_json"]
+__all__ = ["hold_run_lock", "log_epoch", "open_run_dir", "release_run_lock", "resume_path", "write_json"]
 
 _RUN_FILES = ("best.pth", "last.pth", "history.json", "config.yaml")
 
@@ -41,7 +41,44 @@ def resume_path(resume: str | Path | None, out_dir: Path, overwrite: bool) -> Pa
     if held and not overwrite:
         raise BadInputError(f"{out_dir} already holds a run ({held[0]}): continue it with --resume auto, "
                             "or start afresh with --overwrite or another --output-dir")
+    others = sorted(p.name for p in out_dir.iterdir() if p.name != ".lock") if out_dir.is_dir() and not held else []
+    if others and not any(out_dir.glob("events.out.tfevents.*")):  # no sign of a run: someone's folder
+        raise OutputError(f"{out_dir}: holds files ({', '.join(others[:3])}{', ...' if len(others) > 3 else ''}) and "
+                          "no sarcodec run, whose config.yaml and history.json would replace any of those names; "
+                          "choose a new or empty --output-dir")
     return None
+
+
+def hold_run_lock(out_dir: Path) -> Any:
+    """Create ``out_dir`` and hold an exclusive lock on its ``.lock`` file for as long as the returned file is open
+    (and the process lives): a second run on the same folder, with ``--resume auto`` or not, would interleave its
+    checkpoints and history with this one's. OutputError naming the folder when another process holds it."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (one run per folder is then the user's to keep)
+        return None
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(out_dir / ".lock", "a")  # noqa: SIM115 (held open by the caller)
+    except OSError as exc:
+        raise OutputError(f"cannot write to {out_dir}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise OutputError(f"{out_dir}: another training run is using it now (wait for it, or stop it first)") from None
+    return handle
+
+
+def release_run_lock(handle: Any) -> None:
+    """Give up :func:`hold_run_lock`'s lock and remove its file (a finished run leaves only its own files)."""
+    if handle is None:
+        return
+    try:
+        Path(handle.name).unlink(missing_ok=True)
+    except OSError:
+        pass
+    handle.close()
 
 
 def open_run_dir(out_dir: Path, config: TrainConfig, fresh: bool, step: int) -> Any:

@@ -61,7 +61,7 @@ from sarcodec.train.objectives import (
     network_identity,
     parameter_counts,
 )
-from sarcodec.train.run_dir import log_epoch, open_run_dir, resume_path, write_json
+from sarcodec.train.run_dir import hold_run_lock, log_epoch, open_run_dir, release_run_lock, resume_path, write_json
 from sarcodec.train.schedule import LRSchedule, PlateauTracker
 
 __all__ = ["NonFiniteLossError", "TrainResult", "evaluate", "train"]
@@ -121,14 +121,18 @@ def train(config: TrainConfig, *, resume: str | Path | None = None, overwrite: b
         NonFiniteLossError: ``max_nonfinite_steps`` consecutive non-finite losses.
     """
     ctx = init_distributed(config.device)
+    locks: list[Any] = []
     try:
         say = (log or _stderr) if ctx.is_main else (lambda msg: None)
-        return _train(config, ctx, resume, overwrite, say)
+        return _train(config, ctx, resume, overwrite, say, locks)
     finally:
+        for lock in locks:
+            release_run_lock(lock)
         ctx.close()
 
 
-def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, overwrite: bool, log: Log) -> TrainResult:
+def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, overwrite: bool, log: Log,
+           locks: list[Any]) -> TrainResult:
     device = ctx.device
     out_dir = config.resolved_output_dir
     resume_from = resume_path(resume, out_dir, overwrite)
@@ -139,6 +143,8 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
         torch.use_deterministic_algorithms(True, warn_only=True)
 
     train_set, val_set = _datasets(config, ctx)
+    if ctx.is_main:  # one run per folder at a time; released when train() returns (or the process ends)
+        locks.append(hold_run_lock(out_dir))
     loader_rng = torch.Generator()
     train_loader = _train_loader(train_set, config, ctx, loader_rng)
     val_loader = _val_loader(val_set, config, ctx)

@@ -71,6 +71,10 @@ def test_bad_files(tmp_path: Path) -> None:
             load_checkpoint(path)
         assert str(path) in str(info.value) and "\n" not in str(info.value)
     assert "pickled Python objects" in str(pytest.raises(CorruptFileError, load_checkpoint, pickled).value)
+    text = tmp_path / "notes.pth"  # was "it holds pickled Python objects" too, and a truncated one "Errno 22"
+    text.write_text("my notes")
+    for path in (junk, truncated, text):
+        assert "not a PyTorch checkpoint archive" in str(pytest.raises(CorruptFileError, load_checkpoint, path).value)
     foreign = tmp_path / "foreign.pth"
     torch.save({"state_dict": {}}, foreign)
     with pytest.raises(CorruptFileError, match="missing model_name, model_config, model_state_dict"):

@@ -79,6 +79,8 @@ def test_overrides_beat_the_cpu_block(tmp_path: Path) -> None:
     ("precision: fp8\n", "precision must be one of"),
     ("epochs: [1\n", "invalid YAML at line"),
     ("- a\n- b\n", "must be a YAML mapping"),
+    ("", "the config is empty"),
+    ("# only a comment\n", "the config is empty"),
 ])
 def test_bad_config_names_the_problem(tmp_path: Path, text: str, needle: str) -> None:
     path = tmp_path / "bad.yaml"

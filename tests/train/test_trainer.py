@@ -287,3 +287,35 @@ def test_fitted_run_ends_its_schedule_and_resumes_exactly(make_config: MakeConfi
     a = load_checkpoint(straight.output_dir / "last.pth")
     _assert_same_state(a, load_checkpoint(resumed.output_dir / "last.pth"))
     assert a["scheduler_state_dict"]["total_steps"] == 8  # 4 epochs of 2 steps: the last step reaches min_lr
+
+
+def test_a_run_never_writes_over_someone_elses_folder_or_a_running_run(make_config: MakeConfig, tiny_dataset: Path,
+                                                                      tmp_path: Path) -> None:
+    """A fresh run replaced the config.yaml and history.json of any folder without a checkpoint; two runs on one
+    folder (one with --resume auto) interleaved their checkpoints; a broken dataset left a folder behind."""
+    from sarcodec.errors import OutputError
+    from sarcodec.train.run_dir import hold_run_lock, release_run_lock
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "config.yaml").write_text("my precious config")
+    for overwrite in (False, True):
+        with pytest.raises(OutputError, match="no sarcodec run"):
+            train(make_config("mine"), overwrite=overwrite, log=_quiet)
+    assert sorted(p.name for p in mine.iterdir()) == ["config.yaml"]
+    assert (mine / "config.yaml").read_text() == "my precious config"
+
+    held = hold_run_lock(tmp_path / "busy")  # another process's run, as far as flock can tell
+    try:
+        with pytest.raises(OutputError, match="another training run is using it"):
+            train(make_config("busy"), log=_quiet)
+    finally:
+        release_run_lock(held)
+    assert list((tmp_path / "busy").iterdir()) == []
+    result = train(make_config("busy"), log=_quiet)  # free again; and the lock file goes with the run
+    assert not (result.output_dir / ".lock").exists()
+
+    (tiny_dataset / "train_patches.npy").write_bytes((tiny_dataset / "train_patches.npy").read_bytes()[:200])
+    with pytest.raises(BadInputError, match="not a complete sarcodec dataset"):
+        train(make_config("broken"), log=_quiet)
+    assert not (tmp_path / "broken").exists()
