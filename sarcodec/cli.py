@@ -88,7 +88,7 @@ def _add_prepare(sub: Any) -> None:
     p.add_argument("--clip-scope", choices=("image", "train"), default="image",
                    help="clip bounds per image, or one pair over all training images (default image)")
     p.add_argument("--split", type=float, nargs=3, default=(0.8, 0.1, 0.1), metavar=("TRAIN", "VAL", "TEST"),
-                   help="scene split ratios (default 0.8 0.1 0.1)")
+                   help="scene split ratios, scaled to sum to 1 (default 0.8 0.1 0.1)")
     p.add_argument("--seed", type=int, default=0, help="seed of the scene split and the fraction subset")
     p.add_argument("--fraction", type=float, default=1.0, help="keep each patch with this probability (the seed study used 0.2)")
     p.add_argument("--max-invalid", type=float, default=0.1, help="reject patches with more invalid pixels than this fraction")

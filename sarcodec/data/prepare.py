@@ -97,6 +97,8 @@ class PrepareConfig:
             raise BadInputError(f"fraction must be in (0, 1], got {self.fraction}")
         if not 0.0 <= self.max_invalid_fraction <= 1.0:
             raise BadInputError(f"max invalid fraction must be in [0, 1], got {self.max_invalid_fraction}")
+        if not (math.isfinite(self.min_std) and self.min_std >= 0):  # nan turned the filter off
+            raise BadInputError(f"min std must be a number >= 0, got {self.min_std}")
 
 
 @dataclass
@@ -289,6 +291,9 @@ def prepare_dataset(
         finally:
             for w in writers.values():
                 w.close()
+        if not any(im.patches for im in images):  # a dataset of nothing: train then blamed the split
+            raise BadInputError(f"no patches: every image is smaller than {config.patch_size} px or every patch was "
+                                "rejected (mostly invalid or near-constant); use a smaller --patch-size")
         manifest = _manifest(images, split, files, config, shared, rejected)
         with open(tmp / MANIFEST, "w") as f:
             json.dump(manifest, f, indent=1)

@@ -6,6 +6,7 @@ land in two splits, or validation leaks into training (the earlier study's mista
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -48,12 +49,15 @@ def scene_id(path: str | Path, patterns: Sequence[re.Pattern[str]]) -> str:
         for rx in patterns:
             m = rx.search(part)
             if m:
-                return m.group("scene") if "scene" in rx.groupindex else m.group(1)
+                scene = m.group("scene") if "scene" in rx.groupindex else m.group(1)
+                if not scene:  # '(?P<scene>x*)' matches everything as '': one scene, empty val and test splits
+                    raise BadInputError(f"scene regex {rx.pattern!r} gives {part!r} an empty scene id")
+                return str(scene)
     return str(p.with_suffix(""))
 
 
 def check_ratios(ratios: Sequence[float]) -> tuple[float, float, float]:
-    if len(ratios) != 3 or any(r < 0 for r in ratios) or sum(ratios) <= 0:
+    if len(ratios) != 3 or any(not (math.isfinite(r) and r >= 0) for r in ratios) or sum(ratios) <= 0:
         raise BadInputError(f"split ratios must be three non-negative numbers (train val test), got {list(ratios)}")
     total = float(sum(ratios))
     return (ratios[0] / total, ratios[1] / total, ratios[2] / total)

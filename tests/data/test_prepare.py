@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -157,3 +158,16 @@ def test_output_dot_and_dataset_inside_the_input_folder(scene_dir: Path, tmp_pat
     assert len(again["images"]) == len(first["images"]) == 12
     with pytest.raises(BadInputError, match="seed must be >= 0"):
         prepare_dataset([scene_dir], tmp_path / "neg", PrepareConfig(seed=-1))
+
+
+def test_settings_that_gave_empty_or_unfiltered_datasets_are_refused(scene_dir: Path, tmp_path: Path) -> None:
+    """A patch size beyond every image wrote a dataset of 0 patches; a scene regex matching '' put every image in
+    one scene (empty val and test); NaN split ratios were an internal error; NaN min_std turned the filter off."""
+    cases = [(PrepareConfig(patch_size=100_000), "no patches"),
+             (PrepareConfig(patch_size=32, scene_regex=["(?P<scene>x*)"]), "empty scene id"),
+             (PrepareConfig(patch_size=32, split_ratios=(math.nan, 0.5, 0.5)), "split ratios"),
+             (PrepareConfig(patch_size=32, min_std=math.nan), "min std")]
+    for config, needle in cases:
+        with pytest.raises(BadInputError, match=needle):
+            prepare_dataset([scene_dir], tmp_path / "ds", config)
+        assert not (tmp_path / "ds").exists()
