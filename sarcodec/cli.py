@@ -69,6 +69,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text}")
+    return value
+
+
 # ------------------------------------------------------------------------------ prepare
 def _add_prepare(sub: Any) -> None:
     p = sub.add_parser(
@@ -468,7 +475,8 @@ def _add_evaluate(sub: Any) -> None:
                    help="images or directories to evaluate on (default ../shared/data/sar/dev)")
     p.add_argument("-o", "--output", default="results/evaluation", metavar="DIR", help="output directory")
     p.add_argument("--baseline", default=None, metavar="RUN", help="run name that the improvement column refers to")
-    p.add_argument("--figures", type=int, default=3, metavar="N", help="images shown in reconstruction figures")
+    p.add_argument("--figures", type=_non_negative_int, default=3, metavar="N",
+                   help="images shown in reconstruction figures")
     p.set_defaults(func=_cmd_evaluate)
 
 

@@ -240,7 +240,7 @@ def evaluate_checkpoints(
     from sarcodec.train.checkpoint import load_checkpoint, model_from_checkpoint
 
     files = find_rasters(list(data))
-    out = results_folder(output_dir, "results.json", "evaluation")
+    out = results_folder(output_dir, "results.json", "evaluation", create=False)  # created once it all scored
     summaries: list[ModelSummary] = []
     per_image: list[dict[str, Any]] = []
     reconstructions: dict[str, dict[str, npt.NDArray[np.float32]]] = {}
@@ -274,7 +274,10 @@ def evaluate_checkpoints(
 
     if baseline_run is None:
         baseline_run = next((s.run for s in summaries if s.model_name == "baseline" and s.latent_channels == 16), None)
+    elif not any(s.run == baseline_run for s in summaries):  # a column of n/a against a run that is not there
+        raise BadInputError(f"baseline {baseline_run!r} is not one of the runs ({', '.join(s.run for s in summaries)})")
     base = next((s for s in summaries if s.run == baseline_run), None)
+    results_folder(out, "results.json", "evaluation")
     groups = sorted({g for s in summaries for g in s.scores})
     paired = _paired_psnr(per_image, baseline_run) if base else {}
     rows = []

@@ -64,6 +64,11 @@ def test_evaluate_command_on_a_tiny_checkpoint(scene_dir: Path, tmp_path: Path) 
     assert list((tmp_path / "out").glob("recon_*.png"))
     bad = run_cli("evaluate", str(tmp_path / "missing.pth"), "--data", str(scene_dir), "-o", str(tmp_path / "o2"))
     assert bad.returncode != 0 and len(bad.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "o2").exists()  # a failed evaluation leaves no empty folder behind
+    bad = run_cli("evaluate", str(run), "--data", str(scene_dir / "opera"), "-o", str(tmp_path / "o3"),
+                  "--baseline", "nope")  # was a "vs nope" column of n/a
+    assert bad.returncode == 2 and "baseline 'nope' is not one of the runs" in bad.stderr, bad.stderr
+    assert not (tmp_path / "o3").exists()
 
 
 @pytest.mark.shared_data

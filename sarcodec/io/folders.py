@@ -11,9 +11,10 @@ from sarcodec.errors import OutputError
 __all__ = ["results_folder"]
 
 
-def results_folder(output: str | Path, marker: str, what: str) -> Path:
-    """``output`` as a folder to write results into, created if missing. OutputError when it is not a folder, or
-    holds files but not ``marker`` (the file every earlier run of ``what`` wrote there), or cannot be created."""
+def results_folder(output: str | Path, marker: str, what: str, create: bool = True) -> Path:
+    """``output`` as a folder to write results into, created if missing (with ``create``; else only checked, for a
+    caller that creates it once its work has succeeded). OutputError when it is not a folder, or holds files but
+    not ``marker`` (the file every earlier run of ``what`` wrote there), or cannot be created."""
     out = Path(output)
     if not str(output).strip():
         raise OutputError("the output folder's path is empty")
@@ -22,6 +23,8 @@ def results_folder(output: str | Path, marker: str, what: str) -> Path:
     if out.is_dir() and any(out.iterdir()) and not (out / marker).is_file():
         raise OutputError(f"{out}: holds files and no {marker}, so it is not an earlier {what}'s results; choose a new "
                           "or empty folder")
+    if not create:
+        return out
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
