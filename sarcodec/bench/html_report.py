@@ -101,6 +101,11 @@ def report_from_results(results_dir: str | Path, *, inputs: Sequence[str | Path]
         for i, name in enumerate(names, 1):
             src = found.get(name) or Path(sources[name])
             image = load_reference(src, results.get("units"), name=name)
+            pixels = {round(int(r["bytes"]) * 8 / float(r["bpp"])) for r in rows
+                      if r["image"] == name and float(r.get("bpp") or 0) > 0}
+            if pixels and image.intensity.size not in pixels:  # another image under the same name
+                raise BadInputError(f"{src}: {image.intensity.shape[0]} x {image.intensity.shape[1]} pixels, but "
+                                    f"results.json scored {name} with {min(pixels)}: not the benchmark's image")
             log(f"[{i}/{len(names)}] {name}")
             view = ViewImage(name, image.group, image.intensity, image.valid, image.params.db_lo,
                              image.params.db_hi)

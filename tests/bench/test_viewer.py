@@ -23,7 +23,7 @@ import pytest
 from sarcodec.bench.viewer import (TILE, ViewImage, ViewPoint, check_page_output, db_codes, format_value,
                                    hardest_tiles, pyramid_levels, write_page)
 from sarcodec.errors import BadInputError, OutputError
-from tests.conftest import speckle_intensity
+from tests.conftest import speckle_intensity, write_geotiff
 
 ROOT = Path(__file__).resolve().parents[2]
 OPERA = sorted((ROOT / "samples" / "opera").glob("*.tif"))[0]
@@ -138,6 +138,11 @@ def test_report_needs_results_and_sources(tmp_path: Path) -> None:
          "bpp": 0.1}], "sources": {"gone.tif": str(tmp_path / "gone.tif")}}))
     with pytest.raises(BadInputError, match="--inputs"):
         report_from_results(tmp_path)
+    other = tmp_path / "inputs" / "gone.tif"  # another image under the benchmark's name: 48 x 40, not 720 pixels
+    other.parent.mkdir()
+    write_geotiff(other, speckle_intensity((48, 40)))
+    with pytest.raises(BadInputError, match="not the benchmark's image"):
+        report_from_results(tmp_path, inputs=[other.parent])
     assert not (tmp_path / "report.html").exists()
 
 
