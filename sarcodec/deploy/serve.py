@@ -163,6 +163,7 @@ def create_app(config: ServeConfig | None = None) -> Any:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
     from starlette.background import BackgroundTask
     from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect
 
     from sarcodec.version import __version__
 
@@ -253,6 +254,9 @@ def create_app(config: ServeConfig | None = None) -> Any:
             message = (str(exc).replace(f"{workdir}{os.sep}in{os.sep}", "").replace(f"{workdir}{os.sep}", "")
                        if workdir else str(exc))
             return JSONResponse({"error": message}, status)
+        except ClientDisconnect:  # the client went away mid-upload: not a server error (nginx's 499 in /metrics)
+            status = 499
+            return JSONResponse({"error": "the client disconnected"}, 499)
         except Exception as exc:  # noqa: BLE001 (one JSON line, never a traceback)
             return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, 500)
         finally:
@@ -266,7 +270,12 @@ def create_app(config: ServeConfig | None = None) -> Any:
             return await anyio.to_thread.run_sync(lambda: fn(*args, **kwargs))
 
     @app.exception_handler(RequestValidationError)
-    async def bad_query(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def bad_query(request: Request, exc: RequestValidationError) -> JSONResponse:
+        try:  # who asks comes first: without the token, 401 whatever the parameters (they were checked first)
+            check_token(request)
+        except _Rejected as denied:
+            requests.labels("validation", "401").inc()
+            return JSONResponse({"error": str(denied)}, denied.status, headers=denied.headers)
         first = exc.errors()[0] if exc.errors() else {}
         where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "request"
         requests.labels("validation", "400").inc()

@@ -142,6 +142,8 @@ def test_limits_and_token(server: Server, tmp_path: Path) -> None:
         r = httpx.request(method, f"{server.url}{path}")
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
         assert httpx.request(method, f"{server.url}{path}", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    r = httpx.post(f"{server.url}/compress", params={"quality": "abc"})  # the token first: was 400, naming the query
+    assert r.status_code == 401, r.text
     big = write_geotiff(tmp_path / "big.tif", speckle_intensity((600, 600)))  # 360 000 px > 300 000, 1.4 MB
     r = httpx.post(f"{server.url}/compress", files={"file": ("big.tif", big.read_bytes())}, headers=_auth())
     assert r.status_code == 413 and "pixels" in r.json()["error"]
@@ -195,6 +197,15 @@ def test_a_client_that_goes_quiet_mid_upload_does_not_lock_others_out(tmp_path: 
         assert answer.startswith("HTTP/1.1 408") and "sent nothing for 1 s" in answer, answer
         ok = httpx.post(f"{srv.url}/compress", files={"file": ("a.tif", OPERA.read_bytes())}, timeout=120)
         assert ok.status_code == 200, ok.text
+        gone = socket.create_connection(("127.0.0.1", srv.port))  # and one that hangs up mid-upload
+        gone.sendall(b"POST /compress HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 100000\r\n\r\n--b\r\n")
+        time.sleep(0.3)
+        gone.close()
+        deadline = time.monotonic() + 10
+        while 'status="499"' not in (metrics := httpx.get(f"{srv.url}/metrics").text) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert 'endpoint="compress",status="499"' in metrics and 'status="500"' not in metrics  # was counted 500
         assert srv.leftovers() == []
     finally:
         srv.stop()
