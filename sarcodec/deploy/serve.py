@@ -211,7 +211,7 @@ def create_app(config: ServeConfig | None = None) -> Any:
         finally:
             await form.close()
 
-    async def run(endpoint: str, request: Request, work: Callable[[Path], Any]) -> Any:
+    async def run(endpoint: str, request: Request, work: Callable[[Path], Any], params: tuple[str, ...] = ()) -> Any:
         """Auth, admission, a folder for the request, the work on a thread, errors as JSON; the folder is
         removed after the response (or at once on failure)."""
         nonlocal admitted
@@ -220,6 +220,10 @@ def create_app(config: ServeConfig | None = None) -> Any:
         status = 500
         try:
             check_token(request)
+            unknown = sorted(set(request.query_params) - set(params))
+            if unknown:  # '?qualty=2' coded at the default quality, and said nothing
+                known = f"it takes {', '.join(params)}" if params else "it takes none"
+                raise _Rejected(400, f"unknown query parameter(s) {', '.join(unknown)} for /{endpoint}; {known}")
             with lock:
                 if admitted >= cfg.jobs + cfg.queue:
                     rejected.labels("busy").inc()
@@ -345,7 +349,8 @@ def create_app(config: ServeConfig | None = None) -> Any:
                        "X-Sarcodec-Mode": r.mode, "X-Sarcodec-Units": r.units}
             return FileResponse(out, media_type="application/octet-stream", filename=out.name, headers=headers)
 
-        return await run("compress", request, work)
+        return await run("compress", request, work, ("quality", "bpp", "max_error", "max_error_units", "lossless",
+                                                     "model", "units", "band", "nodata"))
 
     @app.post("/decompress")
     async def decompress_endpoint(request: Request, cog: bool = False) -> Any:
@@ -363,7 +368,7 @@ def create_app(config: ServeConfig | None = None) -> Any:
             await coded(decompress, path, out, cog=cog, device="cpu")
             return FileResponse(out, media_type="image/tiff", filename=out.name)
 
-        return await run("decompress", request, work)
+        return await run("decompress", request, work, ("cog",))
 
     limited = _BodyLimit(app, cfg.max_upload_bytes, cfg.upload_idle_s)
 

@@ -144,6 +144,9 @@ def test_limits_and_token(server: Server, tmp_path: Path) -> None:
         assert httpx.request(method, f"{server.url}{path}", headers={"Authorization": "Bearer wrong"}).status_code == 401
     r = httpx.post(f"{server.url}/compress", params={"quality": "abc"})  # the token first: was 400, naming the query
     assert r.status_code == 401, r.text
+    r = httpx.post(f"{server.url}/compress", params={"qualty": "2"}, files={"file": ("a.tif", OPERA.read_bytes())},
+                   headers=_auth())  # a misspelt option was ignored: coded at the default quality, 200
+    assert r.status_code == 400 and "unknown query parameter(s) qualty for /compress" in r.json()["error"], r.text
     big = write_geotiff(tmp_path / "big.tif", speckle_intensity((600, 600)))  # 360 000 px > 300 000, 1.4 MB
     r = httpx.post(f"{server.url}/compress", files={"file": ("big.tif", big.read_bytes())}, headers=_auth())
     assert r.status_code == 413 and "pixels" in r.json()["error"]
