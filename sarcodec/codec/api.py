@@ -30,6 +30,7 @@ given device, so the pixels are identical across CPU thread counts (tested).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import os
@@ -415,6 +416,10 @@ def compress(
         if bound is not None:
             bounded.check_bounded_input(bound, np.dtype(info.dtype))
         params, units_rule = _scene_params(reader, units, nodata, clip_percentiles)
+        if bound is not None and np.dtype(info.dtype).kind == "f" and nodata is None:
+            # a bounded file keeps every finite value (zeros and negatives too): its invalid pixels are the NaN and
+            # Inf ones, and NaN gives them back as such (0, the lossy files' fill, read as a valid value)
+            params = dataclasses.replace(params, invalid_fill=math.nan)
         rows, cols = tile_grid(info.height, tile_size), tile_grid(info.width, tile_size)
         header: dict[str, Any] = {
             "created_by": f"sarcodec {__version__}",
