@@ -161,27 +161,16 @@ def _verified_sarc(job: Job) -> int | None:
     return src.height * src.width
 
 
-def _tiff_software(path: Path) -> str | None:
-    """The TIFF Software tag of the GeoTIFF at ``path`` ('' when it has none), None when it does not open."""
+def _tif_header(path: Path) -> tuple[str, tuple[int, int]] | None:
+    """The TIFF Software tag ('' when there is none) and the height and width of the GeoTIFF at ``path``; None
+    when it does not open (not a raster, or cut short inside its header)."""
     import rasterio
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with rasterio.open(path) as ds:
-                return str(ds.tags().get("TIFFTAG_SOFTWARE", ""))
-    except Exception:  # not a raster, or cut short inside its header
-        return None
-
-
-def _tif_shape(path: Path) -> tuple[int, int] | None:
-    import rasterio
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with rasterio.open(path) as ds:
-                return ds.height, ds.width
+                return str(ds.tags().get("TIFFTAG_SOFTWARE", "")), (ds.height, ds.width)
     except Exception:
         return None
 
@@ -194,14 +183,14 @@ def _verified_tif(job: Job) -> int | None:
     from sarcodec.codec.info import read_info
     from sarcodec.io.raster import tiff_complete
 
-    software = _tiff_software(job.output)
-    if software is None or not software.startswith(SOFTWARE_PREFIX) or not tiff_complete(job.output):
+    header = _tif_header(job.output)
+    if header is None or not header[0].startswith(SOFTWARE_PREFIX) or not tiff_complete(job.output):
         return None
     try:
         info = read_info(job.source)
     except Exception:  # a damaged source: redone, and the problem fails then
         return None
-    shape = _tif_shape(job.output)
+    shape = header[1]
     return shape[0] * shape[1] if shape == (info["height"], info["width"]) else None
 
 
@@ -222,13 +211,13 @@ def _foreign(job: Job, decompress: bool) -> str | None:
     if decompress:
         from sarcodec.codec.api import SOFTWARE_PREFIX
 
-        software = _tiff_software(output)
-        if software is None:
+        header = _tif_header(output)
+        if header is None:
             return "is not a GeoTIFF that sarcodec wrote (it does not open)"
+        software, shape = header
         if not software.startswith(SOFTWARE_PREFIX):
             return "was not written by sarcodec (no sarcodec Software tag)"
-        shape = _tif_shape(output)
-        if not (tiff_complete(output) and shape is not None):
+        if not tiff_complete(output):
             return None  # damaged or cut short: redone
         from sarcodec.codec.info import read_info
 
@@ -241,8 +230,9 @@ def _foreign(job: Job, decompress: bool) -> str | None:
         head = f.read(len(MAGIC) + 2)
     if head[: len(MAGIC)] != MAGIC:
         return "is not a .sarc file"
-    if len(head) == len(MAGIC) + 2 and int.from_bytes(head[len(MAGIC):], "little") not in READ_VERSIONS:
-        return f"is a .sarc of format version {int.from_bytes(head[len(MAGIC):], 'little')}, which this version does not read"
+    version = int.from_bytes(head[len(MAGIC):], "little") if len(head) == len(MAGIC) + 2 else None
+    if version is not None and version not in READ_VERSIONS:
+        return f"is a .sarc of format version {version}, which this version does not read"
     from sarcodec.codec.info import read_info
     from sarcodec.io.raster import open_raster
 
