@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 
 from sarcodec.errors import OutputError
+from sarcodec.io.folders import nearest_existing
 from sarcodec.jsonfloat import float_to_json
 
 TILE = 256
@@ -232,9 +233,7 @@ def check_page_output(output: str | Path, overwrite: bool = False, inputs: Seque
     if files.exists() and not (files / ".sarcodec-report").is_file():
         raise OutputError(f"{files}: exists and was not written by sarcodec (its files would be deleted); remove it "
                           "or choose another page name")
-    parent = out.absolute().parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
+    parent = nearest_existing(out.absolute().parent)
     if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
         raise OutputError(f"{out}: cannot be written ({parent} is not a writable folder)")
 

@@ -37,6 +37,7 @@ from tqdm import tqdm
 from sarcodec.version import __version__
 from sarcodec.data.scenes import SPLITS, check_ratios, compile_scene_patterns, scene_id, split_scenes
 from sarcodec.errors import BadInputError, OutputError
+from sarcodec.io.folders import nearest_existing
 from sarcodec.io.raster import RasterInfo, find_rasters, open_raster
 from sarcodec.preprocess import (
     DEFAULT_CLIP_PERCENTILES,
@@ -180,10 +181,7 @@ def _check_output(output: Path, overwrite: bool, inputs: Sequence[Path] = ()) ->
     for path in inputs:
         if output in path.resolve().parents:
             raise OutputError(f"{output}: holds the input {path}; write the dataset somewhere else")
-    parent = output.resolve().parent
-    existing = parent
-    while not existing.exists():
-        existing = existing.parent
+    existing = nearest_existing(output.resolve().parent)
     if not existing.is_dir():
         raise OutputError(f"{output}: cannot create it ({existing} is not a directory)")
     if not os.access(existing, os.W_OK | os.X_OK):

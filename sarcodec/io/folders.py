@@ -1,6 +1,7 @@
 """Output folders of the commands that write several files into one (``benchmark``, ``evaluate``): a folder is
 written into only when it is new, empty, or holds an earlier run's results, so that a mistyped ``-o`` never
-replaces someone's files of the same names (``results.csv``, ``report.md``, figures)."""
+replaces someone's files of the same names (``results.csv``, ``report.md``, figures); and the folder a new output
+path would be created in (:func:`nearest_existing`), for checks made before any work."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 
 from sarcodec.errors import OutputError
 
-__all__ = ["results_folder"]
+__all__ = ["nearest_existing", "results_folder"]
 
 
 def results_folder(output: str | Path, marker: str, what: str, create: bool = True) -> Path:
@@ -30,3 +31,11 @@ def results_folder(output: str | Path, marker: str, what: str, create: bool = Tr
     except OSError as exc:
         raise OutputError(f"{out}: cannot be created ({exc.strerror or exc})") from None
     return out
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` itself or its nearest ancestor that exists: where creating ``path`` (and its missing parents) would
+    start, so whether that can be done is known before any work."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
