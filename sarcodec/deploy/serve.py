@@ -20,7 +20,9 @@ when its response has been sent or it failed; the service's folder when it stops
 
 # No ``from __future__ import annotations`` here: FastAPI reads the endpoints' annotations (``Request``, imported
 # inside create_app) at definition time.
+import functools
 import hmac
+import inspect
 import math
 import os
 import re
@@ -349,8 +351,7 @@ def create_app(config: ServeConfig | None = None) -> Any:
                        "X-Sarcodec-Mode": r.mode, "X-Sarcodec-Units": r.units}
             return FileResponse(out, media_type="application/octet-stream", filename=out.name, headers=headers)
 
-        return await run("compress", request, work, ("quality", "bpp", "max_error", "max_error_units", "lossless",
-                                                     "model", "units", "band", "nodata"))
+        return await run("compress", request, work, _query_names(compress_endpoint))
 
     @app.post("/decompress")
     async def decompress_endpoint(request: Request, cog: bool = False) -> Any:
@@ -368,7 +369,7 @@ def create_app(config: ServeConfig | None = None) -> Any:
             await coded(decompress, path, out, cog=cog, device="cpu")
             return FileResponse(out, media_type="image/tiff", filename=out.name)
 
-        return await run("decompress", request, work, ("cog",))
+        return await run("decompress", request, work, _query_names(decompress_endpoint))
 
     limited = _BodyLimit(app, cfg.max_upload_bytes, cfg.upload_idle_s)
 
@@ -382,6 +383,12 @@ def create_app(config: ServeConfig | None = None) -> Any:
     asgi.root = root  # type: ignore[attr-defined]  # the tests check that it is left empty
     asgi.fastapi = app  # type: ignore[attr-defined]
     return asgi
+
+
+@functools.cache
+def _query_names(endpoint: Callable[..., Any]) -> tuple[str, ...]:
+    """The query parameters an endpoint takes: its own parameters but the request (what FastAPI reads them from)."""
+    return tuple(name for name in inspect.signature(endpoint).parameters if name != "request")
 
 
 def _json_safe(value: Any) -> Any:
