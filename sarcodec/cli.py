@@ -759,11 +759,12 @@ def _restore_signals() -> None:
 
 
 def _output_file(given: str | None) -> Path | None:
-    """``-o``'s file path (None when not given). An empty one, or one ending in a slash (a folder, which Path would
-    quietly turn into a file name), is bad input rather than a default name or a file named like the folder."""
+    """``-o``'s file path (None when not given). One that names a folder (ending in a slash, ``.`` or ``..``, which
+    Path would quietly turn into a file name) is bad input rather than a file named like the folder; an empty one
+    never gets here (:func:`_run` refuses it for every command)."""
     if given is None:
         return None
-    if not given.strip() or given.replace(os.sep, "/").rsplit("/", 1)[-1] in ("", ".", ".."):
+    if given.replace(os.sep, "/").rsplit("/", 1)[-1] in ("", ".", ".."):
         raise BadInputError(f"-o {given!r}: give the output file's path (a file name, not a folder)")
     return Path(given)
 
