@@ -527,7 +527,8 @@ def _add_serve(sub: Any) -> None:
         description="POST /compress (GeoTIFF upload in the multipart field 'file', query parameters as compress's "
         "options) returns the .sarc; POST /decompress returns the GeoTIFF; POST /info a file's header; GET /info, "
         "/healthz, /metrics (Prometheus). Limits and the token come from SARCODEC_MAX_UPLOAD_MB, SARCODEC_MAX_PIXELS, "
-        "SARCODEC_JOBS, SARCODEC_QUEUE, SARCODEC_UPLOAD_IDLE_S, SARCODEC_API_TOKEN, SARCODEC_TMPDIR (the options below win).",
+        "SARCODEC_JOBS, SARCODEC_QUEUE, SARCODEC_UPLOAD_IDLE_S, SARCODEC_UPLOAD_MIN_RATE, SARCODEC_API_TOKEN, "
+        "SARCODEC_TMPDIR (the options below win).",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0 in a container)")
     p.add_argument("--port", type=_positive_int, default=8000, help="port (default 8000)")

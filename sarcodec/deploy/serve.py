@@ -56,13 +56,17 @@ class ServeConfig:
     queue: int = 8  # requests waiting for a job slot; more get 503
     #: seconds an upload may send nothing before it is answered 408 (its place among jobs + queue is freed)
     upload_idle_s: float = 30.0
+    #: bytes per second an upload must average: it has ``upload_idle_s`` plus one second per this many bytes it
+    #: has sent (Apache's mod_reqtimeout MinRate), so a client sending a byte now and then cannot hold a place
+    upload_min_rate: float = 4096.0
     token: str | None = field(default=None, repr=False)
     tmpdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
     @classmethod
     def from_env(cls, **overrides: Any) -> "ServeConfig":
         """``SARCODEC_API_TOKEN``, ``SARCODEC_MAX_UPLOAD_MB``, ``SARCODEC_MAX_PIXELS``, ``SARCODEC_JOBS``,
-        ``SARCODEC_QUEUE``, ``SARCODEC_UPLOAD_IDLE_S``, ``SARCODEC_TMPDIR``; ``overrides`` (not None) win."""
+        ``SARCODEC_QUEUE``, ``SARCODEC_UPLOAD_IDLE_S``, ``SARCODEC_UPLOAD_MIN_RATE``, ``SARCODEC_TMPDIR``;
+        ``overrides`` (not None) win."""
         env = os.environ
         values: dict[str, Any] = {}
         try:
@@ -71,8 +75,10 @@ class ServeConfig:
                 if not math.isfinite(megabytes):
                     raise ValueError(f"SARCODEC_MAX_UPLOAD_MB={env['SARCODEC_MAX_UPLOAD_MB']}")
                 values["max_upload_bytes"] = int(megabytes * 2**20)
-            if env.get("SARCODEC_UPLOAD_IDLE_S"):
-                values["upload_idle_s"] = float(env["SARCODEC_UPLOAD_IDLE_S"])
+            for key, name in (("upload_idle_s", "SARCODEC_UPLOAD_IDLE_S"),
+                              ("upload_min_rate", "SARCODEC_UPLOAD_MIN_RATE")):
+                if env.get(name):
+                    values[key] = float(env[name])
             for key, name in (("max_pixels", "SARCODEC_MAX_PIXELS"), ("jobs", "SARCODEC_JOBS"),
                               ("queue", "SARCODEC_QUEUE")):
                 if env.get(name):
@@ -86,7 +92,7 @@ class ServeConfig:
         values.update({k: v for k, v in overrides.items() if v is not None})
         config = cls(**values)
         if (config.max_upload_bytes <= 0 or config.max_pixels <= 0 or config.jobs < 1 or config.queue < 0
-                or not (math.isfinite(config.upload_idle_s) and config.upload_idle_s > 0)):
+                or not all(math.isfinite(v) and v > 0 for v in (config.upload_idle_s, config.upload_min_rate))):
             raise BadInputError("limits must be positive and finite (jobs >= 1, queue >= 0)")
         return config
 
@@ -101,12 +107,14 @@ class _Rejected(Exception):
 
 class _BodyLimit:
     """ASGI middleware: 413 for a request whose body is (announced or turns out) larger than ``limit`` bytes, and
-    408 for one whose body stops arriving for ``idle_s`` seconds (a client that goes quiet mid-upload would hold
-    its place among the admitted requests for ever: nine of them locked everyone out with 503)."""
+    408 for one whose body stops arriving for ``idle_s`` seconds or arrives slower than ``min_rate`` bytes per
+    second on average (after ``idle_s`` of grace: the body may take ``idle_s`` plus one second per ``min_rate``
+    bytes received). A client that goes quiet mid-upload, or sends a byte now and then, would otherwise hold its
+    place among the admitted requests for ever: nine of them locked everyone out with 503."""
 
     def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int,
-                 idle_s: float = 30.0) -> None:
-        self.app, self.limit, self.idle_s = app, limit, idle_s
+                 idle_s: float = 30.0, min_rate: float = 4096.0) -> None:
+        self.app, self.limit, self.idle_s, self.min_rate = app, limit, idle_s, min_rate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -121,16 +129,24 @@ class _BodyLimit:
 
         seen = 0
         complete = False
+        waited = 0.0  # seconds spent waiting for the client (not the time the application took between reads)
 
         async def counted() -> Message:
-            nonlocal seen, complete
+            nonlocal seen, complete, waited
             if complete:  # after the body, receive() waits for the disconnect, as long as a response takes
                 return await receive()
+            allowed = self.idle_s + seen / self.min_rate - waited  # what is left of the average rate's allowance
+            asked = anyio.current_time()
             try:
-                with anyio.fail_after(self.idle_s):
+                with anyio.fail_after(max(min(self.idle_s, allowed), 0.0)):
                     message = await receive()
             except TimeoutError:
-                raise _Rejected(408, f"the upload sent nothing for {self.idle_s:g} s; send it again") from None
+                if allowed >= self.idle_s:
+                    raise _Rejected(408, f"the upload sent nothing for {self.idle_s:g} s; send it again") from None
+                raise _Rejected(408, f"the upload arrived slower than {self.min_rate:g} bytes/s; send it again "
+                                     "over a faster link") from None
+            finally:
+                waited += anyio.current_time() - asked
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
@@ -371,7 +387,7 @@ def create_app(config: ServeConfig | None = None) -> Any:
 
         return await run("decompress", request, work, _query_names(decompress_endpoint))
 
-    limited = _BodyLimit(app, cfg.max_upload_bytes, cfg.upload_idle_s)
+    limited = _BodyLimit(app, cfg.max_upload_bytes, cfg.upload_idle_s, cfg.upload_min_rate)
 
     async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -214,6 +215,34 @@ def test_a_client_that_goes_quiet_mid_upload_does_not_lock_others_out(tmp_path: 
         srv.stop()
 
 
+def test_a_client_that_trickles_its_upload_does_not_hold_a_place(tmp_path: Path) -> None:
+    """A byte every 0.3 s never leaves the upload idle for SARCODEC_UPLOAD_IDLE_S, so before 0.7.12 such a
+    client held its place for ever; it must average SARCODEC_UPLOAD_MIN_RATE bytes/s after the idle time's grace."""
+    srv = Server(tmp_path / "srv", SARCODEC_JOBS="1", SARCODEC_QUEUE="0", SARCODEC_UPLOAD_IDLE_S="1",
+                 SARCODEC_UPLOAD_MIN_RATE="100")
+    try:
+        slow = socket.create_connection(("127.0.0.1", srv.port))
+        slow.sendall(b"POST /compress HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                     b"Content-Length: 100000\r\n\r\n--b\r\n")
+        started, answer = time.monotonic(), b""
+        while time.monotonic() - started < 20:
+            # a byte every 0.3 s, never idle for 1 s; read the answer first when one has come (a byte sent after
+            # the server closed would reset the connection and lose it)
+            if select.select([slow], [], [], 0.3)[0]:
+                answer = slow.recv(4096)
+                break
+            slow.sendall(b"x")
+        slow.close()
+        text = answer.decode(errors="replace")
+        assert text.startswith("HTTP/1.1 408") and "slower than 100 bytes/s" in text, text
+        assert time.monotonic() - started < 10
+        ok = httpx.post(f"{srv.url}/compress", files={"file": ("a.tif", OPERA.read_bytes())}, timeout=120)
+        assert ok.status_code == 200, ok.text
+        assert srv.leftovers() == []
+    finally:
+        srv.stop()
+
+
 def test_serve_refuses_an_address_it_cannot_listen_on_in_one_line() -> None:
     from tests.test_cli import assert_one_line_error, run_cli
 
@@ -224,3 +253,14 @@ def test_serve_refuses_an_address_it_cannot_listen_on_in_one_line() -> None:
         proc = run_cli("serve", "--port", str(taken.getsockname()[1]))
     assert_one_line_error(proc, "Address already in use")
     assert "sarcodec serve on" not in proc.stderr  # said only once it can serve
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "nan", "inf", "fast"])
+def test_an_upload_rate_limit_that_is_not_a_positive_number_is_refused(value: str,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from sarcodec.deploy.serve import ServeConfig
+    from sarcodec.errors import BadInputError
+
+    monkeypatch.setenv("SARCODEC_UPLOAD_MIN_RATE", value)
+    with pytest.raises(BadInputError, match="SARCODEC_|limits must be positive"):
+        ServeConfig.from_env()
