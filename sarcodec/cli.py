@@ -376,6 +376,10 @@ def _add_decompress(sub: Any) -> None:
     p.add_argument("--html", default=None, metavar="PAGE.html",
                    help="with --compare: also write an offline viewer page (original, sarcodec and JPEG 2000 at the "
                    "same bpp, zoom, swipe, difference) to PAGE.html and its PAGE_files folder")
+    p.add_argument("--srcwin", type=int, nargs=4, default=None, metavar=("XOFF", "YOFF", "XSIZE", "YSIZE"),
+                   help="decode only this part of the raster, in pixels as gdal_translate -srcwin (first column, first "
+                   "row, width, height): only the tiles it needs are decoded, the pixels are those of the whole "
+                   "file there, and the GeoTIFF is georeferenced at the part's first pixel")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and PAGE.html) if it exists")
     p.set_defaults(func=_cmd_decompress)
 
@@ -390,6 +394,10 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
         raise BadInputError("--band needs --compare ORIGINAL (it chooses the band of ORIGINAL to compare against)")
     options = {"model": args.model, "cog": args.cog, "device": args.device, "runtime": args.runtime,
                "overwrite": args.overwrite, "progress": True}
+    if args.srcwin is not None:
+        if args.compare:
+            raise BadInputError("--srcwin decodes part of the raster; --compare scores the whole of it: use one")
+        options["srcwin"] = tuple(args.srcwin)
     if args.compare:
         from sarcodec.bench.compare import COMPARE_COLUMNS, decompress_and_compare
         from sarcodec.report import markdown_table

@@ -54,6 +54,7 @@ from sarcodec.io.sarc import MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE, SarcHeader, Sa
 from sarcodec.codec.info import params_of
 from sarcodec.codec.lite import LiteCodec, load_lite
 from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec, resolve_codec
+from sarcodec.codec.tiling import Region, extended
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
 from sarcodec.io.gcps import check_points
 from sarcodec.io.raster import RasterInfo, compact_crs, open_raster
@@ -507,15 +508,16 @@ def _codec_for(header: SarcHeader, model: str | Path | None, device: str | None,
 class _Output:
     """Where decoded rows go: an in-memory array, or a GeoTIFF written window by window (then renamed)."""
 
-    def __init__(self, header: SarcHeader, path: Path | None, cog: bool) -> None:
+    def __init__(self, header: SarcHeader, path: Path | None, cog: bool, region: Region | None = None) -> None:
         f = header.fields
         self.dtype = np.dtype(f["dtype"])
         self.path = path
         self.cog = cog
         self.array: npt.NDArray[Any] | None = None
         self._dataset: Any = None
+        region = region or Region.whole(header.height, header.width)
         if path is None:
-            self.array = np.empty((header.height, header.width), self.dtype)
+            self.array = np.empty((region.height, region.width), self.dtype)
             return
         import rasterio
         from rasterio.transform import Affine
@@ -524,8 +526,8 @@ class _Output:
         nodata = float_from_json(f.get("nodata"))
         profile: dict[str, Any] = {
             "driver": "GTiff",
-            "height": header.height,
-            "width": header.width,
+            "height": region.height,
+            "width": region.width,
             "count": 1,
             "dtype": self.dtype.name,
             "tiled": True,
@@ -543,13 +545,15 @@ class _Output:
         try:
             if f.get("crs"):
                 profile["crs"] = rasterio.crs.CRS.from_user_input(f["crs"])  # WKT, or 'EPSG:n' (format 3)
-            if f.get("transform"):
-                profile["transform"] = Affine(*[float(v) for v in f["transform"]])
+            if f.get("transform"):  # a region starts at its own first pixel, as gdal_translate -srcwin does
+                profile["transform"] = (Affine(*[float(v) for v in f["transform"]])
+                                        @ Affine.translation(region.col0, region.row0))
             gcps = None
             if f.get("gcps"):
                 from rasterio.control import GroundControlPoint
 
-                points = [GroundControlPoint(row=r, col=c, x=x, y=y, z=z) for r, c, x, y, z in f["gcps"]["points"]]
+                points = [GroundControlPoint(row=r - region.row0, col=c - region.col0, x=x, y=y, z=z)
+                          for r, c, x, y, z in f["gcps"]["points"]]
                 gcps = (points, rasterio.crs.CRS.from_user_input(f["gcps"]["crs"]))
         except (rasterio.errors.RasterioError, ValueError, TypeError) as exc:
             raise CorruptFileError(f"the header's georeferencing cannot be used ({exc})") from None
@@ -623,6 +627,7 @@ def decompress(
     runtime: str = "auto",
     overwrite: bool = False,
     progress: bool = False,
+    srcwin: tuple[int, int, int, int] | None = None,
 ) -> DecompressResult:
     """Decode a ``.sarc`` file to a GeoTIFF at ``output`` (CRS, transform, nodata, units and dtype restored),
     or, without ``output``, to a NumPy array (``result.array``).
@@ -630,7 +635,10 @@ def decompress(
     ``cog=True`` writes a Cloud-Optimized GeoTIFF (DEFLATE). The file is checked whole (checksum) before any
     pixel is decoded; any damage raises CorruptFileError and nothing is written. ``runtime``: ``"auto"`` decodes
     on the CPU without PyTorch when the weights allow it (``sarcodec.codec.lite``: the same symbols, pixels within
-    float rounding of PyTorch's), ``"torch"`` always with PyTorch, ``"onnx"`` only without it.
+    float rounding of PyTorch's), ``"torch"`` always with PyTorch, ``"onnx"`` only without it. ``srcwin``:
+    ``(xoff, yoff, xsize, ysize)``, as ``gdal_translate -srcwin``: decode only the tiles that part of the raster
+    needs and return (or write, georeferenced at its own first pixel) just that part, pixel for pixel what the
+    whole file decodes to there.
     """
     start = time.monotonic()
     check_runtime(runtime)
@@ -641,20 +649,22 @@ def decompress(
     with SarcReader(src) as reader:
         header = reader.header
         params = params_of(header)
+        region = None if srcwin is None else Region.from_srcwin(srcwin, header.height, header.width)
         if header.fields.get("bound") is not None:
             bound = Bound.from_json(header.fields["bound"])
             if header.overlap != 0 or (bound.lossless and np.dtype(params.dtype).kind not in "ui"):
                 raise CorruptFileError(f"{src}: a bounded file with overlapping tiles or a lossless float raster")
-            run: Callable[[Any, _Output, Any], None] = functools.partial(bounded.decode_bounded_bands, header, params, bound)
+            run: Callable[[Any, _Output, Any], None] = functools.partial(bounded.decode_bounded_bands, header, params,
+                                                                         bound, region=region)
         else:
             codec = _codec_for(header, model, device, runtime)
             try:
                 quality = codec.model.check_quality(float(header.fields["quality"]))
             except IncompatibleModelError as exc:
                 raise CorruptFileError(f"{src}: the header's {exc}") from None
-            run = functools.partial(lossy.decode_lossy_bands, header, params, codec, quality)
-        sink = _Output(header, out, cog)
-        bar = _progress_bar(int(header.fields["n_tiles"]), "decompress", progress)
+            run = functools.partial(lossy.decode_lossy_bands, header, params, codec, quality, region=region)
+        sink = _Output(header, out, cog, region)
+        bar = _progress_bar(_tiles_decoded(header, region), "decompress", progress)
         try:
             run(reader, sink, bar)
             reader.check_end()
@@ -670,6 +680,16 @@ def decompress(
             raise
         finally:
             bar.close()
-    return DecompressResult(sink.array, out, header.height, header.width, str(sink.dtype), time.monotonic() - start)
+    shape = (header.height, header.width) if region is None else (region.height, region.width)
+    return DecompressResult(sink.array, out, *shape, str(sink.dtype), time.monotonic() - start)
+
+
+def _tiles_decoded(header: SarcHeader, region: Region | None) -> int:
+    """How many tiles decoding ``region`` (None: all) takes: those whose extended extent meets it."""
+    if region is None:
+        return int(header.fields["n_tiles"])
+    h, w, overlap = header.height, header.width, header.overlap
+    rows = sum(region.rows_meet(*extended(r0, r1, h, overlap)) for r0, r1 in header.rows())
+    return rows * sum(region.cols_meet(*extended(c0, c1, w, overlap)) for c0, c1 in header.cols())
 
 

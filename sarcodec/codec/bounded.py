@@ -42,6 +42,7 @@ import numpy.typing as npt
 
 from sarcodec.io import packing
 from sarcodec.codec.pipeline import RowSink, TilePool, cpu_workers, write_bands
+from sarcodec.codec.tiling import Region
 from sarcodec.entropy.tables import decode_grouped, encode_grouped, quantize_pmf
 from sarcodec.errors import BadInputError, CorruptFileError
 from sarcodec.io.sarc import FORMAT_VERSION, SarcHeader, SarcReader, SarcWriter, decode_mask, encode_mask, tile_grid
@@ -572,18 +573,27 @@ def decode_bounded_tile(payload: bytes, valid: npt.NDArray[np.bool_], bound: Bou
 
 
 def decode_bounded_bands(header: SarcHeader, params: PreprocessingParams, bound: Bound, reader: SarcReader,
-                          sink: RowSink, bar: Any) -> None:
-    """Decode and write the bands of a bounded file, tiles in parallel (no network, no blending)."""
+                         sink: RowSink, bar: Any, region: Region | None = None) -> None:
+    """Decode and write the bands of a bounded file, tiles in parallel (no network, no blending); with ``region``,
+    only the tiles that meet it (``sink`` gets the region's pixels, its row 0 the region's first row)."""
     dtype, fill = np.dtype(params.dtype), fill_value(params)
+    region = region or Region.whole(header.height, header.width)
+    cols = [(c0, c1) for c0, c1 in header.cols() if region.cols_meet(c0, c1)]
+    left = cols[0][0]
 
     def bands() -> Iterator[tuple[int, list[Callable[[], npt.NDArray[Any]]]]]:
         for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
+            if not region.rows_meet(r0, r1):
+                continue
             valid = decode_mask(mask_bytes, (r1 - r0, header.width))
-            yield r0, [functools.partial(decode_bounded_tile, payload, valid[:, c0:c1], bound, params.units, dtype,
-                                         fill) for (c0, c1), payload in zip(header.cols(), payloads)]
+            tiles = dict(zip(header.cols(), payloads))
+            yield r0, [functools.partial(decode_bounded_tile, tiles[c0, c1], valid[:, c0:c1], bound, params.units,
+                                         dtype, fill) for c0, c1 in cols]
 
     with TilePool[int, npt.NDArray[Any]](cpu_workers()) as pool:
         for band in pool.run(bands()):
             tiles = band.results()
-            sink.write(band.data, np.concatenate(tiles, axis=1))
+            r0, block = band.data, np.concatenate(tiles, axis=1)
+            top, bottom = max(r0, region.row0), min(r0 + block.shape[0], region.row1)
+            sink.write(top - region.row0, block[top - r0 : bottom - r0, region.col0 - left : region.col1 - left])
             bar.update(len(tiles))

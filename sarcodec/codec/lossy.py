@@ -24,7 +24,7 @@ from sarcodec.codec import sidelayer
 from sarcodec.codec.lite import LiteCodec
 from sarcodec.codec.pipeline import Band, RowSink, TilePool, cpu_workers, torch_workers, write_bands
 from sarcodec.codec.registry import LoadedCodec
-from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
+from sarcodec.codec.tiling import Blender, Region, extended, fill_invalid, ramp
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError
 from sarcodec.io.sarc import LOSSY_VERSION, SarcHeader, SarcReader, SarcWriter, decode_mask, deflate_header, \
     encode_mask, framing_bytes, stored_version, tile_grid
@@ -436,7 +436,10 @@ def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArr
 _WRITE_ROWS = 128
 
 
-_DecodedBand = tuple[int, int, int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]
+#: A band being decoded: its core rows, extended start, validity and correction (columns from the band's first
+#: decoded column), outliers, and the core columns of its decoded tiles.
+_DecodedBand = tuple[int, int, int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]],
+                     list[tuple[int, int]]]
 
 
 def _decode_v1(codec: Codec, quality: float, payload: bytes, height: int, width: int
@@ -446,23 +449,47 @@ def _decode_v1(codec: Codec, quality: float, payload: bytes, height: int, width:
     return x
 
 
+class _RegionSink:
+    """Passes on the part of each written block of rows that lies in ``region``; the rows it is given start at
+    column ``left`` of the raster, and ``sink`` gets region coordinates."""
+
+    def __init__(self, sink: RowSink, region: Region, left: int) -> None:
+        self.sink, self.region, self.left = sink, region, left
+
+    def write(self, row: int, values: npt.NDArray[Any]) -> None:
+        r = self.region
+        top, bottom = max(row, r.row0), min(row + values.shape[0], r.row1)
+        if top < bottom:
+            self.sink.write(top - r.row0, values[top - row : bottom - row, r.col0 - self.left : r.col1 - self.left])
+
+
 def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: Codec, quality: float,
-                        reader: SarcReader, sink: RowSink, bar: Any) -> None:
-    """Decode, blend and write the bands of a lossy file (format 1 or 2), tiles in parallel."""
+                       reader: SarcReader, sink: RowSink, bar: Any, region: Region | None = None) -> None:
+    """Decode, blend and write the bands of a lossy file (format 1 or 2), tiles in parallel. With ``region``, only
+    the tiles whose extended extent meets it are decoded and ``sink`` gets the region's pixels (its row 0 is the
+    region's first row): the same pixels as decoding the whole file, since every tile that blends into the region
+    is decoded."""
     h, w, overlap = header.height, header.width, header.overlap
-    col_grid = header.cols()
-    blender = Blender(w)
+    region = region or Region.whole(h, w)
+    col_grid = [(c0, c1) for c0, c1 in header.cols() if region.cols_meet(*extended(c0, c1, w, overlap))]
+    row_grid = [region.rows_meet(*extended(r0, r1, h, overlap)) for r0, r1 in header.rows()]
+    left = extended(*col_grid[0], w, overlap)[0]  # columns [left, right) are decoded
+    right = extended(*col_grid[-1], w, overlap)[1]
+    first_row = extended(*header.rows()[row_grid.index(True)], h, overlap)[0]
+    blender = Blender(right - left, first_row)
     side_cfg: dict[str, Any] | None = header.fields["side"] if reader.version >= 2 else None
     pending: list[tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]] = []
+    out = sink if region == Region.whole(h, w) else _RegionSink(sink, region, left)
 
     def finish(band: Band[_DecodedBand, npt.NDArray[np.float32] | None]) -> None:
         """Blend a band's decoded tiles and write the rows no later tile touches."""
         nonlocal pending
-        r0, r1, e0, valid, correction, outliers = band.data
+        r0, r1, e0, valid, correction, outliers, cols = band.data
         row_weight = ramp(r0, r1, h, overlap)[:, None]
-        for (c0, c1), x in zip(col_grid, band.results()):
+        for (c0, c1), x in zip(cols, band.results()):
             if x is not None:
-                blender.add(e0, extended(c0, c1, w, overlap)[0], x, row_weight * ramp(c0, c1, w, overlap)[None, :])
+                blender.add(e0, extended(c0, c1, w, overlap)[0] - left, x,
+                            row_weight * ramp(c0, c1, w, overlap)[None, :])
             bar.update()
         pending.append((r0, valid, correction, outliers))
         done = h if r1 == h else r1 - overlap
@@ -473,14 +500,16 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
                 z = min(a + _WRITE_ROWS, done, b0 + b_valid.shape[0])  # float64 temporaries of a few rows
                 db = denormalize_db(x_rows[a - first : z - first], params.db_lo, params.db_hi)
                 db += b_correction[a - b0 : z - b0]
-                for rows, cols, values in b_outliers:
+                for rows, columns, values in b_outliers:
                     here = (rows >= a - b0) & (rows < z - b0)
-                    db[rows[here] - (a - b0), cols[here]] = values[here]
-                sink.write(a, inverse_db(db, params, b_valid[a - b0 : z - b0]))
+                    db[rows[here] - (a - b0), columns[here]] = values[here]
+                out.write(a, inverse_db(db, params, b_valid[a - b0 : z - b0]))
         pending = [p for p in pending if p[0] + p[1].shape[0] > done]
 
     def bands() -> Iterator[tuple[_DecodedBand, list[Callable[[], npt.NDArray[np.float32] | None]]]]:
-        for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
+        for (r0, r1), wanted, (mask_bytes, payloads) in zip(header.rows(), row_grid, reader.bands()):
+            if not wanted:
+                continue
             e0, e1 = extended(r0, r1, h, overlap)
             if side_cfg is None:
                 valid_ext = None
@@ -488,18 +517,21 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
             else:  # version 2 masks cover the band's extended rows
                 valid_ext = decode_mask(mask_bytes, (e1 - e0, w))
                 valid = valid_ext[r0 - e0 : r1 - e0]
-            correction = np.zeros((r1 - r0, w), np.float32)
+            correction = np.zeros((r1 - r0, right - left), np.float32)
             outliers: list[tuple[Any, ...]] = []  # appended by the tiles (thread-safe)
             jobs: list[Callable[[], npt.NDArray[np.float32] | None]] = []
-            for (c0, c1), payload in zip(col_grid, payloads):
+            tiles = dict(zip(header.cols(), payloads))
+            for c0, c1 in col_grid:
+                payload = tiles[c0, c1]
                 f0, f1 = extended(c0, c1, w, overlap)
                 core = (slice(r0 - e0, r1 - e0), slice(c0 - f0, c1 - f0))
                 if side_cfg is None or valid_ext is None:
                     jobs.append(functools.partial(_decode_v1, codec, quality, payload, e1 - e0, f1 - f0))
                 else:
-                    jobs.append(functools.partial(decode_region, codec, quality, payload, valid_ext[:, f0:f1],
-                                                  core, params, side_cfg, correction[:, c0:c1], outliers, c0))
-            yield (r0, r1, e0, valid, correction, outliers), jobs
+                    jobs.append(functools.partial(decode_region, codec, quality, payload, valid_ext[:, f0:f1], core,
+                                                  params, side_cfg, correction[:, c0 - left : c1 - left], outliers,
+                                                  c0 - left))
+            yield (r0, r1, e0, valid[:, left:right], correction, outliers, col_grid), jobs
 
     with _tile_pool(codec) as pool:
         for band in pool.run(bands()):

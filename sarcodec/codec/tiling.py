@@ -10,10 +10,54 @@ nothing: the blender divides by the weights it received, so its neighbours' stri
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Blender", "extended", "fill_invalid", "ramp"]
+from sarcodec.errors import BadInputError
+
+__all__ = ["Blender", "Region", "extended", "fill_invalid", "ramp"]
+
+
+@dataclass(frozen=True)
+class Region:
+    """Rows ``[row0, row1)`` and columns ``[col0, col1)`` of a raster: the part a decoder is asked for."""
+
+    row0: int
+    row1: int
+    col0: int
+    col1: int
+
+    @classmethod
+    def whole(cls, height: int, width: int) -> Region:
+        return cls(0, height, 0, width)
+
+    @classmethod
+    def from_srcwin(cls, srcwin: tuple[int, int, int, int], height: int, width: int) -> Region:
+        """``(xoff, yoff, xsize, ysize)`` as ``gdal_translate -srcwin`` (and rasterio's ``Window``) order it: the
+        first column and row, then the width and height; it must lie inside the ``height`` x ``width`` raster."""
+        xoff, yoff, xsize, ysize = (int(v) for v in srcwin)
+        if xoff < 0 or yoff < 0 or xsize < 1 or ysize < 1:
+            raise BadInputError(f"--srcwin {xoff} {yoff} {xsize} {ysize}: offsets must be >= 0 and sizes >= 1")
+        if xoff + xsize > width or yoff + ysize > height:
+            raise BadInputError(f"--srcwin {xoff} {yoff} {xsize} {ysize} reaches beyond the {width} x {height} "
+                                "raster (columns x rows)")
+        return cls(yoff, yoff + ysize, xoff, xoff + xsize)
+
+    @property
+    def height(self) -> int:
+        return self.row1 - self.row0
+
+    @property
+    def width(self) -> int:
+        return self.col1 - self.col0
+
+    def rows_meet(self, start: int, stop: int) -> bool:
+        return start < self.row1 and self.row0 < stop
+
+    def cols_meet(self, start: int, stop: int) -> bool:
+        return start < self.col1 and self.col0 < stop
 
 
 def extended(start: int, stop: int, length: int, overlap: int) -> tuple[int, int]:
@@ -96,11 +140,12 @@ def _bilinear(t: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray
 
 
 class Blender:
-    """Accumulates weighted tiles over a rolling band of full-width rows and releases finished rows."""
+    """Accumulates weighted tiles over a rolling band of full-width rows and releases finished rows (the first
+    one ``start``)."""
 
-    def __init__(self, width: int) -> None:
+    def __init__(self, width: int, start: int = 0) -> None:
         self.width = width
-        self.start = 0
+        self.start = start
         self.values = np.zeros((0, width), np.float32)
         self.weights = np.zeros((0, width), np.float32)
 

@@ -294,3 +294,89 @@ def test_non_finite_ground_control_points_are_refused_before_writing(tmp_path: P
     with pytest.raises(BadInputError, match="ground control points cannot be stored"):
         sarcodec.compress(src, tmp_path / "nan_gcp.sarc")
     assert not (tmp_path / "nan_gcp.sarc").exists()
+
+
+def _windows(height: int, width: int, n: int, seed: int) -> list[tuple[int, int, int, int]]:
+    """``n`` random (xoff, yoff, xsize, ysize) windows inside a height x width raster, plus a one-pixel corner one."""
+    rng = np.random.default_rng(seed)
+    out = [(width - 1, height - 1, 1, 1)]
+    for _ in range(n):
+        x, y = int(rng.integers(0, width)), int(rng.integers(0, height))
+        out.append((x, y, int(rng.integers(1, width - x + 1)), int(rng.integers(1, height - y + 1))))
+    return out
+
+
+@pytest.mark.parametrize("kind", ["lossy", "near-lossless", "lossless", "format 1", "format 2 with GCPs"])
+def test_a_window_decodes_to_the_whole_files_pixels_there(tmp_path: Path, kind: str) -> None:
+    """``srcwin`` decodes only the tiles a window needs; across tile borders, overlaps and nodata its pixels are
+    bit for bit those of the whole file (every tile that blends into the window is decoded)."""
+    golden = Path(__file__).parent / "golden"
+    if kind.startswith("format"):
+        sarc = golden / ("v1_opera_72x90_q3.sarc" if kind == "format 1" else "v2_gcps_opera_40x48_q3.sarc")
+    else:
+        sarc = tmp_path / "w.sarc"
+        with rasterio.open(OPERA) as ds:
+            img = ds.read(1)[:150, :170].astype(np.float32)
+        img[:20, :30] = np.nan  # a nodata corner
+        if kind == "lossless":
+            img = np.nan_to_num(np.sqrt(img) * 4000).astype(np.uint16)
+        options = {"lossy": {}, "near-lossless": {"max_error": 0.5}, "lossless": {"lossless": True}}[kind]
+        sarcodec.compress(img, sarc, tile_size=64, overlap=8 if kind == "lossy" else 16, **options)
+    whole = sarcodec.decompress(sarc).array
+    assert whole is not None
+    for x, y, w, h in _windows(*whole.shape, 12, seed=len(kind)):
+        part = sarcodec.decompress(sarc, srcwin=(x, y, w, h))
+        assert (part.height, part.width) == (h, w)
+        np.testing.assert_array_equal(part.array, whole[y : y + h, x : x + w], err_msg=str((x, y, w, h)))
+
+
+def test_a_window_decodes_only_the_tiles_it_needs_and_is_georeferenced_at_its_first_pixel(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sarcodec.codec import lossy
+
+    with rasterio.open(OPERA) as ds:
+        img, transform, crs = ds.read(1)[:200, :200], ds.transform, ds.crs
+    src = tmp_path / "s.tif"
+    with rasterio.open(src, "w", driver="GTiff", height=200, width=200, count=1, dtype=img.dtype, crs=crs,
+                       transform=transform, nodata=np.nan) as ds:
+        ds.write(img, 1)
+    sarcodec.compress(src, tmp_path / "s.sarc", tile_size=64, overlap=8)  # a 4 x 4 grid of tiles
+    calls: list[int] = []
+    decode = lossy.decode_region
+    monkeypatch.setattr(lossy, "decode_region", lambda *a, **k: calls.append(1) or decode(*a, **k))
+    sarcodec.decompress(tmp_path / "s.sarc", tmp_path / "whole.tif")
+    assert len(calls) == 16
+    calls.clear()
+    sarcodec.decompress(tmp_path / "s.sarc", tmp_path / "w.tif", srcwin=(80, 10, 30, 40))  # inside one tile core
+    assert len(calls) == 1
+    calls.clear()
+    sarcodec.decompress(tmp_path / "s.sarc", tmp_path / "w2.tif", srcwin=(60, 10, 30, 40))  # across a column border
+    assert len(calls) == 2
+    with rasterio.open(tmp_path / "whole.tif") as whole, rasterio.open(tmp_path / "w.tif") as part:
+        assert part.shape == (40, 30) and part.crs == whole.crs and part.dtypes == whole.dtypes
+        assert part.transform == whole.transform @ rasterio.Affine.translation(80, 10)
+        assert part.tags().get("TIFFTAG_SOFTWARE") == whole.tags().get("TIFFTAG_SOFTWARE")
+        np.testing.assert_array_equal(part.read(1), whole.read(1)[10:50, 80:110])
+
+
+def test_a_window_of_a_gcp_file_moves_its_points_as_gdal_translate_does(tmp_path: Path) -> None:
+    golden = Path(__file__).parent / "golden" / "v2_gcps_opera_40x48_q3.sarc"
+    sarcodec.decompress(golden, tmp_path / "whole.tif")
+    sarcodec.decompress(golden, tmp_path / "part.tif", srcwin=(5, 7, 20, 10))
+    with rasterio.open(tmp_path / "whole.tif") as whole, rasterio.open(tmp_path / "part.tif") as part:
+        (points, crs), (moved, moved_crs) = whole.gcps, part.gcps
+    assert moved_crs == crs and len(moved) == len(points) > 0
+    for a, b in zip(points, moved):
+        assert (b.row, b.col, b.x, b.y, b.z) == (a.row - 7, a.col - 5, a.x, a.y, a.z)
+
+
+@pytest.mark.parametrize("srcwin, needle", [((0, 0, 91, 1), "reaches beyond the 90 x 72 raster"),
+                                            ((0, 72, 1, 1), "reaches beyond"),
+                                            ((-1, 0, 5, 5), "offsets must be >= 0 and sizes >= 1"),
+                                            ((0, 0, 0, 5), "offsets must be >= 0 and sizes >= 1")])
+def test_a_window_outside_the_raster_is_refused_before_anything_is_written(
+        tmp_path: Path, srcwin: tuple[int, int, int, int], needle: str) -> None:
+    golden = Path(__file__).parent / "golden" / "v2_opera_72x90_q3.sarc"
+    with pytest.raises(BadInputError, match=needle):
+        sarcodec.decompress(golden, tmp_path / "out.tif", srcwin=srcwin)
+    assert not list(tmp_path.iterdir())

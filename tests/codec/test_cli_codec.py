@@ -31,6 +31,22 @@ def test_compress_info_decompress_compare(tmp_path: Path) -> None:
         assert ds.crs == orig.crs and ds.shape == orig.shape
 
 
+def test_decompress_srcwin_writes_that_part_and_refuses_bad_windows_in_one_line(tmp_path: Path) -> None:
+    sarc = REPO / "tests" / "codec" / "golden" / "v2_opera_72x90_q3.sarc"
+    proc = run_cli("decompress", str(sarc), "-o", str(tmp_path / "w.tif"), "--srcwin", "10", "20", "30", "40")
+    assert proc.returncode == 0, proc.stderr
+    assert "w.tif: 40 x 30 float32" in proc.stdout
+    with rasterio.open(tmp_path / "w.tif") as ds:
+        assert ds.shape == (40, 30)
+    for args, needle in [(["--srcwin", "80", "0", "11", "1"], "reaches beyond the 90 x 72 raster"),
+                         (["--srcwin", "0", "0", "0", "1"], "sizes >= 1"),
+                         (["--srcwin", "1", "2", "3"], "expected 4 arguments"),
+                         (["--srcwin", "1", "2", "3", "4", "--compare", str(OPERA)], "use one")]:
+        out = tmp_path / "bad.tif"
+        assert_one_line_error(run_cli("decompress", str(sarc), "-o", str(out), *args), needle)
+        assert not out.exists()
+
+
 def test_info_names_ground_control_points(tmp_path: Path) -> None:
     """A GRD product is georeferenced by ground control points alone: info said "no CRS, no transform"."""
     from rasterio.control import GroundControlPoint
