@@ -166,6 +166,18 @@ async def _send_json(send: Send, status: int, body: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
+def _srcwin(text: str) -> tuple[int, int, int, int]:
+    """The ``srcwin`` query parameter, ``XOFF,YOFF,XSIZE,YSIZE`` (``decompress --srcwin``'s four integers)."""
+    parts = text.split(",")
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        x, y, w, h = (int(p) for p in parts)
+    except ValueError:
+        raise BadInputError(f"srcwin={text}: give XOFF,YOFF,XSIZE,YSIZE, four integers") from None
+    return x, y, w, h
+
+
 def _safe_name(name: str | None, default: str) -> str:
     """The upload's base name with only harmless characters (it names the file in error messages)."""
     base = re.sub(r"[^A-Za-z0-9._-]", "_", Path(name or "").name)[:120].lstrip(".")
@@ -370,19 +382,20 @@ def create_app(config: ServeConfig | None = None) -> Any:
         return await run("compress", request, work, _query_names(compress_endpoint))
 
     @app.post("/decompress")
-    async def decompress_endpoint(request: Request, cog: bool = False) -> Any:
+    async def decompress_endpoint(request: Request, cog: bool = False, srcwin: str | None = None) -> Any:
         from sarcodec.codec.api import decompress
         from sarcodec.codec.info import read_info
 
         async def work(workdir: Path) -> Any:
+            window = None if srcwin is None else _srcwin(srcwin)  # before the upload is read
             path = await upload(request, workdir, "upload.sarc")
             info = await anyio.to_thread.run_sync(read_info, path)
-            pixels = int(info["height"]) * int(info["width"])
+            pixels = int(info["height"]) * int(info["width"]) if window is None else window[2] * window[3]
             if pixels > cfg.max_pixels:
                 raise _Rejected(413, f"{path.name}: {pixels} pixels, more than the limit ({cfg.max_pixels})")
             out = workdir / "out" / f"{Path(path.name).stem}.tif"
             out.parent.mkdir()
-            await coded(decompress, path, out, cog=cog, device="cpu")
+            await coded(decompress, path, out, cog=cog, device="cpu", srcwin=window)
             return FileResponse(out, media_type="image/tiff", filename=out.name)
 
         return await run("decompress", request, work, _query_names(decompress_endpoint))

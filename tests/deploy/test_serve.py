@@ -104,6 +104,17 @@ def test_compress_and_decompress_over_http_match_the_library(server: Server, tmp
     with open_raster(tif) as reader:
         got = reader.read()
     np.testing.assert_array_equal(got, decompress(local).array)
+    # a part of the raster, as decompress --srcwin; a bad window is the CLI's message
+    d = httpx.post(f"{server.url}/decompress", params={"srcwin": "5,10,40,30"},
+                   files={"file": ("a.sarc", sarc.read_bytes())}, headers=_auth(), timeout=120)
+    assert d.status_code == 200, d.text
+    tif.write_bytes(d.content)
+    with open_raster(tif) as reader:
+        np.testing.assert_array_equal(reader.read(), got[10:40, 5:45])
+    for srcwin, needle in (("5,10,40", "four integers"), ("0,0,100000,1", "reaches beyond")):
+        d = httpx.post(f"{server.url}/decompress", params={"srcwin": srcwin},
+                       files={"file": ("a.sarc", sarc.read_bytes())}, headers=_auth(), timeout=120)
+        assert d.status_code == 400 and needle in d.json()["error"], d.text
     assert server.leftovers() == []
 
 
