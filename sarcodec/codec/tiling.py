@@ -37,7 +37,10 @@ class Region:
     def from_srcwin(cls, srcwin: tuple[int, int, int, int], height: int, width: int) -> Region:
         """``(xoff, yoff, xsize, ysize)`` as ``gdal_translate -srcwin`` (and rasterio's ``Window``) order it: the
         first column and row, then the width and height; it must lie inside the ``height`` x ``width`` raster."""
-        xoff, yoff, xsize, ysize = (int(v) for v in srcwin)
+        values = tuple(srcwin) if isinstance(srcwin, tuple | list) else ()
+        if len(values) != 4 or not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
+            raise BadInputError(f"srcwin {srcwin!r}: give four integers (xoff, yoff, xsize, ysize)")
+        xoff, yoff, xsize, ysize = (int(v) for v in values)
         if xoff < 0 or yoff < 0 or xsize < 1 or ysize < 1:
             raise BadInputError(f"--srcwin {xoff} {yoff} {xsize} {ysize}: offsets must be >= 0 and sizes >= 1")
         if xoff + xsize > width or yoff + ysize > height:
