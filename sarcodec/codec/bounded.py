@@ -42,7 +42,7 @@ import numpy.typing as npt
 
 from sarcodec.io import packing
 from sarcodec.codec.pipeline import RowSink, TilePool, cpu_workers, write_bands
-from sarcodec.codec.tiling import Region
+from sarcodec.codec.tiling import Region, RegionSink
 from sarcodec.entropy.tables import decode_grouped, encode_grouped, quantize_pmf
 from sarcodec.errors import BadInputError, CorruptFileError
 from sarcodec.io.sarc import FORMAT_VERSION, SarcHeader, SarcReader, SarcWriter, decode_mask, encode_mask, tile_grid
@@ -579,7 +579,7 @@ def decode_bounded_bands(header: SarcHeader, params: PreprocessingParams, bound:
     dtype, fill = np.dtype(params.dtype), fill_value(params)
     region = region or Region.whole(header.height, header.width)
     cols = [(c0, c1) for c0, c1 in header.cols() if region.cols_meet(c0, c1)]
-    left = cols[0][0]
+    out = RegionSink(sink, region, cols[0][0])
 
     def bands() -> Iterator[tuple[int, list[Callable[[], npt.NDArray[Any]]]]]:
         for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
@@ -593,7 +593,5 @@ def decode_bounded_bands(header: SarcHeader, params: PreprocessingParams, bound:
     with TilePool[int, npt.NDArray[Any]](cpu_workers()) as pool:
         for band in pool.run(bands()):
             tiles = band.results()
-            r0, block = band.data, np.concatenate(tiles, axis=1)
-            top, bottom = max(r0, region.row0), min(r0 + block.shape[0], region.row1)
-            sink.write(top - region.row0, block[top - r0 : bottom - r0, region.col0 - left : region.col1 - left])
+            out.write(band.data, np.concatenate(tiles, axis=1))
             bar.update(len(tiles))

@@ -24,7 +24,7 @@ from sarcodec.codec import sidelayer
 from sarcodec.codec.lite import LiteCodec
 from sarcodec.codec.pipeline import Band, RowSink, TilePool, cpu_workers, torch_workers, write_bands
 from sarcodec.codec.registry import LoadedCodec
-from sarcodec.codec.tiling import Blender, Region, extended, fill_invalid, ramp
+from sarcodec.codec.tiling import Blender, Region, RegionSink, extended, fill_invalid, ramp
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError
 from sarcodec.io.sarc import LOSSY_VERSION, SarcHeader, SarcReader, SarcWriter, decode_mask, deflate_header, \
     encode_mask, framing_bytes, stored_version, tile_grid
@@ -437,9 +437,8 @@ _WRITE_ROWS = 128
 
 
 #: A band being decoded: its core rows, extended start, validity and correction (columns from the band's first
-#: decoded column), outliers, and the core columns of its decoded tiles.
-_DecodedBand = tuple[int, int, int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]],
-                     list[tuple[int, int]]]
+#: decoded column) and outliers.
+_DecodedBand = tuple[int, int, int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]
 
 
 def _decode_v1(codec: Codec, quality: float, payload: bytes, height: int, width: int
@@ -447,20 +446,6 @@ def _decode_v1(codec: Codec, quality: float, payload: bytes, height: int, width:
     """Decode one tile record of format version 1 (the network's payload only)."""
     x: npt.NDArray[np.float32] = np.asarray(codec.model.decompress_tile(payload, height, width, quality)[0, 0])
     return x
-
-
-class _RegionSink:
-    """Passes on the part of each written block of rows that lies in ``region``; the rows it is given start at
-    column ``left`` of the raster, and ``sink`` gets region coordinates."""
-
-    def __init__(self, sink: RowSink, region: Region, left: int) -> None:
-        self.sink, self.region, self.left = sink, region, left
-
-    def write(self, row: int, values: npt.NDArray[Any]) -> None:
-        r = self.region
-        top, bottom = max(row, r.row0), min(row + values.shape[0], r.row1)
-        if top < bottom:
-            self.sink.write(top - r.row0, values[top - row : bottom - row, r.col0 - self.left : r.col1 - self.left])
 
 
 def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: Codec, quality: float,
@@ -479,14 +464,14 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
     blender = Blender(right - left, first_row)
     side_cfg: dict[str, Any] | None = header.fields["side"] if reader.version >= 2 else None
     pending: list[tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]] = []
-    out = sink if region == Region.whole(h, w) else _RegionSink(sink, region, left)
+    out = sink if region == Region.whole(h, w) else RegionSink(sink, region, left)
 
     def finish(band: Band[_DecodedBand, npt.NDArray[np.float32] | None]) -> None:
         """Blend a band's decoded tiles and write the rows no later tile touches."""
         nonlocal pending
-        r0, r1, e0, valid, correction, outliers, cols = band.data
+        r0, r1, e0, valid, correction, outliers = band.data
         row_weight = ramp(r0, r1, h, overlap)[:, None]
-        for (c0, c1), x in zip(cols, band.results()):
+        for (c0, c1), x in zip(col_grid, band.results()):
             if x is not None:
                 blender.add(e0, extended(c0, c1, w, overlap)[0] - left, x,
                             row_weight * ramp(c0, c1, w, overlap)[None, :])
@@ -531,7 +516,7 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
                     jobs.append(functools.partial(decode_region, codec, quality, payload, valid_ext[:, f0:f1], core,
                                                   params, side_cfg, correction[:, c0 - left : c1 - left], outliers,
                                                   c0 - left))
-            yield (r0, r1, e0, valid[:, left:right], correction, outliers, col_grid), jobs
+            yield (r0, r1, e0, valid[:, left:right], correction, outliers), jobs
 
     with _tile_pool(codec) as pool:
         for band in pool.run(bands()):

@@ -11,13 +11,14 @@ nothing: the blender divides by the weights it received, so its neighbours' stri
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from sarcodec.errors import BadInputError
 
-__all__ = ["Blender", "Region", "extended", "fill_invalid", "ramp"]
+__all__ = ["Blender", "Region", "RegionSink", "extended", "fill_invalid", "ramp"]
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,20 @@ def _bilinear(t: npt.NDArray[np.float64], shape: tuple[int, ...]) -> npt.NDArray
     # in C order, as the maps it is combined with (``rows[:, c0]`` would be Fortran-ordered)
     out: npt.NDArray[np.float64] = np.take(rows, c0, axis=1) * (1 - fc) + np.take(rows, c1, axis=1) * fc
     return out
+
+
+class RegionSink:
+    """Passes on the part of each written block of rows that lies in ``region``; the rows it is given start at
+    column ``left`` of the raster, and ``sink`` (anything with ``write(row, values)``) gets region coordinates."""
+
+    def __init__(self, sink: Any, region: Region, left: int) -> None:
+        self.sink, self.region, self.left = sink, region, left
+
+    def write(self, row: int, values: npt.NDArray[Any]) -> None:
+        r = self.region
+        top, bottom = max(row, r.row0), min(row + values.shape[0], r.row1)
+        if top < bottom:
+            self.sink.write(top - r.row0, values[top - row : bottom - row, r.col0 - self.left : r.col1 - self.left])
 
 
 class Blender:
