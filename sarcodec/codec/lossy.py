@@ -56,6 +56,11 @@ SIDE_DEFAULTS = {"step_hi": sidelayer.STEP_HI_DB, "step_lo": sidelayer.STEP_LO_D
                   "bias_block": sidelayer.BIAS_BLOCK, "bias_step": sidelayer.BIAS_STEP_DB}
 
 
+#: The speckle synthesis a format-5 file's ``side.speckle`` names (``sarcodec.codec.sidelayer.speckle_db``: quarter-
+#: octave steps of relative variance per correction block, gamma noise from NumPy's frozen RandomState seeded by the
+#: tile's words).
+SPECKLE_SYNTHESIS = 1  # the one value ``sarcodec.io.sarc`` accepts
+
 _U32 = struct.Struct("<I")
 
 
@@ -150,19 +155,22 @@ def _prepare_region(codec: Codec, db: FloatArray, valid: npt.NDArray[np.bool_], 
 
 def _code_region(codec: Codec, tile: _PreparedTile, quality: float, params: PreprocessingParams,
                  side_cfg: dict[str, Any]) -> bytes:
-    """One tile record of format version 2 (see ``sarcodec.io.sarc``) at ``quality``."""
+    """One tile record of format version 2 (5 with ``side_cfg["speckle"]``, see ``sarcodec.io.sarc``) at
+    ``quality``."""
     if tile.record is not None:
         return tile.record
     assert tile.analysis is not None and tile.side is not None and tile.inlier is not None and tile.target is not None
     words, x_hat = codec.model.encode_analysis(tile.analysis, quality)
     assert x_hat is not None
     decoded_db = denormalize_db(np.asarray(x_hat[0, 0])[tile.core], params.db_lo, params.db_hi)
-    side = _close_side(tile.side, tile.target, tile.inlier, decoded_db, params, side_cfg)
+    seed = sidelayer.speckle_seed(words) if side_cfg.get("speckle") else None
+    side = _close_side(tile.side, tile.target, tile.inlier, decoded_db, params, side_cfg, seed)
     return bytes([TAG_CODED]) + _U32.pack(len(words)) + words + sidelayer.encode_side(side)
 
 
 def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArray[np.bool_], decoded_db: FloatArray,
-                params: PreprocessingParams, side_cfg: dict[str, Any]) -> sidelayer.TileSide:
+                params: PreprocessingParams, side_cfg: dict[str, Any], seed: int | None = None
+                ) -> sidelayer.TileSide:
     """The side layer of a tile core with its radiometric correction fitted against the network's ``decoded_db``,
     and with the pixels that would decode as point targets though the original has none there.
 
@@ -172,10 +180,22 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
     there. Those pixels are stored like point targets (their own dB within half a step) and the correction is
     fitted again without them. One round: a second one, after the refit, added ~0.06 % to the bits and changed no
     dev image's CFAR F1 (``results/codec/false_targets/``). Only the encoder does this; the format and the decoder
-    are unchanged. ``target`` is the original intensity at ``inlier`` (the core pixels the network gives)."""
+    are unchanged. ``target`` is the original intensity at ``inlier`` (the core pixels the network gives).
+
+    With a ``seed`` (``compress --speckle``) the speckle map is measured against the corrected decode, and the
+    correction and the false targets are then fitted and found on the decode with the decoder's speckle (drawn
+    with ``seed``, as the decoder draws it)."""
     block = side_cfg["bias_block"]
     correction = sidelayer.fit_correction(target, decoded_db, inlier, block)
     side = dataclasses.replace(side, correction=correction)
+    if seed is not None:
+        decoded = sidelayer.reconstruct_db(decoded_db, side, params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"],
+                                           side_cfg["bias_step"], block)
+        side = dataclasses.replace(side, speckle=sidelayer.fit_speckle(target, decoded, inlier, block))
+        assert side.speckle is not None
+        speckle = sidelayer.speckle_db(side.speckle, decoded_db.shape, seed, block)
+        decoded_db = decoded_db + speckle  # what the correction is fitted against from here on
+        side = dataclasses.replace(side, correction=sidelayer.fit_correction(target, decoded_db, inlier, block))
     core_valid = inlier.copy()
     core_valid.ravel()[side.above_index] = True
     core_valid.ravel()[side.below_index] = True
@@ -188,7 +208,8 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
         return side
     false_db = np.full(false.shape, -np.inf)
     false_db[false] = 10.0 * np.log10(target[false])  # the original's dB, only where it is stored
-    side = sidelayer.add_targets(side, false_db, false, params.db_lo, side_cfg["step_hi"])
+    side = dataclasses.replace(sidelayer.add_targets(side, false_db, false, params.db_lo, side_cfg["step_hi"]),
+                               speckle=side.speckle)
     inlier = inlier & ~false
     correction = sidelayer.fit_correction(np.where(inlier, target, 0.0), decoded_db, inlier, block)
     return dataclasses.replace(side, correction=correction)
@@ -353,8 +374,9 @@ def _payload_length(record: bytes) -> int:
 
 
 def compress_lossy(codec: Codec, reader: Any, params: PreprocessingParams, header: dict[str, Any], out: Path,
-                    quality: float | None, bpp: float | None, bar: Any) -> tuple[float, str]:
-    """Write a lossy file (format 2); returns the quality used and a note about a ``bpp`` target."""
+                    quality: float | None, bpp: float | None, bar: Any, speckle: bool = False) -> tuple[float, str]:
+    """Write a lossy file (format 2; 5 with ``speckle``: each coded tile carries its speckle map); returns the
+    quality used and a note about a ``bpp`` target."""
     if quality is not None:
         try:
             codec.model.check_quality(quality)
@@ -365,6 +387,8 @@ def compress_lossy(codec: Codec, reader: Any, params: PreprocessingParams, heade
     header.update(model={"name": codec.name, "sha256": codec.sha256, "codec": codec.model.codec_name},
                   quality=float(DEFAULT_QUALITY if quality is None else quality), side=dict(SIDE_DEFAULTS))
     side_cfg: dict[str, Any] = header["side"]
+    if speckle:
+        side_cfg["speckle"] = SPECKLE_SYNTHESIS
     note = ""
     table = _db_table(info.dtype, params)
     with _tile_pool(codec) as pool:
@@ -389,11 +413,12 @@ def compress_lossy(codec: Codec, reader: Any, params: PreprocessingParams, heade
 
 def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArray[np.bool_],
                    core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any],
-                   correction: npt.NDArray[np.float32], outliers: list[tuple[Any, ...]], col: int
-                   ) -> npt.NDArray[np.float32] | None:
-    """Decode one version-2 tile record: x_norm over the extended region whose validity is ``valid`` (None for an
-    uncoded tile); writes the tile core's correction (dB) into ``correction`` and appends its outliers to
-    ``outliers`` as (rows, columns, dB) in the band's coordinates (the core starts at column ``col``)."""
+                   correction: npt.NDArray[np.float32], outliers: list[tuple[Any, ...]], col: int,
+                   speckle: bool = True) -> npt.NDArray[np.float32] | None:
+    """Decode one version-2 (or 5) tile record: x_norm over the extended region whose validity is ``valid`` (None
+    for an uncoded tile); writes the tile core's correction (dB; with ``speckle``, plus the synthesized speckle of a
+    file that carries it) into ``correction`` and appends its outliers to ``outliers`` as (rows, columns, dB) in the
+    band's coordinates (the core starts at column ``col``)."""
     shape = valid.shape
     core_valid = valid[core]
     if not payload:
@@ -410,22 +435,27 @@ def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArr
         if not 0.0 <= value <= 1.0:
             raise CorruptFileError("a constant tile's value is out of range")
         x = np.full(shape, value, np.float32)
-        side_blob, with_correction = rest[4:], False
+        side_blob, with_correction, words = rest[4:], False, b""
     elif tag == TAG_CODED:
         if len(rest) < 4:
             raise CorruptFileError("a coded tile is truncated")
         (n_words,) = _U32.unpack_from(rest)
         if n_words == 0 or 4 + n_words > len(rest):
             raise CorruptFileError("a coded tile's word count is inconsistent with its record")
-        x = np.asarray(codec.model.decompress_tile(rest[4 : 4 + n_words], shape[0], shape[1], quality, valid)[0, 0])
+        words = rest[4 : 4 + n_words]
+        x = np.asarray(codec.model.decompress_tile(words, shape[0], shape[1], quality, valid)[0, 0])
         side_blob, with_correction = rest[4 + n_words :], True
     else:
         raise CorruptFileError(f"unknown tile type {tag}")
     core_shape = core_valid.shape
-    side = sidelayer.decode_side(side_blob, core_shape, with_correction, side_cfg["bias_block"])
+    side = sidelayer.decode_side(side_blob, core_shape, with_correction, side_cfg["bias_block"],
+                                 with_speckle=bool(side_cfg.get("speckle")))
     correction_db = side.correction_db(core_shape, side_cfg["bias_step"], side_cfg["bias_block"])
     if correction_db is not None:
         correction[:] = correction_db
+        if speckle and side.speckle is not None:
+            correction += sidelayer.speckle_db(side.speckle, core_shape, sidelayer.speckle_seed(words),
+                                               side_cfg["bias_block"])
     index, dbs = side.outliers(params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"])
     if index.size:
         outliers.append((index // core_shape[1], index % core_shape[1] + col, dbs.astype(np.float32)))
@@ -449,11 +479,12 @@ def _decode_v1(codec: Codec, quality: float, payload: bytes, height: int, width:
 
 
 def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: Codec, quality: float,
-                       reader: SarcReader, sink: RowSink, bar: Any, region: Region | None = None) -> None:
-    """Decode, blend and write the bands of a lossy file (format 1 or 2), tiles in parallel. With ``region``, only
-    the tiles whose extended extent meets it are decoded and ``sink`` gets the region's pixels (its row 0 is the
-    region's first row): the same pixels as decoding the whole file, since every tile that blends into the region
-    is decoded."""
+                       reader: SarcReader, sink: RowSink, bar: Any, region: Region | None = None,
+                       speckle: bool = True) -> None:
+    """Decode, blend and write the bands of a lossy file (format 1, 2 or 5), tiles in parallel. With ``region``,
+    only the tiles whose extended extent meets it are decoded and ``sink`` gets the region's pixels (its row 0 is
+    the region's first row): the same pixels as decoding the whole file, since every tile that blends into the
+    region is decoded. ``speckle=False`` leaves out the speckle a file written with ``--speckle`` carries."""
     h, w, overlap = header.height, header.width, header.overlap
     region = region or Region.whole(h, w)
     col_grid = [(c0, c1) for c0, c1 in header.cols() if region.cols_meet(*extended(c0, c1, w, overlap))]
@@ -515,7 +546,7 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
                 else:
                     jobs.append(functools.partial(decode_region, codec, quality, payload, valid_ext[:, f0:f1], core,
                                                   params, side_cfg, correction[:, c0 - left : c1 - left], outliers,
-                                                  c0 - left))
+                                                  c0 - left, speckle))
             yield (r0, r1, e0, valid[:, left:right], correction, outliers), jobs
 
     with _tile_pool(codec) as pool:

@@ -13,7 +13,7 @@ Layout (all integers little-endian)::
                  bound {units: 'db' or 'input', max_error} and model, quality null, no side, and its crs may be
                  'EPSG:n' instead of WKT; version 4 (any file with ground control points) stores gcps as {crs,
                  count} and the points themselves packed (``sarcodec.io.gcps``) right after the deflate stream,
-                 inside header_len
+                 inside header_len; version 5 (lossy files written with ``--speckle``) adds side.speckle (1)
     records      one per tile row band, in order:
                    mask_len u32, mask (zlib of np.packbits of the band's validity mask; empty = all valid;
                    version 1: the band's rows, version 2: its rows with their overlap, which tiles need to know
@@ -22,7 +22,8 @@ Layout (all integers little-endian)::
                    payload_len u32, payload: version 1: constriction ANS words; version 2: empty when the
                    tile core has no valid pixel (nothing coded), else a tag byte: 1 = constant tile (float32
                    x_norm value, side blob), 2 = coded tile (u32 word count, ANS words, side blob); the side
-                   blob holds the outliers and the radiometric correction (``sarcodec.codec.sidelayer``);
+                   blob holds the outliers and the radiometric correction (``sarcodec.codec.sidelayer``; version 5:
+                   and the speckle map of a coded tile);
                    version 3: tag 3 = bounded tile (``sarcodec.codec.bounded``)
     checksum     u32      CRC-32 of every byte before it
 
@@ -55,6 +56,7 @@ from sarcodec.jsonfloat import SPECIAL_FLOATS
 __all__ = [
     "FORMAT_VERSION",
     "GCP_VERSION",
+    "SPECKLE_VERSION",
     "HEADER_DICTIONARIES",
     "HEADER_DICTIONARY",
     "LOSSY_VERSION",
@@ -84,12 +86,15 @@ FORMAT_VERSION = 3
 #: header has ``bound`` instead of ``model``/``quality``/``side`` and whose tiles are tag 3 records
 #: (``sarcodec.codec.bounded``). Version 4: either kind with its ground control points packed after the header
 #: (``sarcodec.io.gcps``: ~2.4 KB instead of ~6.5 KB for a Sentinel-1 GRD product's 210 points).
-READ_VERSIONS = (1, 2, 3, 4)
+READ_VERSIONS = (1, 2, 3, 4, 5)
 #: Lossy files are still written as version 2 (nothing in them changed: sarcodec 0.2 reads them); a writer stamps
 #: the lowest version that can read its file.
 LOSSY_VERSION = 2
 #: Files with ground control points are written as version 4, whatever their kind (sarcodec 0.5 cannot read them).
 GCP_VERSION = 4
+#: Lossy files whose tiles carry a speckle map (``compress --speckle``, header ``side.speckle``) are version 5
+#: (sarcodec 0.7.12 cannot read them); otherwise as version 4.
+SPECKLE_VERSION = 5
 _MAX_HEADER = 64 << 20
 _HEADER_DICTIONARY_V1 = (
     b'"gcps":null,"tile":{"size":1024,"overlap":16},"n_tiles":1}"crs":null,"transform":null,"nodata":null,'
@@ -113,6 +118,8 @@ HEADER_DICTIONARIES = {
 HEADER_DICTIONARIES[4] = (HEADER_DICTIONARIES[3][: HEADER_DICTIONARIES[3].index(b'"coder"')]
                           + HEADER_DICTIONARIES[2].replace(b"sarcodec 0.2.0", b"sarcodec 0.6.0")
                           .replace(b'"gcps":null,', b'"gcps":{"crs":"EPSG:4326","count":210},'))
+# version 5: version 4's (lossy files with speckle maps; the header adds side.speckle)
+HEADER_DICTIONARIES[5] = HEADER_DICTIONARIES[4]
 HEADER_DICTIONARY = HEADER_DICTIONARIES[FORMAT_VERSION]
 
 
@@ -123,8 +130,10 @@ def framing_bytes(header_bytes: int, n_rows: int, n_cols: int) -> int:
 
 
 def stored_version(fields: dict[str, Any], version: int) -> int:
-    """The version a file of kind ``version`` is written as: :data:`GCP_VERSION` when it has ground control points
-    (the lowest version that can read it)."""
+    """The version a file of kind ``version`` is written as: :data:`SPECKLE_VERSION` when its tiles carry speckle
+    maps, else :data:`GCP_VERSION` when it has ground control points (the lowest version that can read it)."""
+    if (fields.get("side") or {}).get("speckle"):
+        return max(version, SPECKLE_VERSION)
     return max(version, GCP_VERSION) if fields.get("gcps") else version
 
 
@@ -254,7 +263,9 @@ class SarcHeader:
                 ok = (isinstance(side, dict) and all(_is_finite(side.get(k)) and 0 < side[k] <= 100
                                                      for k in ("step_hi", "step_lo", "bias_step"))
                       and _is_int(side.get("bias_block")) and 4 <= side["bias_block"] <= MAX_TILE
-                      and isinstance(f.get("coder", ""), str))
+                      and isinstance(f.get("coder", ""), str)
+                      # version 5: speckle synthesis 1 (sarcodec.codec.sidelayer.speckle_db), before it none
+                      and (side.get("speckle") == 1 if self.version >= SPECKLE_VERSION else "speckle" not in side))
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CorruptFileError(f"header is missing or has a malformed field ({exc})") from None
         if not ok:
