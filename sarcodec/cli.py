@@ -225,6 +225,8 @@ def _cmd_info_sarc(path: Path) -> int:
         f"  format {f['format_version']}: " + (
             f"targets and pixels beyond the clip kept to {f['side']['step_hi'] / 2:g} dB (dark ones to "
             f"{f['side']['step_lo'] / 2:g} dB), mean intensity kept per {f['side']['bias_block']} px block"
+            + (", speckle stored per block and synthesized (decompress --no-speckle leaves it out)"
+               if f["side"].get("speckle") else "")
             if "side" in f else "bounded tiles (no network)" if f.get("bound") else
             "pixels beyond the clip range are not kept, no radiometric correction"),
         f"  georeferencing: {'CRS ' + _crs_name(f['crs']) if f['crs'] else 'no CRS'}, "
@@ -318,6 +320,10 @@ def _add_compress(sub: Any) -> None:
     p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
                    help="auto (default): on the CPU without PyTorch (NumPy and ONNX Runtime) when the model allows "
                    "it, else PyTorch; torch: always PyTorch; onnx: only without PyTorch. The same symbols either way")
+    p.add_argument("--speckle", action="store_true",
+                   help="also store the speckle the codec smooths away (a few bytes per 32 x 32 block), which "
+                   "decompress synthesizes back: the decoded image keeps the original's speckle statistics (ENL) "
+                   "at a cost in PSNR (lossy modes; .sarc format 5)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=_cmd_compress)
 
@@ -334,13 +340,13 @@ def _cmd_compress(args: argparse.Namespace) -> int:
                  max_error_units=args.max_error_units, lossless=args.lossless, model=args.model or DEFAULT_CODEC,
                  units=args.units, band=args.band, nodata=args.nodata, tile_size=args.tile_size,
                  overlap=args.overlap, device=args.device, runtime=args.runtime, overwrite=args.overwrite,
-                 progress=True)
+                 progress=True, speckle=args.speckle)
     if args.units is None:
         _log(f"units: {r.units} ({r.units_rule}; override with --units)")
     if r.note:
         _log(f"note: {r.note}")
     if r.mode == "lossy":
-        mode = f"model {r.model} quality {r.quality:g}"
+        mode = f"model {r.model} quality {r.quality:g}{' with speckle' if args.speckle else ''}"
     elif r.mode == "lossless":
         mode = "lossless"
     else:
@@ -380,6 +386,9 @@ def _add_decompress(sub: Any) -> None:
                    help="decode only this part of the raster, in pixels as gdal_translate -srcwin (first column, first "
                    "row, width, height): only the tiles it needs are decoded, the pixels are those of the whole "
                    "file there, and the GeoTIFF is georeferenced at the part's first pixel")
+    p.add_argument("--no-speckle", action="store_true",
+                   help="for a file written with compress --speckle: leave its speckle out (the smooth image the "
+                   "network decodes; other files decode the same either way)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and PAGE.html) if it exists")
     p.set_defaults(func=_cmd_decompress)
 
@@ -393,7 +402,7 @@ def _cmd_decompress(args: argparse.Namespace) -> int:
     if args.band is not None and not args.compare:
         raise BadInputError("--band needs --compare ORIGINAL (it chooses the band of ORIGINAL to compare against)")
     options = {"model": args.model, "cog": args.cog, "device": args.device, "runtime": args.runtime,
-               "overwrite": args.overwrite, "progress": True}
+               "overwrite": args.overwrite, "progress": True, "speckle": not args.no_speckle}
     if args.srcwin is not None:
         if args.compare:
             raise BadInputError("--srcwin decodes part of the raster; --compare scores the whole of it: use one")
@@ -677,6 +686,10 @@ def _add_batch(sub: Any) -> None:
     p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default=None,
                    help="as for compress: auto (default), torch or onnx")
     p.add_argument("--cog", action="store_true", help="with --decompress: write Cloud-Optimized GeoTIFFs")
+    speckle = p.add_mutually_exclusive_group()
+    speckle.add_argument("--speckle", action="store_true", help="as for compress: store the speckle to synthesize")
+    speckle.add_argument("--no-speckle", action="store_true",
+                         help="with --decompress: leave out the speckle of files written with --speckle")
     p.set_defaults(func=_cmd_batch)
 
 
@@ -684,9 +697,14 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     from sarcodec.deploy.batch import MANIFEST_NAME, raise_for_failures, run_batch
 
     # unset options are None: run_batch passes on those given and rejects the ones of the other mode
+    if args.speckle and args.decompress:
+        raise BadInputError("--speckle is an option of compress (a file written with it decodes with its speckle)")
+    if args.no_speckle and not args.decompress:
+        raise BadInputError("--no-speckle is an option of --decompress")
     options = {"quality": args.quality, "bpp": args.bpp, "max_error": args.max_error,
                "max_error_units": args.max_error_units, "lossless": args.lossless or None, "model": args.model,
-               "units": args.units, "band": args.band, "runtime": args.runtime, "cog": args.cog or None}
+               "units": args.units, "band": args.band, "runtime": args.runtime, "cog": args.cog or None,
+               "speckle": True if args.speckle else False if args.no_speckle else None}
     rows = run_batch(args.inputs, args.output, decompress=args.decompress, workers=args.workers,
                      scheduler=args.scheduler, options=options, progress=args.progress or sys.stderr.isatty(),
                      connect_timeout=args.connect_timeout, log=print)

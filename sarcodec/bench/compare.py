@@ -45,7 +45,7 @@ def _compare(original: str | Path, decoded: npt.NDArray[Any], sarc_bytes: int, u
 def decompress_and_compare(sarc: str | Path, output: str | Path, original: str | Path, *, band: int | None = None,
                            model: str | Path | None = None, cog: bool = False, device: str | None = "cpu",
                            runtime: str = "auto", overwrite: bool = False, progress: bool = False,
-                           html: str | Path | None = None) -> tuple[Any, list[dict[str, Any]]]:
+                           html: str | Path | None = None, speckle: bool = True) -> tuple[Any, list[dict[str, Any]]]:
     """``decompress`` to ``output``, then :func:`compare_with_jpeg2000` against ``original`` (its ``band``, by
     default the band the file was written from); with ``html``, also the viewer page of the three images there.
     Everything the comparison needs is checked before anything is written: ``original`` must not be the output,
@@ -71,7 +71,8 @@ def decompress_and_compare(sarc: str | Path, output: str | Path, original: str |
         raise BadInputError(f"{orig}: shape {shape[0]} x {shape[1]} differs from the file's "
                             f"{info['height']} x {info['width']}")
     existed = out.exists() or out.is_symlink()
-    result = decompress(sarc, out, model=model, cog=cog, device=device, runtime=runtime, overwrite=overwrite, progress=progress)
+    result = decompress(sarc, out, model=model, cog=cog, device=device, runtime=runtime, overwrite=overwrite,
+                        progress=progress, speckle=speckle)
     try:
         with open_raster(out) as reader:
             decoded = reader.read()

@@ -367,6 +367,7 @@ def compress(
     runtime: str = "auto",
     overwrite: bool = False,
     progress: bool = False,
+    speckle: bool = False,
 ) -> CompressResult:
     """Compress a raster file (GeoTIFF, ``.npy``) or a 2-D array into a ``.sarc`` file.
 
@@ -388,11 +389,17 @@ def compress(
         runtime: ``"auto"``: on the CPU without PyTorch when the weights allow it (``sarcodec.codec.lite``: the
             same symbols as PyTorch's encoder, tested; the correction fitted against the decoder's own pixels);
             ``"torch"``: PyTorch; ``"onnx"``: only without PyTorch.
+        speckle: also store the speckle the codec smooths away (a few bytes per 32 x 32 block; ``.sarc`` format 5),
+            which ``decompress`` synthesizes back by default (``sarcodec.codec.sidelayer``): decoded images keep
+            the original's speckle statistics (ENL) at a cost in squared error. Lossy modes only.
     """
     start = time.monotonic()
     if runtime == "onnx" and device in (None, "auto"):
         device = "cpu"
     bound = check_rate_options(quality, bpp, max_error, max_error_units, lossless)
+    if speckle and bound is not None:
+        raise BadInputError("speckle synthesis is for lossy files: a near-lossless or lossless file keeps the "
+                            "original's speckle itself")
     if bound is not None:
         overlap = 0
     if not 16 <= tile_size <= MAX_TILE or not 0 <= overlap <= tile_size // 2:
@@ -451,7 +458,7 @@ def compress(
             if bound is None:
                 assert loading is not None
                 codec = loading.result()
-                q, note = lossy.compress_lossy(codec, reader, params, header, out, quality, bpp, bar)
+                q, note = lossy.compress_lossy(codec, reader, params, header, out, quality, bpp, bar, speckle)
                 model_name, mode = codec.name, "lossy"
             else:
                 header["bound"] = bound.to_json()
@@ -628,6 +635,7 @@ def decompress(
     overwrite: bool = False,
     progress: bool = False,
     srcwin: tuple[int, int, int, int] | None = None,
+    speckle: bool = True,
 ) -> DecompressResult:
     """Decode a ``.sarc`` file to a GeoTIFF at ``output`` (CRS, transform, nodata, units and dtype restored),
     or, without ``output``, to a NumPy array (``result.array``).
@@ -638,7 +646,8 @@ def decompress(
     float rounding of PyTorch's), ``"torch"`` always with PyTorch, ``"onnx"`` only without it. ``srcwin``:
     ``(xoff, yoff, xsize, ysize)``, as ``gdal_translate -srcwin``: decode only the tiles that part of the raster
     needs and return (or write, georeferenced at its own first pixel) just that part, pixel for pixel what the
-    whole file decodes to there.
+    whole file decodes to there. ``speckle=False``: a file written with ``compress(..., speckle=True)`` decodes
+    without its synthesized speckle (the smooth image; other files are unchanged by it).
     """
     start = time.monotonic()
     check_runtime(runtime)
@@ -662,7 +671,8 @@ def decompress(
                 quality = codec.model.check_quality(float(header.fields["quality"]))
             except IncompatibleModelError as exc:
                 raise CorruptFileError(f"{src}: the header's {exc}") from None
-            run = functools.partial(lossy.decode_lossy_bands, header, params, codec, quality, region=region)
+            run = functools.partial(lossy.decode_lossy_bands, header, params, codec, quality, region=region,
+                                    speckle=speckle)
         sink = _Output(header, out, cog, region)
         bar = _progress_bar(_tiles_decoded(header, region), "decompress", progress)
         try:

@@ -63,9 +63,9 @@ MANIFEST_NAME = "manifest.csv"
 MANIFEST_COLUMNS = ("input", "band", "output", "status", "bytes", "bpp", "seconds", "error")
 #: Keyword arguments of ``sarcodec.compress`` a batch passes through (``band`` also chooses the jobs).
 COMPRESS_OPTIONS = frozenset({"quality", "bpp", "max_error", "max_error_units", "lossless", "model", "units", "band",
-                              "runtime"})
+                              "runtime", "speckle"})
 #: Keyword arguments of ``sarcodec.decompress`` a batch passes through.
-DECOMPRESS_OPTIONS = frozenset({"cog", "model"})
+DECOMPRESS_OPTIONS = frozenset({"cog", "model", "speckle"})
 #: Seconds to wait for an existing scheduler before giving up.
 CONNECT_TIMEOUT_S = 10.0
 
@@ -306,9 +306,12 @@ def _checked_options(options: Mapping[str, Any], decompress: bool) -> dict[str, 
         from sarcodec.codec.api import check_rate_options
         from sarcodec.codec.registry import DEFAULT_CODEC
 
-        check_rate_options(given.get("quality"), given.get("bpp"), given.get("max_error"),
-                           given.get("max_error_units", "db"), bool(given.get("lossless")),
-                           given.get("model", DEFAULT_CODEC))
+        bound = check_rate_options(given.get("quality"), given.get("bpp"), given.get("max_error"),
+                                   given.get("max_error_units", "db"), bool(given.get("lossless")),
+                                   given.get("model", DEFAULT_CODEC))
+        if given.get("speckle") and bound is not None:
+            raise BadInputError("speckle synthesis is for lossy files: a near-lossless or lossless file keeps the "
+                                "original's speckle itself")
     if "runtime" in given:  # checked here, not once per scene on the workers
         import importlib.util
 

@@ -3,9 +3,10 @@
 Endpoints (every one but ``/healthz`` needs ``Authorization: Bearer TOKEN`` when ``SARCODEC_API_TOKEN`` is set):
 
 - ``POST /compress``: a raster upload in the multipart field ``file``; query parameters as the CLI's options
-  (``quality``, ``bpp``, ``max_error``, ``max_error_units``, ``lossless``, ``model``, ``units``, ``band``, ``nodata``)
+  (``quality``, ``bpp``, ``max_error``, ``max_error_units``, ``lossless``, ``model``, ``units``, ``band``, ``nodata``,
+  ``speckle``)
   -> the ``.sarc`` file (``X-Sarcodec-*`` headers: bytes, bpp, mode, units);
-- ``POST /decompress``: a ``.sarc`` upload (``cog`` query parameter) -> the GeoTIFF;
+- ``POST /decompress``: a ``.sarc`` upload (``cog``, ``srcwin`` and ``speckle`` query parameters) -> the GeoTIFF;
 - ``POST /info``: a ``.sarc`` upload -> its header as JSON (as ``sarcodec info``); ``GET /info``: the service
   (version, models, limits);
 - ``GET /healthz`` -> ``{"status": "ok"}``; ``GET /metrics`` -> Prometheus text (requests, latency, bytes, queue).
@@ -355,7 +356,7 @@ def create_app(config: ServeConfig | None = None) -> Any:
     async def compress_endpoint(request: Request, quality: float | None = None, bpp: float | None = None,
                                 max_error: float | None = None, max_error_units: str = "db", lossless: bool = False,
                                 model: str | None = None, units: str | None = None, band: int | None = None,
-                                nodata: float | None = None) -> Any:
+                                nodata: float | None = None, speckle: bool = False) -> Any:
         from sarcodec.codec.api import compress
         from sarcodec.codec.registry import DEFAULT_CODEC
         from sarcodec.io.raster import open_raster
@@ -374,7 +375,7 @@ def create_app(config: ServeConfig | None = None) -> Any:
             out.parent.mkdir()
             r = await coded(compress, path, out, quality=quality, bpp=bpp, max_error=max_error,
                             max_error_units=max_error_units, lossless=lossless, model=model or DEFAULT_CODEC,
-                            units=units, band=band, nodata=nodata, device="cpu")
+                            units=units, band=band, nodata=nodata, device="cpu", speckle=speckle)
             headers = {"X-Sarcodec-Bytes": str(r.bytes), "X-Sarcodec-Bpp": f"{r.bpp:.6f}",
                        "X-Sarcodec-Mode": r.mode, "X-Sarcodec-Units": r.units}
             return FileResponse(out, media_type="application/octet-stream", filename=out.name, headers=headers)
@@ -382,7 +383,8 @@ def create_app(config: ServeConfig | None = None) -> Any:
         return await run("compress", request, work, _query_names(compress_endpoint))
 
     @app.post("/decompress")
-    async def decompress_endpoint(request: Request, cog: bool = False, srcwin: str | None = None) -> Any:
+    async def decompress_endpoint(request: Request, cog: bool = False, srcwin: str | None = None,
+                                  speckle: bool = True) -> Any:
         from sarcodec.codec.api import decompress
         from sarcodec.codec.info import read_info
 
@@ -395,7 +397,7 @@ def create_app(config: ServeConfig | None = None) -> Any:
                 raise _Rejected(413, f"{path.name}: {pixels} pixels, more than the limit ({cfg.max_pixels})")
             out = workdir / "out" / f"{Path(path.name).stem}.tif"
             out.parent.mkdir()
-            await coded(decompress, path, out, cog=cog, device="cpu", srcwin=window)
+            await coded(decompress, path, out, cog=cog, device="cpu", srcwin=window, speckle=speckle)
             return FileResponse(out, media_type="image/tiff", filename=out.name)
 
         return await run("decompress", request, work, _query_names(decompress_endpoint))
