@@ -2,7 +2,7 @@
 
 It damages what lies *behind* the checksum: the header JSON (field by field, nested fields too), the validity
 masks (bit flips, truncation, deflate bombs, wrong sizes), the tile records (tags, word counts, payload bits,
-truncation, swaps, empty records), the side information of format-2 tiles, and the record counts; then it
+truncation, swaps, empty records), the side information of format-2 and format-5 tiles, and the record counts; then it
 rebuilds the file with a correct CRC so that the header parser, the mask decoder, the tile records and the entropy
 decoder are all reached. Every case is decoded in a child process under a memory cap (``RLIMIT_AS``) and a time
 cap; it must end in a ``CorruptFileError``, an ``IncompatibleModelError`` (a header naming weights this
@@ -30,6 +30,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN_V1 = Path(__file__).parent / "golden" / "v1_opera_72x90_q3.sarc"
+GOLDEN_V5 = Path(__file__).parent / "golden" / "v5_speckle_opera_72x90_q3.sarc"
 #: Address-space cap of the decoding child (PyTorch alone maps ~2-3 GB of virtual memory).
 MEMORY_CAP = 6 << 30
 CASE_SECONDS = 30
@@ -39,8 +40,8 @@ Parsed = tuple[int, dict[str, Any], list[tuple[bytes, list[bytes]]]]
 
 
 def base_files(folder: Path) -> list[Path]:
-    """Two valid files to damage: a format-2 file (2 x 3 tiles, a NaN corner, point targets, an uncoded tile)
-    and the committed format-1 golden file."""
+    """Three valid files to damage: a format-2 file (2 x 3 tiles, a NaN corner, point targets, an uncoded tile)
+    and the committed format-1 and format-5 (speckle maps) golden files."""
     import sarcodec
     from tests.conftest import speckle_intensity
 
@@ -49,7 +50,7 @@ def base_files(folder: Path) -> list[Path]:
     img[5, 7] *= 1e4
     path = folder / "v2.sarc"
     sarcodec.compress(img, path, quality=3, tile_size=20, overlap=4, overwrite=True)
-    return [path, GOLDEN_V1]
+    return [path, GOLDEN_V1, GOLDEN_V5]
 
 
 def parse(path: Path) -> Parsed:

@@ -103,7 +103,8 @@ def test_a_nodata_border_costs_little_and_a_constant_image_almost_nothing(tmp_pa
     np.testing.assert_allclose(sarcodec.decompress(tmp_path / "c.sarc").array, constant, rtol=1e-3)
 
 
-@pytest.mark.parametrize("name", ["v1_opera_72x90_q3", "v2_opera_72x90_q3", "v2_gcps_opera_40x48_q3"])
+@pytest.mark.parametrize("name", ["v1_opera_72x90_q3", "v2_opera_72x90_q3", "v2_gcps_opera_40x48_q3",
+                                  "v5_speckle_opera_72x90_q3"])
 def test_files_of_every_format_version_decode_to_the_same_pixels(name: str) -> None:
     # Committed files and the pixels the version that wrote them decoded them to (tests/codec/golden/README.md).
     # A changed symbol moves pixels by ~1e-3 and more; kernels of other CPUs or versions by float rounding (1e-6).

@@ -137,3 +137,51 @@ def test_block_sums_equal_float64_sums_of_each_block(shape: tuple[int, int], dty
         for j in range(gw):
             want = values[32 * i : 32 * i + 32, 32 * j : 32 * j + 32].astype(np.float64).sum()
             assert got[i, j] == pytest.approx(want, rel=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_side_blob_round_trip_with_a_speckle_map() -> None:
+    rng = np.random.default_rng(3)
+    shape = (70, 90)
+    grid = S.correction_grid(shape)
+    side = S.TileSide(np.array([5, 900]), np.array([3, 40]), np.array([], np.int64), np.array([], np.int64),
+                      rng.integers(-300, 300, grid), rng.integers(0, 33, grid))
+    back = S.decode_side(S.encode_side(side), shape, with_correction=True, with_speckle=True)
+    for name in ("above_index", "above_q", "below_index", "below_q", "correction", "speckle"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(side, name))
+    # a speckle value beyond the format's largest (variance 1) is a damaged file
+    bad = S.TileSide(side.above_index, side.above_q, side.below_index, side.below_q, side.correction,
+                     np.full(grid, 33))
+    with pytest.raises(CorruptFileError, match="speckle"):
+        S.decode_side(S.encode_side(bad), shape, with_correction=True, with_speckle=True)
+    with pytest.raises(CorruptFileError):  # read as a blob without a map: trailing bytes
+        S.decode_side(S.encode_side(side), shape, with_correction=True)
+
+
+def test_fitted_speckle_is_the_variance_the_decode_lacks() -> None:
+    rng = np.random.default_rng(4)
+    shape = (128, 160)
+    flat = np.zeros(shape)  # a decode that smoothed everything to 0 dB
+    use = np.ones(shape, bool)
+    one_look = rng.exponential(1.0, shape)
+    four_looks = rng.gamma(4.0, 0.25, shape)
+    q1 = S.fit_speckle(one_look, flat, use)  # variance 1: 2 ** ((32 - 32) / 4), a 1024-pixel sample's within ~10 %
+    assert ((q1 >= 30) & (q1 <= 32)).all() and np.median(q1) >= 31
+    q4 = S.fit_speckle(four_looks, flat, use)
+    assert abs(np.median(q4) - 24) <= 1  # variance 1/4: two octaves down
+    assert (S.fit_speckle(one_look, 10 * np.log10(one_look), use) == 0).all()  # nothing lacking
+    use[:, :32] = False  # blocks without pixels to measure get none
+    assert (S.fit_speckle(one_look, flat, use)[:, 0] == 0).all() and (S.fit_speckle(one_look, flat, use)[:, 1] > 0).all()
+
+
+def test_synthesized_speckle_is_seeded_unit_mean_per_block_and_of_the_stored_variance() -> None:
+    shape = (96, 130)
+    q = np.full(S.correction_grid(shape), 24)  # relative variance 1/4 (4 looks)
+    a, b = S.speckle_db(q, shape, 7), S.speckle_db(q, shape, 7)
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and not np.array_equal(a, S.speckle_db(q, shape, 8))
+    gain = 10 ** (a.astype(np.float64) / 10)
+    block_means = S._block_sums(gain, S.BIAS_BLOCK) / S._block_sums(np.ones(shape), S.BIAS_BLOCK)
+    np.testing.assert_allclose(block_means, 1.0, rtol=1e-5)
+    assert 0.22 < gain.var() < 0.28
+    np.testing.assert_array_equal(S.speckle_db(np.zeros_like(q), shape, 7), 0.0)
+    assert S.speckle_seed(b"words") == S.speckle_seed(b"words") != S.speckle_seed(b"other")

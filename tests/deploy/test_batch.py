@@ -186,6 +186,9 @@ def test_cli_bad_input_one_line_nothing_written(tmp_path: Path) -> None:
         (["batch", sample, "-o", out, "--max-error", "0"], "maximum error in dB must be at least"),
         (["batch", sample, "-o", out, "--bpp", "0"], "must be a positive number"),
         (["batch", sample, "-o", out, "--max-error-units", "input"], "needs max_error"),
+        (["batch", sample, "-o", out, "--lossless", "--speckle"], "speckle synthesis is for lossy files"),
+        (["batch", "--decompress", sample, "-o", out, "--speckle"], "--speckle is an option of compress"),
+        (["batch", sample, "-o", out, "--no-speckle"], "--no-speckle is an option of --decompress"),
     ]
     for args, needle in cases:
         proc = run_cli(*args)

@@ -115,6 +115,19 @@ def test_compress_and_decompress_over_http_match_the_library(server: Server, tmp
         d = httpx.post(f"{server.url}/decompress", params={"srcwin": srcwin},
                        files={"file": ("a.sarc", sarc.read_bytes())}, headers=_auth(), timeout=120)
         assert d.status_code == 400 and needle in d.json()["error"], d.text
+    # speckle synthesis: stored by ?speckle=true, left out by the decoder's ?speckle=false
+    r = httpx.post(f"{server.url}/compress", params={"quality": 3, "speckle": "true"},
+                   files={"file": (OPERA.name, OPERA.read_bytes())}, headers=_auth(), timeout=120)
+    assert r.status_code == 200, r.text
+    compress(OPERA, local, quality=3, device="cpu", speckle=True, overwrite=True)
+    assert r.content == local.read_bytes()
+    for flag in (True, False):
+        d = httpx.post(f"{server.url}/decompress", params={"speckle": str(flag).lower()},
+                       files={"file": ("s.sarc", r.content)}, headers=_auth(), timeout=120)
+        assert d.status_code == 200, d.text
+        tif.write_bytes(d.content)
+        with open_raster(tif) as reader:
+            np.testing.assert_array_equal(reader.read(), decompress(local, speckle=flag).array)
     assert server.leftovers() == []
 
 
