@@ -54,7 +54,7 @@ from sarcodec.io.sarc import MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE, SarcHeader, Sa
 from sarcodec.codec.info import params_of
 from sarcodec.codec.lite import LiteCodec, load_lite
 from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec, resolve_codec
-from sarcodec.codec.tiling import Region, extended
+from sarcodec.codec.tiling import Region
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError, OutputError, SarcodecError
 from sarcodec.io.gcps import check_points
 from sarcodec.io.raster import RasterInfo, compact_crs, open_raster
@@ -698,8 +698,8 @@ def _tiles_decoded(header: SarcHeader, region: Region | None) -> int:
     """How many tiles decoding ``region`` (None: all) takes: those whose extended extent meets it."""
     if region is None:
         return int(header.fields["n_tiles"])
-    h, w, overlap = header.height, header.width, header.overlap
-    rows = sum(region.rows_meet(*extended(r0, r1, h, overlap)) for r0, r1 in header.rows())
-    return rows * sum(region.cols_meet(*extended(c0, c1, w, overlap)) for c0, c1 in header.cols())
+    overlap = 0 if header.fields.get("bound") else header.overlap  # bounded tiles do not blend
+    rows, cols = region.tiles(header.rows(), header.cols(), header.height, header.width, overlap)
+    return sum(rows) * len(cols)
 
 

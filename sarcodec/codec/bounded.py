@@ -578,12 +578,12 @@ def decode_bounded_bands(header: SarcHeader, params: PreprocessingParams, bound:
     only the tiles that meet it (``sink`` gets the region's pixels, its row 0 the region's first row)."""
     dtype, fill = np.dtype(params.dtype), fill_value(params)
     region = region or Region.whole(header.height, header.width)
-    cols = [(c0, c1) for c0, c1 in header.cols() if region.cols_meet(c0, c1)]
+    meet, cols = region.tiles(header.rows(), header.cols(), header.height, header.width, 0)  # no blending
     out = RegionSink(sink, region, cols[0][0])
 
     def bands() -> Iterator[tuple[int, list[Callable[[], npt.NDArray[Any]]]]]:
-        for (r0, r1), (mask_bytes, payloads) in zip(header.rows(), reader.bands()):
-            if not region.rows_meet(r0, r1):
+        for (r0, r1), wanted, (mask_bytes, payloads) in zip(header.rows(), meet, reader.bands()):
+            if not wanted:
                 continue
             valid = decode_mask(mask_bytes, (r1 - r0, header.width))
             tiles = dict(zip(header.cols(), payloads))

@@ -487,8 +487,7 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
     region is decoded. ``speckle=False`` leaves out the speckle a file written with ``--speckle`` carries."""
     h, w, overlap = header.height, header.width, header.overlap
     region = region or Region.whole(h, w)
-    col_grid = [(c0, c1) for c0, c1 in header.cols() if region.cols_meet(*extended(c0, c1, w, overlap))]
-    row_grid = [region.rows_meet(*extended(r0, r1, h, overlap)) for r0, r1 in header.rows()]
+    row_grid, col_grid = region.tiles(header.rows(), header.cols(), h, w, overlap)
     left = extended(*col_grid[0], w, overlap)[0]  # columns [left, right) are decoded
     right = extended(*col_grid[-1], w, overlap)[1]
     first_row = extended(*header.rows()[row_grid.index(True)], h, overlap)[0]

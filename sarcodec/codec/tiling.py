@@ -63,6 +63,14 @@ class Region:
     def cols_meet(self, start: int, stop: int) -> bool:
         return start < self.col1 and self.col0 < stop
 
+    def tiles(self, rows: list[tuple[int, int]], cols: list[tuple[int, int]], height: int, width: int,
+              overlap: int) -> tuple[list[bool], list[tuple[int, int]]]:
+        """The tiles of a ``height`` x ``width`` raster (cores ``rows`` x ``cols``, coded with ``overlap``) whose
+        extended extent meets the region, i.e. every tile that gives any of its pixels: a flag per tile row, and
+        the cores among ``cols`` that do."""
+        meet_rows = [self.rows_meet(*extended(r0, r1, height, overlap)) for r0, r1 in rows]
+        return meet_rows, [(c0, c1) for c0, c1 in cols if self.cols_meet(*extended(c0, c1, width, overlap))]
+
 
 def extended(start: int, stop: int, length: int, overlap: int) -> tuple[int, int]:
     """The interval a tile with core ``[start, stop)`` is coded over (core plus overlap, inside ``[0, length)``)."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sarcodec.codec.tiling import Blender, extended, fill_invalid, ramp
+from sarcodec.codec.tiling import Blender, Region, extended, fill_invalid, ramp
+from sarcodec.io.sarc import tile_grid
 
 
 def test_ramps_sum_to_one_across_tiles() -> None:
@@ -65,3 +66,15 @@ def test_the_fill_pyramid_is_pytorchs_pooling_and_bilinear_resize(h: int, w: int
         up = _bilinear(t, size)
         np.testing.assert_allclose(up, want[0, 0].numpy(), rtol=1e-13, atol=1e-15)
         assert up.flags.c_contiguous  # as the maps it is combined with
+
+
+def test_region_tiles_are_those_whose_extended_extent_meets_it() -> None:
+    rows, cols = tile_grid(300, 100), tile_grid(250, 100)  # 3 x 3 tiles, the last ones short
+    region = Region(100, 105, 195, 205)  # rows in the second tile row, columns across the 2nd/3rd boundary
+    assert region.tiles(rows, cols, 300, 250, 0) == ([False, True, False], [(100, 200), (200, 250)])
+    # with overlap 8, the first tile row's extent reaches row 108: it blends into the region too
+    assert region.tiles(rows, cols, 300, 250, 8) == ([True, True, False], [(100, 200), (200, 250)])
+    whole = Region.whole(300, 250)
+    assert whole.tiles(rows, cols, 300, 250, 16) == ([True] * 3, cols)
+    # a region strictly inside one core, away from its edges by more than the overlap: only that tile
+    assert Region(130, 170, 30, 70).tiles(rows, cols, 300, 250, 16) == ([False, True, False], [(0, 100)])
