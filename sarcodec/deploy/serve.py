@@ -387,12 +387,16 @@ def create_app(config: ServeConfig | None = None) -> Any:
                                   speckle: bool = True) -> Any:
         from sarcodec.codec.api import decompress
         from sarcodec.codec.info import read_info
+        from sarcodec.codec.tiling import Region
 
         async def work(workdir: Path) -> Any:
             window = None if srcwin is None else _srcwin(srcwin)  # before the upload is read
             path = await upload(request, workdir, "upload.sarc")
             info = await anyio.to_thread.run_sync(read_info, path)
-            pixels = int(info["height"]) * int(info["width"]) if window is None else window[2] * window[3]
+            height, width = int(info["height"]), int(info["width"])
+            if window is not None:  # a window beyond the raster is a bad request (400), whatever its size
+                Region.from_srcwin(window, height, width)
+            pixels = height * width if window is None else window[2] * window[3]
             if pixels > cfg.max_pixels:
                 raise _Rejected(413, f"{path.name}: {pixels} pixels, more than the limit ({cfg.max_pixels})")
             out = workdir / "out" / f"{Path(path.name).stem}.tif"
