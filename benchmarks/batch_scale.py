@@ -25,12 +25,13 @@ import argparse
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+from prepare_bench import work_folder  # noqa: E402
 DEV = REPO.parent / "shared" / "data" / "sar" / "dev"
 
 
@@ -75,9 +76,7 @@ def main() -> int:
 
     from sarcodec.io.raster import find_rasters, open_raster
 
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="sarcodec-batch-scale-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(args.workdir, args.keep, "sarcodec-batch-scale-") as work:
         scenes = find_rasters(args.paths) if args.paths else default_scenes()
         if args.repeat > 1:  # copies with distinct names: one output each
             copies = work / "scenes"
@@ -110,9 +109,6 @@ def main() -> int:
             print(f"ratio 2 workers/1 worker, {kind}: {rate[2] / rate[1]:.2f}")
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
         return 0
-    finally:
-        if not args.keep and args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -31,17 +31,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import sarcodec as sarcodec_package  # noqa: E402
-from prepare_bench import make_scene, run_measured  # noqa: E402
+from prepare_bench import make_scene, run_measured, work_folder  # noqa: E402
 
 REFERENCES = """
 import io, json, sys, time
@@ -137,10 +135,8 @@ def main() -> int:
 
     gpu = (args.device == "auto" and torch.cuda.is_available()) or args.device.startswith("cuda")
     device = "cuda" if gpu and args.device == "auto" else "cpu" if args.device == "auto" else args.device
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="sarcodec-codec-speed-"))
-    work.mkdir(parents=True, exist_ok=True)
-    scene = work / f"speckle_{args.size}.tif"
-    try:
+    with work_folder(args.workdir, args.keep, "sarcodec-codec-speed-") as work:
+        scene = work / f"speckle_{args.size}.tif"
         if not scene.exists():
             make_scene(scene, args.size)
         mpix = args.size * args.size / 1e6
@@ -217,9 +213,6 @@ def main() -> int:
         for text, ok in checks:
             print(f"target {text}: {'met' if ok else 'NOT met'}")
         return 0
-    finally:
-        if not args.keep and args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

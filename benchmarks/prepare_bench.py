@@ -14,11 +14,13 @@ Prints MP/s of both, their ratio, and the peak RSS of the prepare process (must 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,19 @@ def make_scene(path: Path, size: int, seed: int = 0) -> None:
             dst.write(np.clip(np.sqrt(intensity), 1, 65535).astype(np.uint16), 1, window=Window(0, row, size, h))
 
 
+@contextlib.contextmanager
+def work_folder(workdir: Path | None, keep: bool, prefix: str) -> Iterator[Path]:
+    """The benchmark's folder: ``workdir`` (created if missing, kept), else a new temporary one, removed at the end
+    unless ``keep``."""
+    work = workdir or Path(tempfile.mkdtemp(prefix=prefix))
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        yield work
+    finally:
+        if not keep and workdir is None:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def run_measured(cmd: list[str]) -> tuple[float, int]:
     """Run ``cmd``; return (wall seconds, peak RSS in bytes of the process and its children), polled every 20 ms."""
     start = time.perf_counter()
@@ -75,10 +90,8 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated scene and dataset")
     args = parser.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="sarcodec-bench-"))
-    work.mkdir(parents=True, exist_ok=True)
-    scene = work / f"speckle_{args.size}.tif"
-    try:
+    with work_folder(args.workdir, args.keep, "sarcodec-bench-") as work:
+        scene = work / f"speckle_{args.size}.tif"
         if not scene.exists():
             t = time.perf_counter()
             make_scene(scene, args.size)
@@ -95,9 +108,6 @@ def main() -> int:
         print(f"ratio prepare/reference throughput: {read_s / prep_s:.3f}")
         print(f"peak RSS limit 1.5 GB: {'OK' if prep_rss < 1.5e9 else 'EXCEEDED'}")
         return 0 if prep_rss < 1.5e9 else 1
-    finally:
-        if not args.keep and args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -11,14 +11,12 @@ times each; the median is kept. Prints the seconds, the file sizes and the ratio
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prepare_bench import make_scene, run_measured  # noqa: E402
+from prepare_bench import make_scene, run_measured, work_folder  # noqa: E402
 
 SARCODEC = [sys.executable, "-m", "sarcodec"]
 
@@ -31,9 +29,7 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="sarcodec-speckle-"))
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_folder(args.workdir, args.keep, "sarcodec-speckle-") as work:
         scene = work / f"scene_{args.size}.tif"
         if not scene.exists():
             make_scene(scene, args.size)
@@ -59,9 +55,6 @@ def main() -> int:
         plain_bytes, synth_bytes = ((work / f"s_{s}.sarc").stat().st_size for s in (False, True))
         print(f"| file | {plain_bytes} bytes ({plain_bytes * 8 / mp / 1e6:.4f} bpp) | {synth_bytes} bytes "
               f"({synth_bytes * 8 / mp / 1e6:.4f} bpp) | {synth_bytes / plain_bytes:.3f} |")
-    finally:
-        if not args.keep and args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 import argparse
 import math
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import rasterio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from prepare_bench import make_scene, run_measured  # noqa: E402
+from prepare_bench import make_scene, run_measured, work_folder  # noqa: E402
 
 SARCODEC = [sys.executable, "-m", "sarcodec"]
 
@@ -44,11 +42,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the scene and the files")
     args = parser.parse_args()
-    work = args.workdir or Path(tempfile.mkdtemp(prefix="sarcodec-window-"))
-    work.mkdir(parents=True, exist_ok=True)
-    scene, sarc = work / f"speckle_{args.size}.tif", work / f"speckle_{args.size}.sarc"
-    rng = np.random.default_rng(0)
-    try:
+    with work_folder(args.workdir, args.keep, "sarcodec-window-") as work:
+        scene, sarc = work / f"speckle_{args.size}.tif", work / f"speckle_{args.size}.sarc"
+        rng = np.random.default_rng(0)
         if not scene.exists():
             make_scene(scene, args.size)
         subprocess.run([*SARCODEC, "compress", str(scene), "-o", str(sarc), "--overwrite"], check=True,
@@ -75,9 +71,6 @@ def main() -> int:
             met = tiles_met(x, size, args.size) * tiles_met(y, size, args.size)
             print(f"window {size:5d}^2    {seconds:7.2f} s  {met:4d} tiles  peak RSS {rss / 2**20:6.0f} MiB  "
                   f"at ({x}, {y})  ratio to whole {seconds / whole_s:.3f}  pixels {'equal' if same else 'DIFFER'}")
-    finally:
-        if not args.keep and args.workdir is None:
-            shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
