@@ -534,6 +534,8 @@ def _add_benchmark(sub: Any) -> None:
                    help="bounds of --near-lossless in dB (default 0.1 0.25 0.5 1)")
     p.add_argument("--html", action="store_true",
                    help="also write report.html, the offline viewer page (see `sarcodec report`)")
+    p.add_argument("--speckle", action="store_true",
+                   help="also run each learned codec as written by compress --speckle (named MODEL+speckle)")
     p.set_defaults(func=_cmd_benchmark)
 
 
@@ -628,6 +630,9 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
     if args.near_lossless:
         from sarcodec.bench.bounded import DEFAULT_BOUNDS_DB, run_bounded_benchmark
 
+        if args.speckle:
+            raise BadInputError("--speckle is for the lossy benchmark (near-lossless files keep the speckle)")
+
         run_bounded_benchmark(args.inputs, args.output, bounds_db=args.bounds or DEFAULT_BOUNDS_DB, log=_log)
         print((Path(args.output) / "near_lossless.md").read_text())
         return 0
@@ -638,7 +643,7 @@ def _cmd_benchmark(args: argparse.Namespace) -> int:
 
         check_page_output(Path(args.output) / "report.html")
     run_benchmark(args.inputs, args.output, codecs=args.codecs, models=args.models, checkpoints=args.checkpoint,
-                  units=args.units, bd_range=tuple(args.bd_range), log=_log)
+                  units=args.units, bd_range=tuple(args.bd_range), log=_log, speckle=args.speckle)
     print((Path(args.output) / "report.md").read_text())
     if args.html:
         from sarcodec.bench.html_report import report_from_results

@@ -78,3 +78,33 @@ def test_a_model_given_as_a_file_is_benchmarked(tmp_path: Path) -> None:
                            log=lambda _: None)
     rows = [r for r in result["rows"] if "candidate" in r["codec"]]
     assert rows and all(r["bpp"] > 0 and math.isfinite(r["psnr"]) for r in rows)
+
+
+def test_the_speckle_variant_runs_beside_its_model(tmp_path: Path) -> None:
+    """``benchmark --speckle``: each learned codec also as ``compress --speckle`` writes it (MODEL+speckle), decoded
+    with its speckle, with the full-range JPEG 2000 anchor at its files' bpp; the viewer page rebuilds it."""
+    from sarcodec.bench.classical import FULLRANGE
+    from sarcodec.bench.html_report import report_from_results
+    from sarcodec.codec.api import compress
+    from sarcodec.errors import BadInputError
+    from sarcodec.evaluate import load_reference
+
+    out = tmp_path / "out"
+    result = run_benchmark([OPERA], out, codecs=["jpeg2000"], models=["hyperprior"], speckle=True,
+                           log=lambda _: None)
+    rows = result["rows"]
+    plain = {r["setting"]: r for r in rows if r["codec"] == "sarcodec-hyperprior"}
+    synth = {r["setting"]: r for r in rows if r["codec"] == "sarcodec-hyperprior+speckle"}
+    assert sorted(synth) == sorted(plain) == [float(q) for q in range(1, 9)]
+    image = load_reference(OPERA)  # the benchmark compresses the raw array (no georeferencing in the header)
+    compress(image.raw, tmp_path / "q1.sarc", quality=1, units=image.params.units, nodata=image.params.nodata,
+             speckle=True, device="cpu")
+    assert synth[1.0]["bytes"] == (tmp_path / "q1.sarc").stat().st_size > plain[1.0]["bytes"]
+    anchors = {r["setting"] for r in rows if r["codec"] == FULLRANGE}
+    assert all(r["bpp"] in anchors for r in synth.values())
+    assert synth[1.0]["enl_ratio"] < plain[1.0]["enl_ratio"]  # the smooth decode has more looks
+    assert "sarcodec-hyperprior+speckle" in (out / "report.md").read_text()
+    page = report_from_results(out, model="hyperprior+speckle", targets=(0.5,), log=lambda _: None)
+    assert "sarcodec-hyperprior+speckle" in page.read_text()
+    with pytest.raises(BadInputError, match="give at least one model"):
+        run_benchmark([OPERA], tmp_path / "none", codecs=["jpeg2000"], models=[], speckle=True, log=lambda _: None)

@@ -66,7 +66,7 @@ def report_from_results(results_dir: str | Path, *, inputs: Sequence[str | Path]
     """Write the viewer page of a benchmark run (default ``RESULTS_DIR/report.html``) for the learned codec
     ``model`` (default: the shipped default model when the run has it); returns the page's path."""
     from sarcodec.bench.classical import FULLRANGE, jpeg2000_fullrange_roundtrip
-    from sarcodec.bench.sweep import sarc_roundtrip
+    from sarcodec.bench.sweep import learned_roundtrip
     from sarcodec.evaluate import load_reference
     from sarcodec.io.raster import find_rasters
 
@@ -95,7 +95,7 @@ def report_from_results(results_dir: str | Path, *, inputs: Sequence[str | Path]
         raise BadInputError(f"{results_dir}: the source of {len(missing)} image(s) is not found ({missing[0]}"
                             f"{', ...' if len(missing) > 1 else ''}); pass the benchmark's inputs with --inputs")
     anchors = {(r["image"], float(r["setting"])): r for r in rows if r["codec"] == FULLRANGE}
-    roundtrip = sarc_roundtrip(codec.removeprefix("sarcodec-"))
+    roundtrip = learned_roundtrip(codec)
     images = []
     with tempfile.TemporaryDirectory(prefix="sarcodec-report-") as scratch:
         for i, name in enumerate(names, 1):

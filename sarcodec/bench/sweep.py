@@ -68,14 +68,16 @@ class BenchRow:
     cfar_f1: float = math.nan
 
 
-def sarc_roundtrip(model: str) -> Roundtrip:
+def sarc_roundtrip(model: str, speckle: bool = False) -> Roundtrip:
+    """The ``.sarc`` round trip of ``model`` (with ``speckle``: files written with ``compress --speckle``, decoded
+    with their synthesized speckle)."""
     from sarcodec.codec.api import compress, decompress
 
     def run(image: ReferenceImage, quality: float, scratch: Path) -> tuple[int, FloatImage, Any, float, float]:
         path = scratch / f"{image.path.stem}.sarc"
         t0 = time.perf_counter()
         result = compress(image.raw, path, quality=quality, model=model, units=image.params.units,
-                          nodata=image.params.nodata, device="cpu", overwrite=True)
+                          nodata=image.params.nodata, device="cpu", overwrite=True, speckle=speckle)
         t1 = time.perf_counter()
         decoded = decompress(path, model=model, device="cpu").array  # a path model is not in the shipped set
         t2 = time.perf_counter()
@@ -87,7 +89,20 @@ def sarc_roundtrip(model: str) -> Roundtrip:
     return run
 
 
-def _learned_codecs(models: Sequence[str]) -> dict[str, tuple[tuple[float, ...], str, Roundtrip]]:
+#: What ``benchmark --speckle`` appends to a learned codec's name for its ``compress --speckle`` variant.
+SPECKLE_SUFFIX = "+speckle"
+
+
+def learned_roundtrip(codec: str) -> Roundtrip:
+    """The round trip a benchmark row's learned ``codec`` name (``sarcodec-MODEL``, ``sarcodec-MODEL+speckle``)
+    stands for."""
+    model = codec.removeprefix("sarcodec-")
+    speckle = model.endswith(SPECKLE_SUFFIX)
+    return sarc_roundtrip(model.removesuffix(SPECKLE_SUFFIX), speckle=speckle)
+
+
+def _learned_codecs(models: Sequence[str], speckle: bool = False
+                    ) -> dict[str, tuple[tuple[float, ...], str, Roundtrip]]:
     from sarcodec.codec.registry import load_codec
 
     out: dict[str, tuple[tuple[float, ...], str, Roundtrip]] = {}
@@ -95,6 +110,10 @@ def _learned_codecs(models: Sequence[str]) -> dict[str, tuple[tuple[float, ...],
         codec = load_codec(model)
         settings = tuple(float(q) for q in range(1, codec.num_levels + 1))
         out[f"sarcodec-{codec.name}"] = (settings, "quality level (.sarc file, end to end)", sarc_roundtrip(model))
+        if speckle:
+            out[f"sarcodec-{codec.name}{SPECKLE_SUFFIX}"] = (
+                settings, "quality level (.sarc file written with --speckle, end to end)",
+                sarc_roundtrip(model, speckle=True))
     return out
 
 
@@ -133,8 +152,11 @@ def run_benchmark(
     bd_range: tuple[float, float] = (0.25, 2.0),
     gallery_bpp: float = 1.0,
     log: Callable[[str], None] = print,
+    speckle: bool = False,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns ``{"rows": [...], "bd": [...]}`` and writes the files listed in the module doc."""
+    """Run the benchmark; returns ``{"rows": [...], "bd": [...]}`` and writes the files listed in the module doc.
+    With ``speckle``, every learned codec is also run as written by ``compress --speckle`` (its name plus
+    :data:`SPECKLE_SUFFIX`)."""
     from sarcodec.codec.registry import current_codecs
 
     out = Path(output)
@@ -143,7 +165,9 @@ def run_benchmark(
         raise BadInputError("no rasters found in the given inputs")
     if models is None:
         models = current_codecs()
-    table = {**_learned_codecs(models), **_seed_codecs(checkpoints)}
+    if speckle and not models:
+        raise BadInputError("--speckle runs the learned codecs' speckle variants: give at least one model")
+    table = {**_learned_codecs(models, speckle), **_seed_codecs(checkpoints)}
     wanted = list(codecs) if codecs is not None else list(CLASSICAL_CODECS)
     unknown = [c for c in wanted if c not in CLASSICAL_CODECS]
     if unknown:

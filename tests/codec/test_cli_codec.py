@@ -112,6 +112,8 @@ def test_cli_bad_inputs_one_line_nothing_written(tmp_path: Path) -> None:
         (["compress", str(good), "-o", str(tmp_path / "newdir") + "/."], "output file's path"),
         (["decompress", str(tmp_path / "taken.sarc"), "-o", ""], "--output is empty"),
         (["benchmark", str(good), "-o", ""], "--output is empty"),
+        (["benchmark", str(good), "-o", str(tmp_path / "b"), "--near-lossless", "--speckle"], "lossy benchmark"),
+        (["benchmark", str(good), "-o", str(tmp_path / "b"), "--models", "--speckle"], "at least one model"),
         # units that do not fit the values: the imaginary part was dropped, or real values taken as complex
         (["compress", str(cplx), "-o", str(tmp_path / "a.sarc"), "--units", "intensity"], "do not fit a complex64"),
         (["compress", str(good), "-o", str(tmp_path / "a.sarc"), "--units", "complex"], "do not fit a float32"),
