@@ -382,12 +382,14 @@ def inverse_db(
     db: npt.ArrayLike, params: PreprocessingParams, valid: npt.ArrayLike | None = None
 ) -> npt.NDArray[Any]:
     """dB of intensity (any value, no clipping) -> raw values in the input's units and dtype (integers rounded
-    and clipped to the dtype's range); where ``valid`` is False the params' ``invalid_fill`` is written."""
+    and clipped to the dtype's range; in linear units at least 1, as 0 has no dB and reads as invalid, e.g. a
+    Sentinel-1 GRD's nodata); where ``valid`` is False the params' ``invalid_fill`` is written."""
     values = db_to_units(db, params.units)
     dtype = np.dtype(params.dtype)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
-        values = np.clip(np.rint(np.real(values)), info.min, info.max)
+        low = info.min if params.units == "db" else max(1, info.min)
+        values = np.clip(np.rint(np.real(values)), low, info.max)
     elif np.issubdtype(dtype, np.floating):
         finfo = np.finfo(dtype)  # dB beyond the dtype's range saturate instead of overflowing to inf
         values = np.clip(values, -finfo.max, finfo.max)

@@ -14,6 +14,7 @@ from sarcodec.preprocess import (
     denormalize_db,
     forward,
     infer_units,
+    inverse_db,
     intensity_to_db,
     inverse,
     make_params,
@@ -180,3 +181,13 @@ def test_db_lookup_tables_only_small_integer_dtypes() -> None:
     np.testing.assert_array_equal(table[1][value_codes(values)], valid)
     assert db_lookup(np.int32, "amplitude") is None and db_lookup(np.float32, "db") is None
     assert db_lookup(np.int16, "complex") is None
+
+
+def test_integer_outputs_in_linear_units_keep_valid_pixels_positive() -> None:
+    """0 has no dB (it reads back as invalid, a GRD's nodata): a valid pixel decoded below 0.5 DN becomes 1."""
+    db = np.array([[-20.0, 0.0, 40.0, -20.0]])  # amplitude 0.1, 1, 100, 0.1
+    valid = np.array([[True, True, True, False]])
+    amplitude = PreprocessingParams("amplitude", "uint16", -10.0, 30.0, nodata=0.0)
+    np.testing.assert_array_equal(inverse_db(db, amplitude, valid), [[1, 1, 100, 0]])
+    in_db = PreprocessingParams("db", "int16", -30.0, 10.0)  # integer dB: 0 and negatives are values
+    np.testing.assert_array_equal(inverse_db(np.array([[-20.0, 0.0]]), in_db), [[-20, 0]])

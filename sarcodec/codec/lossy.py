@@ -193,7 +193,7 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
                                            side_cfg["bias_step"], block)
         side = dataclasses.replace(side, speckle=sidelayer.fit_speckle(target, decoded, inlier, block))
         assert side.speckle is not None
-        speckle = sidelayer.speckle_db(side.speckle, decoded_db.shape, seed, block)
+        speckle = sidelayer.speckle_db(side.speckle, decoded_db, seed, block)
         decoded_db = decoded_db + speckle  # what the correction is fitted against from here on
         side = dataclasses.replace(side, correction=sidelayer.fit_correction(target, decoded_db, inlier, block))
     core_valid = inlier.copy()
@@ -454,7 +454,8 @@ def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArr
     if correction_db is not None:
         correction[:] = correction_db
         if speckle and side.speckle is not None:
-            correction += sidelayer.speckle_db(side.speckle, core_shape, sidelayer.speckle_seed(words),
+            decoded_db = denormalize_db(x[core], params.db_lo, params.db_hi)  # as the encoder's (_code_region)
+            correction += sidelayer.speckle_db(side.speckle, decoded_db, sidelayer.speckle_seed(words),
                                                side_cfg["bias_block"])
     index, dbs = side.outliers(params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"])
     if index.size:

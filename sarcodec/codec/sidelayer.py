@@ -26,8 +26,8 @@ that path and are carried here instead, per tile core:
   intensity variance the decoded image lacks (:func:`fit_speckle`: ``(1 + CV2_original) / (1 + CV2_decoded) - 1``
   over the block's inliers) and stores it in steps of 1/4 octave; the decoder multiplies the decoded intensity by
   unit-mean gamma noise of that variance (:func:`speckle_db`, interpolated like the correction, seeded by the tile's
-  own entropy-coded words, normalized to mean 1 per block), so the image keeps the original's speckle statistics
-  at a cost in squared error. The encoder fits the correction and looks for false point targets with that noise.
+  own entropy-coded words, normalized per block so that the block's mean intensity stays the decoded one), so the
+  image keeps the original's speckle statistics at a cost in squared error. The encoder fits the correction and looks for false point targets with that noise.
 
 Both are written as byte planes of fixed-width integers and compressed with LZMA2 (Python's ``lzma``, raw
 stream) into one blob per tile. Decoding validates every count against the tile size and decompresses with a hard
@@ -178,16 +178,12 @@ def point_targets(intensity: FloatArray, valid: npt.NDArray[np.bool_]) -> npt.ND
 
 
 def reconstruct_db(decoded_db: FloatArray, side: TileSide, db_lo: float, step_lo: float, step_hi: float,
-                   bias_step: float = BIAS_STEP_DB, block: int = BIAS_BLOCK,
-                   speckle: npt.NDArray[np.float32] | None = None) -> FloatArray:
+                   bias_step: float = BIAS_STEP_DB, block: int = BIAS_BLOCK) -> FloatArray:
     """The dB a decoder gives a tile core from the network's decoded dB there and the side layer ``side`` (with
-    its correction and, given, the synthesized ``speckle`` in dB): the interpolated correction (and speckle)
-    added, the outliers' values put in (as ``lossy`` decodes)."""
+    its correction): the interpolated correction added, the outliers' values put in (as ``lossy`` decodes)."""
     db = np.array(decoded_db, dtype=np.float64)
     correction = side.correction_db(db.shape, bias_step, block)
     if correction is not None:
-        if speckle is not None:
-            correction = correction.astype(np.float32) + speckle
         db += correction.astype(np.float32)  # the decoder keeps it in float32
     index, values = side.outliers(db_lo, step_lo, step_hi)
     db.reshape(-1)[index] = values
@@ -314,13 +310,17 @@ def speckle_seed(words: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(words, digest_size=8).digest(), "little")
 
 
-def speckle_db(q: IntArray, shape: tuple[int, int], seed: int, block: int = BIAS_BLOCK) -> npt.NDArray[np.float32]:
-    """The speckle (dB) the decoder adds over a tile core of ``shape``: unit-mean gamma noise whose relative
-    variance is the blocks' ``q`` interpolated bilinearly (as the correction), drawn by NumPy's legacy
-    ``RandomState`` (Mersenne Twister) seeded with ``seed``'s two 32-bit halves, then divided by its mean over each
-    block (so block means stay those the correction fitted). Deterministic: the same array for the same arguments,
-    whatever the thread; ``RandomState``'s streams are frozen by NumPy's compatibility policy (NEP 19), where
-    ``Generator``'s may change between NumPy versions (it was 2x faster: 0.03 against 0.07 s a megapixel)."""
+def speckle_db(q: IntArray, decoded_db: FloatArray, seed: int, block: int = BIAS_BLOCK
+               ) -> npt.NDArray[np.float32]:
+    """The speckle (dB) the decoder adds over a tile core whose network decode is ``decoded_db``: unit-mean gamma
+    noise whose relative variance is the blocks' ``q`` interpolated bilinearly (as the correction), drawn by
+    NumPy's legacy ``RandomState`` (Mersenne Twister) seeded with ``seed``'s two 32-bit halves, then divided by its
+    mean over each block weighted by the decoded intensity: the noise leaves every block's mean intensity as it
+    was, so the correction (fitted with it) keeps block means with or without it (``decompress --no-speckle``).
+    Deterministic: the same array for the same arguments, whatever the thread; ``RandomState``'s streams are
+    frozen by NumPy's compatibility policy (NEP 19), where ``Generator``'s may change between NumPy versions (it was
+    2x faster: 0.03 against 0.07 s a megapixel)."""
+    shape = decoded_db.shape
     variance = np.where(q > 0, 2.0 ** ((q - _SPECKLE_ZERO_Q) / _SPECKLE_OCTAVE), 0.0)
     per_pixel = interpolate_correction(variance, shape, block)
     noise = np.ones(shape)
@@ -329,7 +329,8 @@ def speckle_db(q: IntArray, shape: tuple[int, int], seed: int, block: int = BIAS
         looks = 1.0 / per_pixel[on]
         state = np.random.RandomState(np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32))
         noise[on] = np.maximum(state.gamma(looks, 1.0 / looks), 1e-6)
-        means = _block_sums(noise, block) / _block_sums(np.ones(shape), block)
+        weight = db_to_intensity(np.asarray(decoded_db, np.float64))
+        means = _block_sums(noise * weight, block) / _block_sums(weight, block)
         noise /= np.repeat(np.repeat(means, block, axis=0), block, axis=1)[: shape[0], : shape[1]]
     return (10.0 * np.log10(noise)).astype(np.float32)
 

@@ -265,7 +265,8 @@ class SarcHeader:
                       and _is_int(side.get("bias_block")) and 4 <= side["bias_block"] <= MAX_TILE
                       and isinstance(f.get("coder", ""), str)
                       # version 5: speckle synthesis 1 (sarcodec.codec.sidelayer.speckle_db), before it none
-                      and (side.get("speckle") == 1 if self.version >= SPECKLE_VERSION else "speckle" not in side))
+                      and (_is_int(side.get("speckle")) and side["speckle"] == 1
+                           if self.version >= SPECKLE_VERSION else "speckle" not in side))
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CorruptFileError(f"header is missing or has a malformed field ({exc})") from None
         if not ok:

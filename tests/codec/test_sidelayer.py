@@ -173,15 +173,21 @@ def test_fitted_speckle_is_the_variance_the_decode_lacks() -> None:
     assert (S.fit_speckle(one_look, flat, use)[:, 0] == 0).all() and (S.fit_speckle(one_look, flat, use)[:, 1] > 0).all()
 
 
-def test_synthesized_speckle_is_seeded_unit_mean_per_block_and_of_the_stored_variance() -> None:
+def test_synthesized_speckle_is_seeded_keeps_block_means_and_has_the_stored_variance() -> None:
     shape = (96, 130)
     q = np.full(S.correction_grid(shape), 24)  # relative variance 1/4 (4 looks)
-    a, b = S.speckle_db(q, shape, 7), S.speckle_db(q, shape, 7)
+    decoded = np.random.default_rng(1).uniform(-30.0, 10.0, shape)  # any decoded image (dB)
+    a, b = S.speckle_db(q, decoded, 7), S.speckle_db(q, decoded, 7)
     np.testing.assert_array_equal(a, b)
-    assert a.dtype == np.float32 and not np.array_equal(a, S.speckle_db(q, shape, 8))
+    assert a.dtype == np.float32 and not np.array_equal(a, S.speckle_db(q, decoded, 8))
     gain = 10 ** (a.astype(np.float64) / 10)
-    block_means = S._block_sums(gain, S.BIAS_BLOCK) / S._block_sums(np.ones(shape), S.BIAS_BLOCK)
+    # every block's mean intensity is the decoded one: the noise is normalized by its intensity-weighted mean
+    intensity = 10 ** (decoded / 10)
+    block_means = S._block_sums(intensity * gain, S.BIAS_BLOCK) / S._block_sums(intensity, S.BIAS_BLOCK)
     np.testing.assert_allclose(block_means, 1.0, rtol=1e-5)
-    assert 0.22 < gain.var() < 0.28
-    np.testing.assert_array_equal(S.speckle_db(np.zeros_like(q), shape, 7), 0.0)
+    flat = S.speckle_db(q, np.zeros(shape), 7)  # over a flat decode, the plain mean
+    np.testing.assert_allclose(S._block_sums(10 ** (flat.astype(np.float64) / 10), S.BIAS_BLOCK)
+                               / S._block_sums(np.ones(shape), S.BIAS_BLOCK), 1.0, rtol=1e-5)
+    assert 0.22 < (10 ** (flat.astype(np.float64) / 10)).var() < 0.28
+    np.testing.assert_array_equal(S.speckle_db(np.zeros_like(q), decoded, 7), 0.0)
     assert S.speckle_seed(b"words") == S.speckle_seed(b"words") != S.speckle_seed(b"other")

@@ -57,6 +57,18 @@ def test_speckle_pixels_do_not_depend_on_threads_or_on_the_part_decoded(tmp_path
     assert not np.array_equal(one, sarcodec.decompress(sarc, speckle=False).array)
 
 
+def test_dark_integer_pixels_stay_valid_with_speckle(tmp_path: Path) -> None:
+    """Noise on dark uint16 amplitude (water at a few DN) rounded valid pixels to 0, a GRD's nodata."""
+    amplitude = np.sqrt(speckle_intensity((256, 256), looks=1, seed=3, mean_db=0.0)) * 2
+    dn = np.clip(np.rint(amplitude), 1, 65535).astype(np.uint16)
+    dn[:16, :16] = 0
+    sarcodec.compress(dn, tmp_path / "s.sarc", quality=1, nodata=0, units="amplitude", speckle=True)
+    for speckle in (True, False):
+        decoded = sarcodec.decompress(tmp_path / "s.sarc", speckle=speckle).array
+        assert decoded is not None
+        assert (decoded[dn > 0] >= 1).all() and (decoded[dn == 0] == 0).all()
+
+
 def test_speckle_is_for_lossy_files_and_leaves_other_files_alone(tmp_path: Path) -> None:
     img = speckle_intensity((64, 64), seed=2)
     for options in ({"max_error": 0.5}, {"lossless": True}):
@@ -68,9 +80,9 @@ def test_speckle_is_for_lossy_files_and_leaves_other_files_alone(tmp_path: Path)
                                   sarcodec.decompress(tmp_path / "plain.sarc", speckle=False).array)
 
 
-@pytest.mark.parametrize("version, side_speckle", [(5, None), (5, 2), (4, 1), (2, 1)])
+@pytest.mark.parametrize("version, side_speckle", [(5, None), (5, 2), (5, True), (5, 1.0), (4, 1), (2, 1)])
 def test_a_speckle_field_only_in_format_5_and_only_the_known_synthesis(tmp_path: Path, version: int,
-                                                                       side_speckle: int | None) -> None:
+                                                                       side_speckle: object) -> None:
     sarcodec.compress(speckle_intensity((64, 64), seed=3), tmp_path / "s.sarc", speckle=True)
     with SarcReader(tmp_path / "s.sarc") as reader:
         fields = dict(reader.header.fields)
