@@ -14,6 +14,9 @@ done
 # every shipped model, the earlier defaults too (benchmark leaves NAME_vN out unless named), for same-run comparisons
 $PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/benchmark" --models hyperprior hyperprior_v2 hyperprior_v1 \
   factorized ${CKPTS[@]:+--checkpoint "${CKPTS[@]}"} > /dev/null
+# the speckle synthesis beside the default (compress --speckle; results/codec/speckle/README.md)
+$PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/speckle/benchmark" --models hyperprior --codecs jpeg2000 \
+  --speckle > /dev/null
 $PY scripts/roundtrip_check.py ../shared/data/sar/dev ../shared/data/sar/geotiff ../shared/data/sar/extra | tee "$OUT/roundtrip.md"
 $PY benchmarks/codec_speed.py --size 10000 | tee "$OUT/codec_speed_10000.txt"
 $PY benchmarks/codec_speed.py --size 10000 --max-error 0.5 | tee "$OUT/codec_speed_10000_near_lossless.txt"
