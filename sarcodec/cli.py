@@ -388,8 +388,7 @@ def _add_decompress(sub: Any) -> None:
                    "file there, and the GeoTIFF is georeferenced at the part's first pixel")
     p.add_argument("--no-speckle", action="store_true",
                    help="for a file written with compress --speckle: leave its speckle out (the smooth image the "
-                   "network decodes, a preview: its block means were fitted with the speckle and may be off by a few "
-                   "tenths of a dB; other files decode the same either way)")
+                   "network decodes, with the same block means; other files decode the same either way)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT (and PAGE.html) if it exists")
     p.set_defaults(func=_cmd_decompress)
 

@@ -647,8 +647,7 @@ def decompress(
     ``(xoff, yoff, xsize, ysize)``, as ``gdal_translate -srcwin``: decode only the tiles that part of the raster
     needs and return (or write, georeferenced at its own first pixel) just that part, pixel for pixel what the
     whole file decodes to there. ``speckle=False``: a file written with ``compress(..., speckle=True)`` decodes
-    without its synthesized speckle (the smooth image, a preview whose 32-pixel block means may be off by a few
-    tenths of a dB, since the correction was fitted with the speckle; other files are unchanged by it).
+    without its synthesized speckle (the smooth image, with the same block means; other files are unchanged by it).
     """
     start = time.monotonic()
     check_runtime(runtime)

@@ -188,17 +188,19 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
     block = side_cfg["bias_block"]
     correction = sidelayer.fit_correction(target, decoded_db, inlier, block)
     side = dataclasses.replace(side, correction=correction)
+    core_valid = inlier.copy()
+    core_valid.ravel()[side.above_index] = True
+    core_valid.ravel()[side.below_index] = True
+    network_db = decoded_db  # the network's decode, without speckle
     if seed is not None:
         decoded = sidelayer.reconstruct_db(decoded_db, side, params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"],
                                            side_cfg["bias_step"], block)
         side = dataclasses.replace(side, speckle=sidelayer.fit_speckle(target, decoded, inlier, block))
         assert side.speckle is not None
-        speckle = sidelayer.speckle_db(side.speckle, decoded_db, seed, block)
-        decoded_db = decoded_db + speckle  # what the correction is fitted against from here on
+        speckle = sidelayer.speckle_db(side.speckle, network_db, seed, block,
+                                       sidelayer.network_pixels(side, core_valid))
+        decoded_db = network_db + speckle  # what the correction is fitted against from here on
         side = dataclasses.replace(side, correction=sidelayer.fit_correction(target, decoded_db, inlier, block))
-    core_valid = inlier.copy()
-    core_valid.ravel()[side.above_index] = True
-    core_valid.ravel()[side.below_index] = True
     decoded = sidelayer.reconstruct_db(decoded_db, side, params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"],
                                        side_cfg["bias_step"], block)
     # false targets above the clip's floor (the side layer stores bright pixels from db_lo up)
@@ -211,6 +213,10 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
     side = dataclasses.replace(sidelayer.add_targets(side, false_db, false, params.db_lo, side_cfg["step_hi"]),
                                speckle=side.speckle)
     inlier = inlier & ~false
+    if seed is not None:  # the decoder's noise: its block means are taken without the new targets too
+        assert side.speckle is not None
+        decoded_db = network_db + sidelayer.speckle_db(side.speckle, network_db, seed, block,
+                                                       sidelayer.network_pixels(side, core_valid))
     correction = sidelayer.fit_correction(np.where(inlier, target, 0.0), decoded_db, inlier, block)
     return dataclasses.replace(side, correction=correction)
 
@@ -456,7 +462,7 @@ def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArr
         if speckle and side.speckle is not None:
             decoded_db = denormalize_db(x[core], params.db_lo, params.db_hi)  # as the encoder's (_code_region)
             correction += sidelayer.speckle_db(side.speckle, decoded_db, sidelayer.speckle_seed(words),
-                                               side_cfg["bias_block"])
+                                               side_cfg["bias_block"], sidelayer.network_pixels(side, core_valid))
     index, dbs = side.outliers(params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"])
     if index.size:
         outliers.append((index // core_shape[1], index % core_shape[1] + col, dbs.astype(np.float32)))

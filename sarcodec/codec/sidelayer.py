@@ -62,6 +62,7 @@ __all__ = [
     "fit_correction",
     "fit_speckle",
     "interpolate_correction",
+    "network_pixels",
     "reconstruct_db",
     "speckle_db",
     "speckle_seed",
@@ -304,19 +305,30 @@ def fit_speckle(orig_intensity: FloatArray, decoded_db: FloatArray, use: npt.NDA
     return q
 
 
+def network_pixels(side: TileSide, valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
+    """The pixels of a tile core (validity ``valid``) whose value the network gives: valid, not stored in ``side``."""
+    out = valid.copy()
+    out.ravel()[side.above_index] = False
+    out.ravel()[side.below_index] = False
+    return out
+
+
 def speckle_seed(words: bytes) -> int:
     """The speckle generator's seed of a tile: from its entropy-coded words (which the decoder has), so that the
     same tile gives the same pixels whoever decodes it, whole or in part."""
     return int.from_bytes(hashlib.blake2b(words, digest_size=8).digest(), "little")
 
 
-def speckle_db(q: IntArray, decoded_db: FloatArray, seed: int, block: int = BIAS_BLOCK
-               ) -> npt.NDArray[np.float32]:
+def speckle_db(q: IntArray, decoded_db: FloatArray, seed: int, block: int = BIAS_BLOCK,
+               use: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.float32]:
     """The speckle (dB) the decoder adds over a tile core whose network decode is ``decoded_db``: unit-mean gamma
     noise whose relative variance is the blocks' ``q`` interpolated bilinearly (as the correction), drawn by
     NumPy's legacy ``RandomState`` (Mersenne Twister) seeded with ``seed``'s two 32-bit halves, then divided by its
-    mean over each block weighted by the decoded intensity: the noise leaves every block's mean intensity as it
-    was, so the correction (fitted with it) keeps block means with or without it (``decompress --no-speckle``).
+    mean over each block's pixels in ``use`` (default all; the decoder passes the valid pixels the side layer does
+    not store, :func:`network_pixels`) weighted by the decoded intensity: the noise leaves the mean intensity of
+    those pixels in every block as decoded, so the correction (fitted with it over them) keeps block means with or
+    without it (``decompress --no-speckle``), and pixels the encoder stored because the noise lifted them into
+    false targets do not take part.
     Deterministic: the same array for the same arguments, whatever the thread; ``RandomState``'s streams are
     frozen by NumPy's compatibility policy (NEP 19), where ``Generator``'s may change between NumPy versions (it was
     2x faster: 0.03 against 0.07 s a megapixel)."""
@@ -330,7 +342,12 @@ def speckle_db(q: IntArray, decoded_db: FloatArray, seed: int, block: int = BIAS
         state = np.random.RandomState(np.array([seed & 0xFFFFFFFF, seed >> 32], dtype=np.uint32))
         noise[on] = np.maximum(state.gamma(looks, 1.0 / looks), 1e-6)
         weight = db_to_intensity(np.asarray(decoded_db, np.float64))
-        means = _block_sums(noise * weight, block) / _block_sums(weight, block)
+        if use is not None:
+            weight = np.where(use, weight, 0.0)
+        total = _block_sums(weight, block)
+        means = np.ones_like(total)  # a block without such pixels: left as drawn
+        has = total > 0
+        means[has] = _block_sums(noise * weight, block)[has] / total[has]
         noise /= np.repeat(np.repeat(means, block, axis=0), block, axis=1)[: shape[0], : shape[1]]
     return (10.0 * np.log10(noise)).astype(np.float32)
 

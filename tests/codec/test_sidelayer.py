@@ -190,4 +190,14 @@ def test_synthesized_speckle_is_seeded_keeps_block_means_and_has_the_stored_vari
                                / S._block_sums(np.ones(shape), S.BIAS_BLOCK), 1.0, rtol=1e-5)
     assert 0.22 < (10 ** (flat.astype(np.float64) / 10)).var() < 0.28
     np.testing.assert_array_equal(S.speckle_db(np.zeros_like(q), decoded, 7), 0.0)
+    # only the pixels ``use`` marks take part in the mean (the decoder passes those the network gives)
+    use = np.ones(shape, bool)
+    use[::3] = False
+    part = 10 ** (S.speckle_db(q, decoded, 7, use=use).astype(np.float64) / 10)
+    weight = np.where(use, intensity, 0.0)
+    np.testing.assert_allclose(S._block_sums(weight * part, S.BIAS_BLOCK) / S._block_sums(weight, S.BIAS_BLOCK), 1.0,
+                               rtol=1e-5)
+    side = S.TileSide(np.array([0, 5]), np.array([1, 1]), np.array([7]), np.array([2]))
+    mask = S.network_pixels(side, np.ones((2, 4), bool))
+    assert mask.ravel().tolist() == [False, True, True, True, True, False, True, False]
     assert S.speckle_seed(b"words") == S.speckle_seed(b"words") != S.speckle_seed(b"other")

@@ -57,6 +57,22 @@ def test_speckle_pixels_do_not_depend_on_threads_or_on_the_part_decoded(tmp_path
     assert not np.array_equal(one, sarcodec.decompress(sarc, speckle=False).array)
 
 
+def test_block_means_are_kept_with_and_without_the_speckle(tmp_path: Path) -> None:
+    """The noise is normalized over the pixels the network gives (not the side layer's, some of which the encoder
+    stored because the noise lifted them): the correction fitted with it keeps 32-px block means either way."""
+    img = speckle_intensity((256, 256), looks=1, seed=11).astype(np.float64)
+    sarcodec.compress(img.astype(np.float32), tmp_path / "s.sarc", quality=1, speckle=True)
+
+    def block_db(a: np.ndarray) -> np.ndarray:
+        return 10 * np.log10(a.astype(np.float64).reshape(8, 32, 8, 32).mean(axis=(1, 3)))
+
+    for speckle in (True, False):
+        decoded = sarcodec.decompress(tmp_path / "s.sarc", speckle=speckle).array
+        assert decoded is not None
+        error = block_db(decoded) - block_db(img)
+        assert np.sqrt(np.mean(error ** 2)) < 0.02 and np.abs(error).max() < 0.06, (speckle, error)
+
+
 def test_dark_integer_pixels_stay_valid_with_speckle(tmp_path: Path) -> None:
     """Noise on dark uint16 amplitude (water at a few DN) rounded valid pixels to 0, a GRD's nodata."""
     amplitude = np.sqrt(speckle_intensity((256, 256), looks=1, seed=3, mean_db=0.0)) * 2
