@@ -184,7 +184,9 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
 
     With a ``seed`` (``compress --speckle``) the speckle map is measured against the corrected decode, and the
     correction and the false targets are then fitted and found on the decode with the decoder's speckle (drawn
-    with ``seed``, as the decoder draws it)."""
+    with ``seed``, as the decoder draws it). The noise's block means are taken over the pixels the network gives
+    (:func:`sidelayer.network_pixels`), so once false targets are stored it is drawn again as the decoder will
+    draw it, without them; the correction fitted with it then keeps block means with and without the noise."""
     block = side_cfg["bias_block"]
     correction = sidelayer.fit_correction(target, decoded_db, inlier, block)
     side = dataclasses.replace(side, correction=correction)
