@@ -273,8 +273,11 @@ def _fixed_bytes(source: Any, params: PreprocessingParams, header: dict[str, Any
     info = source.info
     rows, cols = tile_grid(info.height, tile), tile_grid(info.width, tile)
     masks = sum(len(encode_mask(_band_rows(source, params, r0, r1, overlap, table).valid)) for r0, r1 in rows)
-    stored_header = deflate_header(header, stored_version(header, LOSSY_VERSION))
-    return framing_bytes(len(stored_header), len(rows), len(cols)) + masks
+    # the quality written is not known yet: the longest of a few of its four-decimal values (the header grew by the
+    # digits of the bisected quality, and --bpp files came out a few bytes over the target)
+    stored_header = max(len(deflate_header({**header, "quality": q}, stored_version(header, LOSSY_VERSION)))
+                        for q in (1.2345, 4.5678, 7.8901))
+    return framing_bytes(stored_header, len(rows), len(cols)) + masks
 
 
 #: An estimated size this far (relative) from the ``--bpp`` target decides a bisection step without coding the
@@ -348,7 +351,9 @@ def _bisect_quality(lo: float, hi: float, target: float, full: dict[float, tuple
     a, b = lo, hi
     near = math.isinf(margin)  # from the first step coded in full on, no more estimates
     for _ in range(8):
-        mid = (lo + hi) / 2
+        # on the header's 4-decimal grid: the quality tried is the one written (with --speckle the file's size is
+        # not monotonic in the quality at that scale: the noise, seeded by the coded words, moves false targets)
+        mid = math.floor((lo + hi) / 2 * 1e4) / 1e4
         if not near:
             known = sorted(full)
             below, above = max(q for q in known if q <= mid), min(q for q in known if q >= mid)
@@ -365,7 +370,7 @@ def _bisect_quality(lo: float, hi: float, target: float, full: dict[float, tuple
     # ``lo`` not coded in full: it was last moved on an estimate (a step's quality is never visited again)
     if lo not in full and to_bpp(coded(lo)[0]) > target:  # an estimate misled a step (not seen): bisect in full
         return _bisect_quality(a, b, target, full, coded, payload, to_bpp, margin=math.inf)
-    return math.floor(lo * 1e4) / 1e4
+    return lo
 
 
 def _payload_bytes(codec: Codec, tile: _PreparedTile, quality: float) -> int:
