@@ -190,18 +190,20 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
     block = side_cfg["bias_block"]
     correction = sidelayer.fit_correction(target, decoded_db, inlier, block)
     side = dataclasses.replace(side, correction=correction)
-    core_valid = inlier.copy()
-    core_valid.ravel()[side.above_index] = True
-    core_valid.ravel()[side.below_index] = True
+    core_valid = inlier | side.stored(inlier.shape)
     network_db = decoded_db  # the network's decode, without speckle
+
+    def with_speckle(side: sidelayer.TileSide) -> FloatArray:
+        """The network's decode with the speckle the decoder draws for ``side``."""
+        assert seed is not None and side.speckle is not None
+        return network_db + sidelayer.speckle_db(side.speckle, network_db, seed, block,
+                                                 sidelayer.network_pixels(side, core_valid))
+
     if seed is not None:
         decoded = sidelayer.reconstruct_db(decoded_db, side, params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"],
                                            side_cfg["bias_step"], block)
         side = dataclasses.replace(side, speckle=sidelayer.fit_speckle(target, decoded, inlier, block))
-        assert side.speckle is not None
-        speckle = sidelayer.speckle_db(side.speckle, network_db, seed, block,
-                                       sidelayer.network_pixels(side, core_valid))
-        decoded_db = network_db + speckle  # what the correction is fitted against from here on
+        decoded_db = with_speckle(side)  # what the correction is fitted against from here on
         side = dataclasses.replace(side, correction=sidelayer.fit_correction(target, decoded_db, inlier, block))
     decoded = sidelayer.reconstruct_db(decoded_db, side, params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"],
                                        side_cfg["bias_step"], block)
@@ -216,9 +218,7 @@ def _close_side(side: sidelayer.TileSide, target: FloatArray, inlier: npt.NDArra
                                speckle=side.speckle)
     inlier = inlier & ~false
     if seed is not None:  # the decoder's noise: its block means are taken without the new targets too
-        assert side.speckle is not None
-        decoded_db = network_db + sidelayer.speckle_db(side.speckle, network_db, seed, block,
-                                                       sidelayer.network_pixels(side, core_valid))
+        decoded_db = with_speckle(side)
     correction = sidelayer.fit_correction(np.where(inlier, target, 0.0), decoded_db, inlier, block)
     return dataclasses.replace(side, correction=correction)
 

@@ -27,7 +27,8 @@ that path and are carried here instead, per tile core:
   over the block's inliers) and stores it in steps of 1/4 octave; the decoder multiplies the decoded intensity by
   unit-mean gamma noise of that variance (:func:`speckle_db`, interpolated like the correction, seeded by the tile's
   own entropy-coded words, normalized per block so that the block's mean intensity stays the decoded one), so the
-  image keeps the original's speckle statistics at a cost in squared error. The encoder fits the correction and looks for false point targets with that noise.
+  image keeps the original's speckle statistics at a cost in squared error. The encoder fits the correction and
+  looks for false point targets with that noise.
 
 Both are written as byte planes of fixed-width integers and compressed with LZMA2 (Python's ``lzma``, raw
 stream) into one blob per tile. Decoding validates every count against the tile size and decompresses with a hard
@@ -118,6 +119,13 @@ class TileSide:
         return (np.concatenate([self.above_index, self.below_index]),
                 np.concatenate([db_lo + self.above_q * step_hi, db_lo - self.below_q * step_lo]))
 
+    def stored(self, shape: tuple[int, int]) -> npt.NDArray[np.bool_]:
+        """The pixels the side layer stores (its outliers and targets), as a mask of a tile core of ``shape``."""
+        mask = np.zeros(shape[0] * shape[1], dtype=bool)
+        mask[self.above_index] = True
+        mask[self.below_index] = True
+        return mask.reshape(shape)
+
     def outlier_db(self, shape: tuple[int, int], db_lo: float, db_hi: float, step_lo: float,
                    step_hi: float) -> FloatArray:
         """Per-pixel dB of the outliers (NaN elsewhere), shape ``shape``."""
@@ -160,11 +168,7 @@ def find_outliers(db: FloatArray, valid: npt.NDArray[np.bool_], db_lo: float, db
 def side_mask(db: FloatArray, valid: npt.NDArray[np.bool_], db_lo: float, db_hi: float, step_lo: float,
               step_hi: float, targets: npt.NDArray[np.bool_] | None = None) -> npt.NDArray[np.bool_]:
     """The pixels :func:`find_outliers` selects, as a mask of ``db``'s shape."""
-    side = find_outliers(db, valid, db_lo, db_hi, step_lo, step_hi, targets)
-    mask = np.zeros(db.size, dtype=bool)
-    mask[side.above_index] = True
-    mask[side.below_index] = True
-    return mask.reshape(db.shape)
+    return find_outliers(db, valid, db_lo, db_hi, step_lo, step_hi, targets).stored(db.shape)
 
 
 def point_targets(intensity: FloatArray, valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
@@ -307,10 +311,7 @@ def fit_speckle(orig_intensity: FloatArray, decoded_db: FloatArray, use: npt.NDA
 
 def network_pixels(side: TileSide, valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
     """The pixels of a tile core (validity ``valid``) whose value the network gives: valid, not stored in ``side``."""
-    out = valid.copy()
-    out.ravel()[side.above_index] = False
-    out.ravel()[side.below_index] = False
-    return out
+    return valid & ~side.stored(valid.shape)
 
 
 def speckle_seed(words: bytes) -> int:
