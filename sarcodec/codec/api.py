@@ -208,16 +208,21 @@ def _load_codec_async(model: str | Path, device: str | None, runtime: str) -> Fu
 
 
 def check_rate_options(quality: float | None, bpp: float | None, max_error: float | None,
-                       max_error_units: str, lossless: bool, model: str | Path | None = None) -> Bound | None:
-    """BadInputError unless the rate options of :func:`compress` go together and are in range; returns the bound
-    of a near-lossless or lossless request (None for the lossy modes). With ``model``, a quality is checked
-    against that codec's levels too (read from its weights' metadata, without loading the network): for callers
-    that check before any work, such as ``sarcodec batch``; :func:`compress` checks it on the loaded codec."""
+                       max_error_units: str, lossless: bool, model: str | Path | None = None,
+                       speckle: bool = False) -> Bound | None:
+    """BadInputError unless the rate options of :func:`compress` go together and are in range (``speckle`` only
+    with a lossy mode); returns the bound of a near-lossless or lossless request (None for the lossy modes). With
+    ``model``, a quality is checked against that codec's levels too (read from its weights' metadata, without
+    loading the network): for callers that check before any work, such as ``sarcodec batch``; :func:`compress`
+    checks it on the loaded codec."""
     if quality is not None and bpp is not None:
         raise BadInputError("give either a quality or a target bpp, not both")
     if bpp is not None and not (math.isfinite(bpp) and bpp > 0):
         raise BadInputError(f"target bpp must be a positive number, got {bpp}")
     bound = bounded.bound_of(max_error, max_error_units, lossless, quality is not None or bpp is not None)
+    if speckle and bound is not None:
+        raise BadInputError("speckle synthesis is for lossy files: a near-lossless or lossless file keeps the "
+                            "original's speckle itself")
     if quality is not None and bound is None and model is not None:
         levels = _levels_of(resolve_codec(model)[1])
         if not (math.isfinite(quality) and 1 <= quality <= (levels or math.inf)):
@@ -396,10 +401,7 @@ def compress(
     start = time.monotonic()
     if runtime == "onnx" and device in (None, "auto"):
         device = "cpu"
-    bound = check_rate_options(quality, bpp, max_error, max_error_units, lossless)
-    if speckle and bound is not None:
-        raise BadInputError("speckle synthesis is for lossy files: a near-lossless or lossless file keeps the "
-                            "original's speckle itself")
+    bound = check_rate_options(quality, bpp, max_error, max_error_units, lossless, speckle=speckle)
     if bound is not None:
         overlap = 0
     if not 16 <= tile_size <= MAX_TILE or not 0 <= overlap <= tile_size // 2:

@@ -306,12 +306,9 @@ def _checked_options(options: Mapping[str, Any], decompress: bool) -> dict[str, 
         from sarcodec.codec.api import check_rate_options
         from sarcodec.codec.registry import DEFAULT_CODEC
 
-        bound = check_rate_options(given.get("quality"), given.get("bpp"), given.get("max_error"),
-                                   given.get("max_error_units", "db"), bool(given.get("lossless")),
-                                   given.get("model", DEFAULT_CODEC))
-        if given.get("speckle") and bound is not None:
-            raise BadInputError("speckle synthesis is for lossy files: a near-lossless or lossless file keeps the "
-                                "original's speckle itself")
+        check_rate_options(given.get("quality"), given.get("bpp"), given.get("max_error"),
+                           given.get("max_error_units", "db"), bool(given.get("lossless")),
+                           given.get("model", DEFAULT_CODEC), bool(given.get("speckle")))
     if "runtime" in given:  # checked here, not once per scene on the workers
         import importlib.util
 
