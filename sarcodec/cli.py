@@ -38,6 +38,7 @@ import numpy as np
 
 from sarcodec.version import __version__
 from sarcodec.errors import BadInputError, SarcodecError
+from sarcodec.io.sarc import DEFAULT_OVERLAP, DEFAULT_TILE
 from sarcodec.preprocess import UNITS
 
 
@@ -314,8 +315,10 @@ def _add_compress(sub: Any) -> None:
     p.add_argument("--units", choices=UNITS, default=None, help="units of the input values (default: inferred, printed)")
     p.add_argument("--band", type=_positive_int, default=None, help="1-based band of a multi-band raster")
     p.add_argument("--nodata", type=float, default=None, help="nodata value (default: the raster's own)")
-    p.add_argument("--tile-size", type=_positive_int, default=1024, help="tile core size in pixels (default 1024)")
-    p.add_argument("--overlap", type=int, default=16, help="tile overlap in pixels on each side (default 16)")
+    p.add_argument("--tile-size", type=_positive_int, default=DEFAULT_TILE,
+                   help=f"tile core size in pixels (default {DEFAULT_TILE})")
+    p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP,
+                   help=f"tile overlap in pixels on each side that has a neighbour (default {DEFAULT_OVERLAP})")
     p.add_argument("--device", default="auto", help="auto (GPU when present), cpu or cuda")
     p.add_argument("--runtime", choices=("auto", "torch", "onnx"), default="auto",
                    help="auto (default): on the CPU without PyTorch (NumPy and ONNX Runtime) when the model allows "

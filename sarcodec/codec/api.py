@@ -50,7 +50,8 @@ from sarcodec.version import __version__
 from sarcodec.codec import bounded, lossy
 from sarcodec.codec.bounded import Bound
 from sarcodec.codec.lossy import DEFAULT_QUALITY
-from sarcodec.io.sarc import MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE, SarcHeader, SarcReader, tile_grid, within_limits
+from sarcodec.io.sarc import (DEFAULT_OVERLAP, DEFAULT_TILE, MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE, SarcHeader, SarcReader,
+                              tile_grid, within_limits)
 from sarcodec.codec.info import params_of
 from sarcodec.codec.lite import LiteCodec, load_lite
 from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec, resolve_codec
@@ -83,8 +84,6 @@ __all__ = [
     "decompress",
     ]
 
-DEFAULT_TILE = 1024
-DEFAULT_OVERLAP = 16
 _HIST_ROWS = 512
 
 

@@ -380,3 +380,19 @@ def test_a_window_outside_the_raster_is_refused_before_anything_is_written(
     with pytest.raises(BadInputError, match=needle):
         sarcodec.decompress(golden, tmp_path / "out.tif", srcwin=srcwin)
     assert not list(tmp_path.iterdir())
+
+
+def test_default_tiling_codes_interior_tiles_on_the_hyperprior_grid(tmp_path: Path) -> None:
+    """The default overlap (8 px since 0.8.1, results/codec/overlap/) keeps an interior tile (core + 2 overlaps) a
+    multiple of the hyperprior's 16 px, so nothing is padded; the CLI offers the API's defaults, and a file
+    records the tiling it was written with."""
+    from sarcodec.cli import build_parser
+    from sarcodec.codec.api import DEFAULT_OVERLAP, DEFAULT_TILE
+
+    assert (DEFAULT_TILE + 2 * DEFAULT_OVERLAP) % 16 == 0 and 0 < DEFAULT_OVERLAP < 16
+    args = build_parser().parse_args(["compress", "in.tif", "-o", "out.sarc"])
+    assert (args.tile_size, args.overlap) == (DEFAULT_TILE, DEFAULT_OVERLAP)
+    img = speckle_intensity((24, DEFAULT_TILE + 40), looks=1, seed=5)  # two tiles side by side
+    sarcodec.compress(img, tmp_path / "w.sarc", quality=2)
+    info = sarcodec.read_info(tmp_path / "w.sarc")
+    assert info["tile"] == {"size": DEFAULT_TILE, "overlap": DEFAULT_OVERLAP} and info["n_tiles"] == 2
