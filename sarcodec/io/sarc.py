@@ -55,6 +55,8 @@ from sarcodec.jsonfloat import SPECIAL_FLOATS
 
 __all__ = [
     "FORMAT_VERSION",
+    "DEFAULT_OVERLAP",
+    "DEFAULT_TILE",
     "GCP_VERSION",
     "SPECKLE_VERSION",
     "HEADER_DICTIONARIES",
@@ -62,8 +64,6 @@ __all__ = [
     "LOSSY_VERSION",
     "MAGIC",
     "MAX_BAND",
-    "DEFAULT_OVERLAP",
-    "DEFAULT_TILE",
     "MAX_BAND_PIXELS",
     "MAX_SIDE",
     "MAX_TILE",

@@ -24,26 +24,21 @@ import numpy as np
 from sarcodec.bench.bd import bd_metrics
 from sarcodec.codec.api import compress, decompress
 from sarcodec.evaluate import load_reference
+from sarcodec.metrics import psnr
 
 DEV = Path(__file__).resolve().parents[3].parent / "shared/data/sar/dev"
 
 
-def psnr(a, b, m):
-    mse = float(np.mean((a[m].astype(np.float64) - b[m]) ** 2))
-    return 10 * np.log10(1.0 / mse)
-
-
-def jump_ratio(x_hat, x, valid, tile):
+def jump_ratio(x_hat, valid, tile):
     """Mean |d[k] - d[k-1]| of the decoded image d across the seams (rows and columns k = tile, 2 tile, ...) over
     the same mean across every other pair of neighbouring rows and columns (the decode is smooth, so a seam shows
     as a jump where the original has none): about 1 when the seams are no more visible than any other line, above
     1 when the decode jumps at them."""
-    e = x_hat.astype(np.float64)
+    d64 = x_hat.astype(np.float64)
     out = []
-    for d in (e, e.T):
-        ok = (valid & np.roll(valid, 1, axis=1)) if d is e else (valid.T & np.roll(valid.T, 1, axis=1))
+    for d, v in ((d64, valid), (d64.T, valid.T)):
         jumps = np.abs(np.diff(d, axis=1))
-        ok = ok[:, 1:]
+        ok = v[:, 1:] & v[:, :-1]  # both pixels of a pair valid
         seam = np.zeros(jumps.shape[1], bool)
         seam[np.arange(tile, d.shape[1], tile) - 1] = True
         out.append((jumps[:, seam][ok[:, seam]].mean(), jumps[:, ~seam][ok[:, ~seam]].mean()))
@@ -81,8 +76,8 @@ def main() -> None:
                     x_hat, intensity = ref.decoded(decompress(out, device="cpu").array)
                     score = ref.score(x_hat, intensity)
                     rows[(ref.group, (tile, overlap))].append(
-                        (ref.name, q, res.bytes * 8 / ref.x.size, score.psnr, psnr(x_hat, ref.x, seam),
-                         psnr(x_hat, ref.x, rest), jump_ratio(x_hat, ref.x, ref.valid, args.tile),
+                        (ref.name, q, res.bytes * 8 / ref.x.size, score.psnr, psnr(x_hat, ref.x, mask=seam),
+                         psnr(x_hat, ref.x, mask=rest), jump_ratio(x_hat, ref.valid, args.tile),
                          score.cfar_f1, score.peak_db, score.bias_db))
     groups = sorted({g for g, _ in rows})
     anchor = (args.tile, 16)
