@@ -50,8 +50,8 @@ from sarcodec.version import __version__
 from sarcodec.codec import bounded, lossy
 from sarcodec.codec.bounded import Bound
 from sarcodec.codec.lossy import DEFAULT_QUALITY
-from sarcodec.io.sarc import (DEFAULT_OVERLAP, DEFAULT_TILE, MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE, SarcHeader, SarcReader,
-                              tile_grid, within_limits)
+from sarcodec.io.sarc import (DEFAULT_OVERLAP, DEFAULT_TILE, DICTIONARY_OVERLAP, MAX_BAND_PIXELS, MAX_SIDE, MAX_TILE,
+                              SarcHeader, SarcReader, tile_grid, within_limits)
 from sarcodec.codec.info import params_of
 from sarcodec.codec.lite import LiteCodec, load_lite
 from sarcodec.codec.registry import DEFAULT_CODEC, LoadedCodec, load_codec, resolve_codec
@@ -430,6 +430,8 @@ def compress(
             # Inf ones, and NaN gives them back as such (0, the lossy files' fill, read as a valid value)
             params = dataclasses.replace(params, invalid_fill=math.nan)
         rows, cols = tile_grid(info.height, tile_size), tile_grid(info.width, tile_size)
+        if bound is None and len(rows) * len(cols) == 1 and DICTIONARY_OVERLAP <= tile_size // 2:
+            overlap = DICTIONARY_OVERLAP  # no neighbour to overlap: the same pixels, a smaller header
         header: dict[str, Any] = {
             "created_by": f"sarcodec {__version__}",
             "model": None,

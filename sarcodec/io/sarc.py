@@ -57,6 +57,7 @@ __all__ = [
     "FORMAT_VERSION",
     "DEFAULT_OVERLAP",
     "DEFAULT_TILE",
+    "DICTIONARY_OVERLAP",
     "GCP_VERSION",
     "SPECKLE_VERSION",
     "HEADER_DICTIONARIES",
@@ -162,6 +163,9 @@ MAX_TILE = 2048
 #: a tile, no better seams, ``results/codec/overlap/``). Each file records its own tiling, so any overlap decodes.
 DEFAULT_TILE = 1024
 DEFAULT_OVERLAP = 8
+#: The overlap the header dictionaries of formats 1-5 carry (``"tile":{"size":1024,"overlap":16}``): a one-tile
+#: lossy file, whose overlap changes no pixel, records it, and its header deflates 4-5 bytes smaller than with 8.
+DICTIONARY_OVERLAP = 16
 MAX_SIDE = 1 << 20
 MAX_BAND_PIXELS = 1 << 27
 MAX_BAND = 65535

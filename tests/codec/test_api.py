@@ -396,3 +396,9 @@ def test_default_tiling_codes_interior_tiles_on_the_hyperprior_grid(tmp_path: Pa
     sarcodec.compress(img, tmp_path / "w.sarc", quality=2)
     info = sarcodec.read_info(tmp_path / "w.sarc")
     assert info["tile"] == {"size": DEFAULT_TILE, "overlap": DEFAULT_OVERLAP} and info["n_tiles"] == 2
+    # one tile has no neighbour: it records the header dictionary's overlap (16), the same file as 0.8.0 wrote
+    one = speckle_intensity((40, 48), looks=1, seed=6)
+    sarcodec.compress(one, tmp_path / "a.sarc", quality=2)
+    sarcodec.compress(one, tmp_path / "b.sarc", quality=2, overlap=16)
+    assert (tmp_path / "a.sarc").read_bytes() == (tmp_path / "b.sarc").read_bytes()
+    assert sarcodec.read_info(tmp_path / "a.sarc")["tile"] == {"size": DEFAULT_TILE, "overlap": 16}
