@@ -62,6 +62,7 @@ __all__ = [
     "psnr",
     "regional_enl",
     "rmse_db",
+    "seam_jump",
     "ssim",
 ]
 
@@ -744,3 +745,27 @@ def fidelity(x: ImageLike, ref: ImageLike, valid: NDArray[np.bool_] | None = Non
         "peak_db": peak_db(x, ref, valid),
         "cfar_f1": cfar_f1(x, ref, valid),
     }
+
+
+def seam_jump(x: ImageLike, valid: NDArray[np.bool_], tile: int) -> float:
+    """How much more a tiled decode ``x`` (any units; x_norm or dB) changes across its tile seams than across any
+    other line: the mean |x[k] - x[k-1]| over the rows and columns k = tile, 2 tile, ... over the same mean across
+    every other pair of neighbouring rows and columns, pairs of ``valid`` pixels only. About 1 when the seams are
+    no more visible than any other line (a decode is smooth, so a seam shows as a jump where the original has none;
+    the one-tile decode of the same image gives the reference), above 1 when the decode steps at them. Not a SPEC
+    metric: it measures the tiling (``results/codec/overlap``, ``results/codec/seams``)."""
+    image = _as_image(x, "x")
+    if valid.shape != image.shape:
+        raise ValueError(f"valid mask shape {valid.shape} != image shape {image.shape}")
+    if tile < 1 or tile >= max(image.shape):
+        raise ValueError(f"tile {tile} leaves no seam in a {image.shape[0]} x {image.shape[1]} image")
+    seams, lines = [], []
+    for d, v in ((image, valid), (image.T, valid.T)):
+        jumps = np.abs(np.diff(d, axis=1))
+        ok = v[:, 1:] & v[:, :-1]  # both pixels of a pair valid
+        seam = np.zeros(jumps.shape[1], bool)
+        seam[np.arange(tile, d.shape[1], tile) - 1] = True
+        seams.append(jumps[:, seam][ok[:, seam]])
+        lines.append(jumps[:, ~seam][ok[:, ~seam]])
+    at_seams = [s.mean() for s in seams if s.size]
+    return float(np.mean(at_seams) / np.mean([s.mean() for s in lines if s.size]))

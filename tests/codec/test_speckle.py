@@ -13,7 +13,7 @@ import sarcodec
 from sarcodec.codec import pipeline
 from sarcodec.errors import BadInputError, CorruptFileError
 from sarcodec.evaluate import load_reference
-from sarcodec.io.sarc import SPECKLE_VERSION, SarcHeader, SarcReader
+from sarcodec.io.sarc import BLEND_VERSION, SPECKLE_VERSION, SarcHeader, SarcReader
 from tests.conftest import SHARED_SAR, speckle_intensity
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,14 +96,17 @@ def test_speckle_is_for_lossy_files_and_leaves_other_files_alone(tmp_path: Path)
                                   sarcodec.decompress(tmp_path / "plain.sarc", speckle=False).array)
 
 
-@pytest.mark.parametrize("version, side_speckle", [(5, None), (5, 2), (5, True), (5, 1.0), (4, 1), (2, 1)])
-def test_a_speckle_field_only_in_format_5_and_only_the_known_synthesis(tmp_path: Path, version: int,
-                                                                       side_speckle: object) -> None:
+@pytest.mark.parametrize("version, side_speckle", [(5, None), (5, 2), (5, True), (5, 1.0), (4, 1), (2, 1), (6, 2),
+                                                   (6, True), (6, 1.0)])
+def test_a_speckle_field_only_from_format_5_and_only_the_known_synthesis(tmp_path: Path, version: int,
+                                                                         side_speckle: object) -> None:
     sarcodec.compress(speckle_intensity((64, 64), seed=3), tmp_path / "s.sarc", speckle=True)
     with SarcReader(tmp_path / "s.sarc") as reader:
         fields = dict(reader.header.fields)
     SarcHeader(fields, SPECKLE_VERSION).validate()
+    SarcHeader(fields, BLEND_VERSION).validate()  # format 6 (multi-tile files): with --speckle
     side = {k: v for k, v in fields["side"].items() if k != "speckle"}
+    SarcHeader({**fields, "side": side}, BLEND_VERSION).validate()  # and without
     if side_speckle is not None:
         side["speckle"] = side_speckle
     with pytest.raises(CorruptFileError, match="header fields"):

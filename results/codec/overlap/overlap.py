@@ -24,25 +24,9 @@ import numpy as np
 from sarcodec.bench.bd import bd_metrics
 from sarcodec.codec.api import compress, decompress
 from sarcodec.evaluate import load_reference
-from sarcodec.metrics import psnr
+from sarcodec.metrics import psnr, seam_jump
 
 DEV = Path(__file__).resolve().parents[3].parent / "shared/data/sar/dev"
-
-
-def jump_ratio(x_hat, valid, tile):
-    """Mean |d[k] - d[k-1]| of the decoded image d across the seams (rows and columns k = tile, 2 tile, ...) over
-    the same mean across every other pair of neighbouring rows and columns (the decode is smooth, so a seam shows
-    as a jump where the original has none): about 1 when the seams are no more visible than any other line, above
-    1 when the decode jumps at them."""
-    d64 = x_hat.astype(np.float64)
-    out = []
-    for d, v in ((d64, valid), (d64.T, valid.T)):
-        jumps = np.abs(np.diff(d, axis=1))
-        ok = v[:, 1:] & v[:, :-1]  # both pixels of a pair valid
-        seam = np.zeros(jumps.shape[1], bool)
-        seam[np.arange(tile, d.shape[1], tile) - 1] = True
-        out.append((jumps[:, seam][ok[:, seam]].mean(), jumps[:, ~seam][ok[:, ~seam]].mean()))
-    return float(np.mean([a for a, _ in out]) / np.mean([b for _, b in out]))
 
 
 def main() -> None:
@@ -77,7 +61,7 @@ def main() -> None:
                     score = ref.score(x_hat, intensity)
                     rows[(ref.group, (tile, overlap))].append(
                         (ref.name, q, res.bytes * 8 / ref.x.size, score.psnr, psnr(x_hat, ref.x, mask=seam),
-                         psnr(x_hat, ref.x, mask=rest), jump_ratio(x_hat, ref.valid, args.tile),
+                         psnr(x_hat, ref.x, mask=rest), seam_jump(x_hat, ref.valid, args.tile),
                          score.cfar_f1, score.peak_db, score.bias_db))
     groups = sorted({g for g, _ in rows})
     anchor = (args.tile, 16)
