@@ -326,7 +326,7 @@ def _add_compress(sub: Any) -> None:
     p.add_argument("--speckle", action="store_true",
                    help="also store the speckle the codec smooths away (a few bytes per 32 x 32 block), which "
                    "decompress synthesizes back: the decoded image keeps the original's speckle statistics (ENL) "
-                   "at a cost in PSNR (lossy modes; .sarc format 5)")
+                   "at a cost in PSNR (lossy modes; .sarc format 5, 6 with several tiles)")
     p.add_argument("--overwrite", action="store_true", help="replace OUTPUT if it exists")
     p.set_defaults(func=_cmd_compress)
 

@@ -755,6 +755,7 @@ def seam_jump(x: ImageLike, valid: NDArray[np.bool_], tile: int) -> float:
     the one-tile decode of the same image gives the reference), above 1 when the decode steps at them. Not a SPEC
     metric: it measures the tiling (``results/codec/overlap``, ``results/codec/seams``)."""
     image = _as_image(x, "x")
+    valid = np.asarray(valid, dtype=bool)
     if valid.shape != image.shape:
         raise ValueError(f"valid mask shape {valid.shape} != image shape {image.shape}")
     if tile < 1 or tile >= max(image.shape):
@@ -768,4 +769,7 @@ def seam_jump(x: ImageLike, valid: NDArray[np.bool_], tile: int) -> float:
         seams.append(jumps[:, seam][ok[:, seam]])
         lines.append(jumps[:, ~seam][ok[:, ~seam]])
     at_seams = [s.mean() for s in seams if s.size]
-    return float(np.mean(at_seams) / np.mean([s.mean() for s in lines if s.size]))
+    elsewhere = [s.mean() for s in lines if s.size]
+    if not at_seams or not elsewhere or np.mean(elsewhere) == 0:
+        raise ValueError("no pair of valid pixels across a seam, or a constant image: no seam jump to measure")
+    return float(np.mean(at_seams) / np.mean(elsewhere))

@@ -393,9 +393,10 @@ def compress(
         runtime: ``"auto"``: on the CPU without PyTorch when the weights allow it (``sarcodec.codec.lite``: the
             same symbols as PyTorch's encoder, tested; the correction fitted against the decoder's own pixels);
             ``"torch"``: PyTorch; ``"onnx"``: only without PyTorch.
-        speckle: also store the speckle the codec smooths away (a few bytes per 32 x 32 block; ``.sarc`` format 5),
-            which ``decompress`` synthesizes back by default (``sarcodec.codec.sidelayer``): decoded images keep
-            the original's speckle statistics (ENL) at a cost in squared error. Lossy modes only.
+        speckle: also store the speckle the codec smooths away (a few bytes per 32 x 32 block; ``.sarc`` format 5,
+            6 with several tiles), which ``decompress`` synthesizes back by default (``sarcodec.codec.sidelayer``):
+            decoded images keep the original's speckle statistics (ENL) at a cost in squared error. Lossy modes
+            only.
     """
     start = time.monotonic()
     if runtime == "onnx" and device in (None, "auto"):

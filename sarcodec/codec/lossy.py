@@ -155,8 +155,8 @@ def _prepare_region(codec: Codec, db: FloatArray, valid: npt.NDArray[np.bool_], 
 
 def _code_region(codec: Codec, tile: _PreparedTile, quality: float, params: PreprocessingParams,
                  side_cfg: dict[str, Any]) -> bytes:
-    """One tile record of format version 2 (5 with ``side_cfg["speckle"]``, see ``sarcodec.io.sarc``) at
-    ``quality``."""
+    """One tile record of format version 2 (5 with ``side_cfg["speckle"]``; the same records in version 6, see
+    ``sarcodec.io.sarc``) at ``quality``."""
     if tile.record is not None:
         return tile.record
     assert tile.analysis is not None and tile.side is not None and tile.inlier is not None and tile.target is not None
@@ -388,8 +388,9 @@ def _payload_length(record: bytes) -> int:
 
 def compress_lossy(codec: Codec, reader: Any, params: PreprocessingParams, header: dict[str, Any], out: Path,
                     quality: float | None, bpp: float | None, bar: Any, speckle: bool = False) -> tuple[float, str]:
-    """Write a lossy file (format 2; 5 with ``speckle``: each coded tile carries its speckle map); returns the
-    quality used and a note about a ``bpp`` target."""
+    """Write a lossy file (format 2; 5 with ``speckle``: each coded tile carries its speckle map; 6 with more than
+    one tile, see ``sarcodec.io.sarc.stored_version``); returns the quality used and a note about a ``bpp``
+    target."""
     if quality is not None:
         try:
             codec.model.check_quality(quality)
@@ -489,12 +490,14 @@ def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArr
 
 
 #: Version 6 blends intensity relative to the middle of the clip range, exp(dB * ln(10) / 10) in float32: exponents
-#: are clipped to +-80 (float32 overflows at 88.7), which only a clip range wider than ~690 dB would reach.
+#: are clipped to +-80 (float32 overflows at 88.7), which only a clip range wider than ~650 dB (with the
+#: correction's +-20 dB) would reach; the encoder's ranges lie within +-200 dB.
 _BLEND_EXPONENT = 80.0
 
 
 def _relative_intensity(db: FloatArray) -> npt.NDArray[np.float32]:
-    """10^(db / 10) in float32, ``db`` (float32, from the middle of the clip range) as :data:`_BLEND_EXPONENT` allows."""
+    """10^(db / 10) in float32, ``db`` (float32, from the middle of the clip range) as far as
+    :data:`_BLEND_EXPONENT` allows."""
     e: npt.NDArray[np.float32] = db * np.float32(math.log(10.0) / 10.0)
     np.clip(e, -_BLEND_EXPONENT, _BLEND_EXPONENT, out=e)
     np.exp(e, out=e)

@@ -22,7 +22,7 @@ that path and are carried here instead, per tile core:
   more than one tile (format 6) the decoder extends each tile's correction over its overlap and blends the
   corrected tiles in linear intensity (``sarcodec.io.sarc.BLEND_VERSION``).
 
-- **Speckle** (``compress --speckle``, format version 5, or 6 when a file has more than one tile; optional). A codec trained on squared error smooths
+- **Speckle** (``compress --speckle``, format 5 or 6, optional). A codec trained on squared error smooths
   speckle: decoded homogeneous regions have several times the original's equivalent number of looks at low rates.
   As video codecs synthesize film grain, the encoder measures, per block of the correction's grid, the relative
   intensity variance the decoded image lacks (:func:`fit_speckle`: ``(1 + CV2_original) / (1 + CV2_decoded) - 1``

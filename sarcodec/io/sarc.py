@@ -93,15 +93,18 @@ FORMAT_VERSION = 3
 #: (``sarcodec.codec.bounded``). Version 4: either kind with its ground control points packed after the header
 #: (``sarcodec.io.gcps``: ~2.4 KB instead of ~6.5 KB for a Sentinel-1 GRD product's 210 points).
 READ_VERSIONS = (1, 2, 3, 4, 5, 6)
-#: Lossy files are still written as version 2 (nothing in them changed: sarcodec 0.2 reads them); a writer stamps
-#: the lowest version that can read its file.
+#: One-tile lossy files without ground control points or speckle maps are still written as version 2 (nothing in
+#: them changed: sarcodec 0.2 reads them); a writer stamps the lowest version that can read its file
+#: (:func:`stored_version`).
 LOSSY_VERSION = 2
-#: Files with ground control points are written as version 4, whatever their kind (sarcodec 0.5 cannot read them).
+#: Files with ground control points are written as version 4 at least, whatever their kind (sarcodec 0.5 cannot
+#: read them).
 GCP_VERSION = 4
 #: Lossy files whose tiles carry a speckle map (``compress --speckle``, header ``side.speckle``) are version 5
-#: (sarcodec 0.7.12 cannot read them); otherwise as version 4.
+#: (sarcodec 0.7.12 cannot read them) unless they are version 6.
 SPECKLE_VERSION = 5
-#: Lossy files of more than one tile are version 6 (sarcodec 0.8.1 cannot read them), with or without speckle maps:
+#: Lossy files of more than one tile (and an overlap) are version 6 (sarcodec 0.8.1 cannot read them), with or
+#: without speckle maps or ground control points:
 #: the same records as before, but the decoder extends each tile's radiometric correction over the tile's overlap
 #: (constant beyond the core, as inside it past the last block centre) and blends the corrected tiles in linear
 #: intensity. Before version 6 the network outputs were blended in dB, which darkened the strips (a geometric mean
@@ -147,10 +150,11 @@ def framing_bytes(header_bytes: int, n_rows: int, n_cols: int) -> int:
 
 def stored_version(fields: dict[str, Any], version: int) -> int:
     """The version a file of kind ``version`` is written as (the lowest version that can read it):
-    :data:`BLEND_VERSION` for a lossy file of more than one tile, else :data:`SPECKLE_VERSION` when its tiles carry
-    speckle maps, else :data:`GCP_VERSION` when it has ground control points."""
+    :data:`BLEND_VERSION` for a lossy file of more than one tile with an overlap (strips to blend), else
+    :data:`SPECKLE_VERSION` when its tiles carry speckle maps, else :data:`GCP_VERSION` when it has ground control
+    points."""
     side = fields.get("side")
-    if side and fields.get("n_tiles", 1) > 1:
+    if side and fields.get("n_tiles", 1) > 1 and (fields.get("tile") or {}).get("overlap", 0) > 0:
         return max(version, BLEND_VERSION)
     if (side or {}).get("speckle"):
         return max(version, SPECKLE_VERSION)
@@ -339,8 +343,9 @@ class SarcWriter:
     """Write a ``.sarc`` file atomically: ``with SarcWriter(path, header) as w: w.band(mask); w.tile(payload)...``."""
 
     def __init__(self, path: str | Path, header: dict[str, Any], version: int = FORMAT_VERSION) -> None:
-        """``version``: the kind of file (2 lossy, 3 bounded; 1 for tests that rebuild old files); a file with
-        ground control points is written as version 4 (:func:`stored_version`)."""
+        """``version``: the kind of file (2 lossy, 3 bounded; 1 for tests that rebuild old files), written as the
+        lowest version that can read it (:func:`stored_version`: 4 with ground control points, 5 with speckle maps,
+        6 for a lossy file of several tiles)."""
         self.path = Path(path)
         version = stored_version(header, version)
         data = deflate_header(header, version)  # before any file exists: a header JSON cannot hold fails here

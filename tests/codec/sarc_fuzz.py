@@ -2,7 +2,7 @@
 
 It damages what lies *behind* the checksum: the header JSON (field by field, nested fields too), the validity
 masks (bit flips, truncation, deflate bombs, wrong sizes), the tile records (tags, word counts, payload bits,
-truncation, swaps, empty records), the side information of format-2 and format-5 tiles, and the record counts; then it
+truncation, swaps, empty records), the side information of format-2, 5 and 6 tiles, and the record counts; then it
 rebuilds the file with a correct CRC so that the header parser, the mask decoder, the tile records and the entropy
 decoder are all reached. Every case is decoded in a child process under a memory cap (``RLIMIT_AS``) and a time
 cap; it must end in a ``CorruptFileError``, an ``IncompatibleModelError`` (a header naming weights this
@@ -169,7 +169,7 @@ def mutate(parsed: Parsed, rng: random.Random) -> tuple[Parsed, str]:
         else:
             bands[b][1].append(b"\x00\x00\x00\x00")
     else:
-        version = rng.choice([0, 1, 2, 3, 255])
+        version = rng.choice([0, 1, 2, 3, 4, 5, 6, 7, 255])
     return (version, header, bands), kind
 
 

@@ -175,6 +175,8 @@ def test_seam_jump_is_one_on_a_smooth_ramp_and_sees_a_step_at_a_seam() -> None:
     assert metrics.seam_jump(stepped, valid, 16) == pytest.approx((2.0 + 1.0) / 2)
     with pytest.raises(ValueError, match="no seam"):
         metrics.seam_jump(ramp, valid, 64)
+    with pytest.raises(ValueError, match="no pair of valid pixels"):
+        metrics.seam_jump(ramp, np.zeros_like(valid), 16)
 
 
 def _rewrite(src: Path, dst: Path, edit: object) -> None:
