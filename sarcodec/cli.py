@@ -228,6 +228,7 @@ def _cmd_info_sarc(path: Path) -> int:
             f"{f['side']['step_lo'] / 2:g} dB), mean intensity kept per {f['side']['bias_block']} px block"
             + (", speckle stored per block and synthesized (decompress --no-speckle leaves it out)"
                if f["side"].get("speckle") else "")
+            + (", tiles blended with their corrections in linear intensity" if f["format_version"] >= 6 else "")
             if "side" in f else "bounded tiles (no network)" if f.get("bound") else
             "pixels beyond the clip range are not kept, no radiometric correction"),
         f"  georeferencing: {'CRS ' + _crs_name(f['crs']) if f['crs'] else 'no CRS'}, "

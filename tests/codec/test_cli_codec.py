@@ -31,6 +31,14 @@ def test_compress_info_decompress_compare(tmp_path: Path) -> None:
         assert ds.crs == orig.crs and ds.shape == orig.shape
 
 
+@pytest.mark.parametrize("name, blended", [("v2_opera_72x90_q3", False), ("v6_opera_72x90_q3", True)])
+def test_info_says_how_a_multi_tile_file_is_blended(name: str, blended: bool) -> None:
+    proc = run_cli("info", str(REPO / "tests" / "codec" / "golden" / f"{name}.sarc"))
+    assert proc.returncode == 0, proc.stderr
+    assert f"format {name[1]}:" in proc.stdout
+    assert ("tiles blended with their corrections in linear intensity" in proc.stdout) == blended
+
+
 def test_decompress_srcwin_writes_that_part_and_refuses_bad_windows_in_one_line(tmp_path: Path) -> None:
     sarc = REPO / "tests" / "codec" / "golden" / "v2_opera_72x90_q3.sarc"
     proc = run_cli("decompress", str(sarc), "-o", str(tmp_path / "w.tif"), "--srcwin", "10", "20", "30", "40")
