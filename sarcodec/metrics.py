@@ -63,6 +63,7 @@ __all__ = [
     "regional_enl",
     "rmse_db",
     "seam_jump",
+    "seam_mask",
     "ssim",
 ]
 
@@ -745,6 +746,18 @@ def fidelity(x: ImageLike, ref: ImageLike, valid: NDArray[np.bool_] | None = Non
         "peak_db": peak_db(x, ref, valid),
         "cfar_f1": cfar_f1(x, ref, valid),
     }
+
+
+def seam_mask(shape: tuple[int, int], tile: int, width: int = 8) -> NDArray[np.bool_]:
+    """The pixels of a ``shape`` raster within ``width`` pixels of a seam of its ``tile`` px grid (the rows and
+    columns k = tile, 2 tile, ... and the ``width`` before each): where tiles meet and a decoder blends them."""
+    mask = np.zeros(shape, bool)
+    for k in range(tile, max(shape), tile):
+        if k < shape[0]:
+            mask[max(0, k - width) : k + width, :] = True
+        if k < shape[1]:
+            mask[:, max(0, k - width) : k + width] = True
+    return mask
 
 
 def seam_jump(x: ImageLike, valid: NDArray[np.bool_], tile: int) -> float:

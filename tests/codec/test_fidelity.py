@@ -145,8 +145,8 @@ def test_multi_tile_files_blend_the_radiometric_correction_across_seams(
     assert records["6"] == records["old"]
     # measured: 1.00 in format 6 and 1.26 before it (1.15 as one tile, whose lines at 128 px are no seams)
     assert metrics.seam_jump(x["6"], image.valid, 128) < 1.1 < 1.2 < metrics.seam_jump(x["old"], image.valid, 128)
-    far = np.ones(image.x.shape, bool)  # farther than the 8 px overlap from the seam: one tile's pixels, unchanged
-    far[120:136] = far[:, 120:136] = False  # (but for float32 rounding: blended as relative intensity)
+    far = ~metrics.seam_mask(image.x.shape, 128)  # farther than the 8 px overlap from the seam: one tile's pixels,
+    # unchanged (but for float32 rounding: blended as relative intensity)
     np.testing.assert_allclose(x["6"][far], x["old"][far], rtol=0, atol=1e-6)
     strip = [metrics.bias_db(intensity[name], image.intensity, image.valid & ~far) for name in ("6", "old")]
     assert strip[0] > strip[1] + 0.05 and abs(strip[0]) < abs(strip[1])  # measured -0.038 and -0.135 dB
@@ -177,6 +177,9 @@ def test_seam_jump_is_one_on_a_smooth_ramp_and_sees_a_step_at_a_seam() -> None:
         metrics.seam_jump(ramp, valid, 64)
     with pytest.raises(ValueError, match="no pair of valid pixels"):
         metrics.seam_jump(ramp, np.zeros_like(valid), 16)
+    band = metrics.seam_mask((40, 20), 16, width=2)  # seams at rows 16 and 32, column 16
+    assert band[14:18].all() and band[30:34].all() and band[:, 14:18].all()
+    assert not band[:14, :14].any() and not band[18:30, :14].any() and not band[34:, 18:].any()
 
 
 def _rewrite(src: Path, dst: Path, edit: object) -> None:

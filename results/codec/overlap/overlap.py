@@ -24,7 +24,7 @@ import numpy as np
 from sarcodec.bench.bd import bd_metrics
 from sarcodec.codec.api import compress, decompress
 from sarcodec.evaluate import load_reference
-from sarcodec.metrics import psnr, seam_jump
+from sarcodec.metrics import psnr, seam_jump, seam_mask
 
 DEV = Path(__file__).resolve().parents[3].parent / "shared/data/sar/dev"
 
@@ -46,11 +46,7 @@ def main() -> None:
             h, w = ref.x.shape
             if min(h, w) <= args.tile:
                 continue
-            seam = np.zeros((h, w), bool)
-            for k in range(args.tile, max(h, w), args.tile):
-                seam[max(0, k - 8):k + 8, :] = True
-                seam[:, max(0, k - 8):k + 8] = True
-            seam &= ref.valid
+            seam = seam_mask((h, w), args.tile) & ref.valid
             rest = ref.valid & ~seam
             for tile, overlap in configs:
                 for q in qs:

@@ -27,7 +27,7 @@ import numpy as np
 from sarcodec.codec.api import compress, decompress
 from sarcodec.evaluate import load_reference
 from sarcodec.io import sarc
-from sarcodec.metrics import bias_db, psnr, seam_jump
+from sarcodec.metrics import bias_db, psnr, seam_jump, seam_mask
 
 DEV = Path(__file__).resolve().parents[3].parent / "shared/data/sar/dev"
 MODES = ("before 6", "format 6", "one tile")
@@ -54,11 +54,7 @@ def main() -> None:
             h, w = ref.x.shape
             if min(h, w) <= args.tile:
                 continue
-            seam = np.zeros((h, w), bool)
-            for k in range(args.tile, max(h, w), args.tile):
-                seam[max(0, k - 8):k + 8, :] = True
-                seam[:, max(0, k - 8):k + 8] = True
-            seam &= ref.valid
+            seam = seam_mask((h, w), args.tile) & ref.valid
             for q in qs:
                 files = {mode: Path(tmp) / f"{i}.sarc" for i, mode in enumerate(MODES)}
                 for mode, out in files.items():
