@@ -565,8 +565,8 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
         for b0, b_valid, b_correction, b_outliers in pending:  # rows [first, done) lie in one or two bands
             for a in range(max(first, b0), min(done, b0 + b_valid.shape[0]), _WRITE_ROWS):
                 z = min(a + _WRITE_ROWS, done, b0 + b_valid.shape[0])  # float64 temporaries of a few rows
-                rows = x_rows[a - first : z - first]
-                db = _blended_db(rows, params) if blend else denormalize_db(rows, params.db_lo, params.db_hi)
+                values_ab = x_rows[a - first : z - first]  # x_norm, or relative intensity in version 6
+                db = _blended_db(values_ab, params) if blend else denormalize_db(values_ab, params.db_lo, params.db_hi)
                 db += b_correction[a - b0 : z - b0]
                 for rows, columns, values in b_outliers:
                     here = (rows >= a - b0) & (rows < z - b0)
