@@ -13,6 +13,7 @@ intensity within 8 px of a seam.
 
     python results/codec/seams/seams.py > results/codec/seams/seams.txt
     python results/codec/seams/seams.py --tile 512 --images ../shared/data/sar/extra/rio_tiler_pds_s1_grd/*.tiff
+    python results/codec/seams/seams.py --speckle > results/codec/seams/seams_speckle.txt
 
 Images no larger than one tile (MSTAR chips at the default ``--tile 128``) have no seam and are left out.
 """
@@ -44,6 +45,7 @@ def main() -> None:
     ap.add_argument("--tile", type=int, default=128)
     ap.add_argument("--overlap", type=int, default=8)
     ap.add_argument("--images", nargs="*", type=Path, default=None, help="default: the dev images")
+    ap.add_argument("--speckle", action="store_true", help="compress --speckle (speckle maps, decoded with them)")
     args = ap.parse_args()
     qs = [float(q) for q in args.qualities.split(",")]
     rows = collections.defaultdict(list)  # (group, mode) -> [(q, bpp, psnr, seam psnr, jump, cfar, peak, bias)]
@@ -63,7 +65,7 @@ def main() -> None:
                             if mode == "before 6" else mock.patch.object(sarc, "stored_version", single):
                         res = compress(ref.raw, out, quality=q, units=ref.params.units, nodata=ref.params.nodata,
                                        tile_size=2048 if one else args.tile, overlap=0 if one else args.overlap,
-                                       device="cpu", overwrite=True)
+                                       device="cpu", overwrite=True, speckle=args.speckle)
                     with sarc.SarcReader(out) as reader:
                         version = reader.version
                     x_hat, intensity = ref.decoded(decompress(out, device="cpu").array)
@@ -71,9 +73,11 @@ def main() -> None:
                     jump = seam_jump(x_hat, ref.valid, args.tile)
                     rows[(ref.group, mode)].append((q, res.bytes * 8 / ref.x.size, s.psnr,
                                                     psnr(x_hat, ref.x, mask=seam), jump, s.cfar_f1, s.peak_db,
-                                                    s.bias_db, version, bias_db(intensity, ref.intensity, seam)))
+                                                    s.bias_db, version, bias_db(intensity, ref.intensity, seam),
+                                                    s.enl_ratio))
                 assert records(files["before 6"]) == records(files["format 6"]), path
-    print(f"tile {args.tile} px, overlap {args.overlap}; means over images and qualities {args.qualities}")
+    print(f"tile {args.tile} px, overlap {args.overlap}{', --speckle' if args.speckle else ''}; means over images and "
+          f"qualities {args.qualities}")
     for g in sorted({g for g, _ in rows}):
         print(f"== {g} ({len(rows[(g, MODES[0])]) // len(qs)} images)")
         for mode in MODES:
@@ -82,7 +86,8 @@ def main() -> None:
             print(f"  {mode:8s} (written as {versions}): bpp {rs[:, 1].mean():.4f}  PSNR {rs[:, 2].mean():.4f}"
                   f"  seam band {rs[:, 3].mean():.4f}  seam jump {rs[:, 4].mean():.3f}"
                   f"  CFAR F1 {np.nanmean(rs[:, 5]):.4f}  point-target error {np.nanmean(rs[:, 6]):.4f} dB"
-                  f"  bias {np.nanmean(rs[:, 7]):+.4f} dB  seam band bias {np.nanmean(rs[:, 9]):+.4f} dB")
+                  f"  bias {np.nanmean(rs[:, 7]):+.4f} dB  seam band bias {np.nanmean(rs[:, 9]):+.4f} dB"
+                  f"  ENL ratio {np.nanmean(rs[:, 10]):.3f}")
             print("    seam jump by quality: " + "  ".join(
                 f"q{q:g} {rs[rs[:, 0] == q, 4].mean():.2f}" for q in qs))
 
