@@ -24,7 +24,7 @@ import numpy as np
 from sarcodec.bench.bd import bd_metrics
 from sarcodec.codec.api import compress, decompress
 from sarcodec.evaluate import load_reference
-from sarcodec.metrics import psnr, seam_jump, seam_mask
+from sarcodec.metrics import bias_db, psnr, seam_jump, seam_mask
 
 DEV = Path(__file__).resolve().parents[3].parent / "shared/data/sar/dev"
 
@@ -58,7 +58,7 @@ def main() -> None:
                     rows[(ref.group, (tile, overlap))].append(
                         (ref.name, q, res.bytes * 8 / ref.x.size, score.psnr, psnr(x_hat, ref.x, mask=seam),
                          psnr(x_hat, ref.x, mask=rest), seam_jump(x_hat, ref.valid, args.tile),
-                         score.cfar_f1, score.peak_db, score.bias_db))
+                         score.cfar_f1, score.peak_db, score.bias_db, bias_db(intensity, ref.intensity, seam)))
     groups = sorted({g for g, _ in rows})
     anchor = (args.tile, 16)
     print(f"tile {args.tile} px; BD-rate/BD-PSNR against overlap 16 over 0.25-2 bpp, mean over "
@@ -78,8 +78,10 @@ def main() -> None:
             print(f"  {label}: BD-rate {rate:+6.2f} %  BD-PSNR {dpsnr:+.3f} dB  bpp {np.mean([r[2] for r in rs]):.4f}"
                   f"  PSNR {np.mean([r[3] for r in rs]):.3f}  seam {np.mean([r[4] for r in rs]):.3f}"
                   f"  rest {np.mean([r[5] for r in rs]):.3f}  seam jump {np.mean([r[6] for r in rs]):.2f}"
-                  f"  CFAR F1 {np.nanmean([r[7] for r in rs]):.3f}  point-target error {np.nanmean([r[8] for r in rs]):.3f} dB"
-                  f"  bias {np.nanmean([r[9] for r in rs]):+.4f} dB")
+                  f"  CFAR F1 {np.nanmean([r[7] for r in rs]):.3f}"
+                  f"  point-target error {np.nanmean([r[8] for r in rs]):.3f} dB"
+                  f"  bias {np.nanmean([r[9] for r in rs]):+.4f} dB"
+                  f"  seam band bias {np.nanmean([r[10] for r in rs]):+.4f} dB")
         for cfg in configs:
             label = "one tile" if cfg[0] == one else f"overlap {cfg[1]:2d}"
             per_q = collections.defaultdict(list)
