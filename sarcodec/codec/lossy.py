@@ -427,7 +427,7 @@ def compress_lossy(codec: Codec, reader: Any, params: PreprocessingParams, heade
 
 def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArray[np.bool_],
                    core: tuple[slice, slice], params: PreprocessingParams, side_cfg: dict[str, Any],
-                   correction: npt.NDArray[np.float32], outliers: list[tuple[Any, ...]], col: int,
+                   correction: npt.NDArray[np.float32] | None, outliers: list[tuple[Any, ...]], col: int,
                    speckle: bool = True, blend: bool = False) -> npt.NDArray[np.float32] | None:
     """Decode one tile record of version 2, 4, 5 or 6: x_norm over the extended region whose validity is ``valid``
     (None for an uncoded tile); writes the tile core's correction (dB; with ``speckle``, plus the synthesized speckle
@@ -435,7 +435,8 @@ def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArr
     in the band's coordinates (the core starts at column ``col``). With ``blend`` (version 6) the correction is not
     written; the tile's decode with its correction over the whole extended region is returned as intensity relative
     to the middle of the clip range (:func:`_relative_intensity`), for the decoder to blend in linear intensity;
-    the speckle still goes into ``correction``."""
+    the speckle still goes into ``correction``, which is None when nothing goes there (version 6 without
+    speckle to synthesize)."""
     shape = valid.shape
     core_valid = valid[core]
     if not payload:
@@ -470,8 +471,10 @@ def decode_region(codec: Codec, quality: float, payload: bytes, valid: npt.NDArr
     correction_db = side.correction_db(core_shape, side_cfg["bias_step"], side_cfg["bias_block"])
     if correction_db is not None:
         if not blend:
+            assert correction is not None
             correction[:] = correction_db
         if speckle and side.speckle is not None:
+            assert correction is not None
             decoded_db = denormalize_db(x[core], params.db_lo, params.db_hi)  # as the encoder's (_code_region)
             correction += sidelayer.speckle_db(side.speckle, decoded_db, sidelayer.speckle_seed(words),
                                                side_cfg["bias_block"], sidelayer.network_pixels(side, core_valid))
@@ -518,8 +521,8 @@ _WRITE_ROWS = 128
 
 
 #: A band being decoded: its core rows, extended start, validity and correction (columns from the band's first
-#: decoded column) and outliers.
-_DecodedBand = tuple[int, int, int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]
+#: decoded column; None when no tile writes one) and outliers.
+_DecodedBand = tuple[int, int, int, npt.NDArray[np.bool_], npt.NDArray[np.float32] | None, list[tuple[Any, ...]]]
 
 
 def _decode_v1(codec: Codec, quality: float, payload: bytes, height: int, width: int
@@ -545,7 +548,9 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
     side_cfg: dict[str, Any] | None = header.fields["side"] if reader.version >= 2 else None
     blend = side_cfg is not None and reader.version >= BLEND_VERSION  # tiles blended in intensity (decode_region)
     blender = Blender(right - left, first_row)
-    pending: list[tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.float32], list[tuple[Any, ...]]]] = []
+    pending: list[tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.float32] | None, list[tuple[Any, ...]]]] = []
+    # a band's correction map: before version 6 the tiles' corrections, in version 6 only synthesized speckle
+    with_correction = not blend or (speckle and bool(side_cfg and side_cfg.get("speckle")))
     out = sink if region == Region.whole(h, w) else RegionSink(sink, region, left)
 
     def finish(band: Band[_DecodedBand, npt.NDArray[np.float32] | None]) -> None:
@@ -567,7 +572,8 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
                 z = min(a + _WRITE_ROWS, done, b0 + b_valid.shape[0])  # float64 temporaries of a few rows
                 values_ab = x_rows[a - first : z - first]  # x_norm, or relative intensity in version 6
                 db = _blended_db(values_ab, params) if blend else denormalize_db(values_ab, params.db_lo, params.db_hi)
-                db += b_correction[a - b0 : z - b0]
+                if b_correction is not None:
+                    db += b_correction[a - b0 : z - b0]
                 for rows, columns, values in b_outliers:
                     here = (rows >= a - b0) & (rows < z - b0)
                     db[rows[here] - (a - b0), columns[here]] = values[here]
@@ -585,7 +591,7 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
             else:  # version 2 masks cover the band's extended rows
                 valid_ext = decode_mask(mask_bytes, (e1 - e0, w))
                 valid = valid_ext[r0 - e0 : r1 - e0]
-            correction = np.zeros((r1 - r0, right - left), np.float32)
+            correction = np.zeros((r1 - r0, right - left), np.float32) if with_correction else None
             outliers: list[tuple[Any, ...]] = []  # appended by the tiles (thread-safe)
             jobs: list[Callable[[], npt.NDArray[np.float32] | None]] = []
             tiles = dict(zip(header.cols(), payloads))
@@ -597,7 +603,9 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
                     jobs.append(functools.partial(_decode_v1, codec, quality, payload, e1 - e0, f1 - f0))
                 else:
                     jobs.append(functools.partial(decode_region, codec, quality, payload, valid_ext[:, f0:f1], core,
-                                                  params, side_cfg, correction[:, c0 - left : c1 - left], outliers,
+                                                  params, side_cfg,
+                                                  None if correction is None else correction[:, c0 - left : c1 - left],
+                                                  outliers,
                                                   c0 - left, speckle, blend))
             yield (r0, r1, e0, valid[:, left:right], correction, outliers), jobs
 
