@@ -384,15 +384,39 @@ def inverse_db(
     """dB of intensity (any value, no clipping) -> raw values in the input's units and dtype (integers rounded
     and clipped to the dtype's range; in linear units at least 1, as 0 has no dB and reads as invalid, e.g. a
     Sentinel-1 GRD's nodata); where ``valid`` is False the params' ``invalid_fill`` is written."""
-    values = db_to_units(db, params.units)
+    return _raw_values(db_to_units(db, params.units), params, valid)
+
+
+def inverse_intensity(
+    intensity: FloatArray, params: PreprocessingParams, valid: npt.ArrayLike | None = None
+) -> npt.NDArray[Any]:
+    """:func:`inverse_db` of ``10*log10(intensity)`` without the logarithm and its power of ten where the
+    input's units are linear (a float64 ``intensity`` >= 0; it may be overwritten): the same values within float
+    rounding."""
+    if params.units == "db":
+        values = intensity_to_db(intensity)
+    elif params.units == "intensity":
+        values = intensity
+    else:
+        values = np.sqrt(intensity, out=intensity)
+        if params.units == "complex":
+            values = values.astype(np.complex128)
+    return _raw_values(values, params, valid, scratch=True)
+
+
+def _raw_values(values: npt.NDArray[Any], params: PreprocessingParams, valid: npt.ArrayLike | None,
+                scratch: bool = False) -> npt.NDArray[Any]:
+    """Values in the input's units (float64/complex128) -> its dtype (integers rounded and clipped, floats
+    saturated), ``invalid_fill`` where ``valid`` is False; with ``scratch``, rounded and clipped in place."""
     dtype = np.dtype(params.dtype)
+    out_arg = values if scratch and values.dtype == np.float64 else None
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         low = info.min if params.units == "db" else max(1, info.min)
-        values = np.clip(np.rint(np.real(values)), low, info.max)
+        values = np.clip(np.rint(np.real(values), out=out_arg), low, info.max, out=out_arg)
     elif np.issubdtype(dtype, np.floating):
         finfo = np.finfo(dtype)  # dB beyond the dtype's range saturate instead of overflowing to inf
-        values = np.clip(values, -finfo.max, finfo.max)
+        values = np.clip(values, -finfo.max, finfo.max, out=out_arg)
     out = np.asarray(values).astype(dtype)
     if valid is not None:
         out[~np.asarray(valid, dtype=bool)] = fill_value(params)

@@ -17,6 +17,7 @@ from sarcodec.preprocess import (
     inverse_db,
     intensity_to_db,
     inverse,
+    inverse_intensity,
     make_params,
     normalize_db,
     params_for_array,
@@ -31,6 +32,24 @@ def test_intensity_db_conversions_are_inverse() -> None:
     np.testing.assert_allclose(db, [-40.0, -20.0, 0.0, 10 * math.log10(250.0)])
     x = normalize_db(db, -40.0, 30.0)
     np.testing.assert_allclose(denormalize_db(x, -40.0, 30.0), db, atol=1e-5)
+
+
+@pytest.mark.parametrize("units, dtype", [("amplitude", "uint16"), ("intensity", "float32"), ("db", "float32"),
+                                          ("db", "int16"), ("complex", "complex64"), ("amplitude", "uint8")])
+def test_inverse_intensity_is_inverse_db_of_its_db(units: str, dtype: str) -> None:
+    """What format 6's decoder writes linear outputs with: the values ``inverse_db`` gives for the same intensity's
+    dB (within float rounding; the integers equal), saturating, the fill where invalid, without the round trip."""
+    rng = np.random.default_rng(2)
+    intensity = np.concatenate([10 ** rng.uniform(-3, 9.5, 503), [0.0, 1e-300, 1e60]]).reshape(-1, 11)
+    valid = rng.random(intensity.shape) > 0.1
+    params = PreprocessingParams(units=units, dtype=dtype, db_lo=-20.0, db_hi=60.0, nodata=0.0)
+    expected = inverse_db(intensity_to_db(intensity), params, valid)
+    got = inverse_intensity(intensity.copy(), params, valid)
+    assert got.dtype == expected.dtype == np.dtype(dtype)
+    if np.issubdtype(got.dtype, np.integer):
+        np.testing.assert_array_equal(got, expected)
+    else:
+        np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
 
 
 @pytest.mark.parametrize("units", ["intensity", "amplitude", "db"])

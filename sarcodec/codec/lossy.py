@@ -35,6 +35,7 @@ from sarcodec.preprocess import (
     db_to_intensity,
     denormalize_db,
     inverse_db,
+    inverse_intensity,
     normalize_db,
     to_db,
     value_codes,
@@ -516,6 +517,14 @@ def _blended_db(relative: npt.NDArray[np.float32], params: PreprocessingParams) 
     return out
 
 
+def _blended_intensity(relative: npt.NDArray[np.float32], params: PreprocessingParams) -> FloatArray:
+    """Intensity (float64) of blended :func:`_relative_intensity` values: ``10**(_blended_db / 10)`` within float
+    rounding, without the logarithm and the power (for outputs in linear units)."""
+    out: FloatArray = np.maximum(relative.astype(np.float64), math.exp(-_BLEND_EXPONENT))
+    out *= 10.0 ** ((params.db_lo + params.db_hi) / 20)
+    return out
+
+
 #: Rows converted to the output's units and written at a time (bounds the decoder's float64 temporaries).
 _WRITE_ROWS = 128
 
@@ -547,6 +556,7 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
     first_row = extended(*header.rows()[row_grid.index(True)], h, overlap)[0]
     side_cfg: dict[str, Any] | None = header.fields["side"] if reader.version >= 2 else None
     blend = side_cfg is not None and reader.version >= BLEND_VERSION  # tiles blended in intensity (decode_region)
+    linear = blend and params.units != "db"  # ... and written without going through dB
     blender = Blender(right - left, first_row)
     pending: list[tuple[int, npt.NDArray[np.bool_], npt.NDArray[np.float32] | None, list[tuple[Any, ...]]]] = []
     # a band's correction map: before version 6 the tiles' corrections, in version 6 only synthesized speckle
@@ -571,13 +581,20 @@ def decode_lossy_bands(header: SarcHeader, params: PreprocessingParams, codec: C
             for a in range(max(first, b0), min(done, b0 + b_valid.shape[0]), _WRITE_ROWS):
                 z = min(a + _WRITE_ROWS, done, b0 + b_valid.shape[0])  # float64 temporaries of a few rows
                 values_ab = x_rows[a - first : z - first]  # x_norm, or relative intensity in version 6
-                db = _blended_db(values_ab, params) if blend else denormalize_db(values_ab, params.db_lo, params.db_hi)
-                if b_correction is not None:
-                    db += b_correction[a - b0 : z - b0]
+                if linear:  # version 6 to linear units: intensity throughout, outliers and speckle as factors
+                    v = _blended_intensity(values_ab, params)
+                    if b_correction is not None:
+                        v *= db_to_intensity(b_correction[a - b0 : z - b0])
+                else:
+                    v = _blended_db(values_ab, params) if blend else denormalize_db(values_ab, params.db_lo,
+                                                                                     params.db_hi)
+                    if b_correction is not None:
+                        v += b_correction[a - b0 : z - b0]
                 for rows, columns, values in b_outliers:
                     here = (rows >= a - b0) & (rows < z - b0)
-                    db[rows[here] - (a - b0), columns[here]] = values[here]
-                out.write(a, inverse_db(db, params, b_valid[a - b0 : z - b0]))
+                    v[rows[here] - (a - b0), columns[here]] = db_to_intensity(values[here]) if linear else values[here]
+                valid_ab = b_valid[a - b0 : z - b0]
+                out.write(a, inverse_intensity(v, params, valid_ab) if linear else inverse_db(v, params, valid_ab))
         pending = [p for p in pending if p[0] + p[1].shape[0] > done]
 
     def bands() -> Iterator[tuple[_DecodedBand, list[Callable[[], npt.NDArray[np.float32] | None]]]]:
