@@ -7,16 +7,17 @@ module codes a tile with:
 - the entropy coding of z and y (constriction, ``sarcodec.entropy.tables``), as ``FactorizedDensity`` and
   ``GaussianConditional`` encode and decode them;
 - the integer hyper-decoder as an ONNX graph (sarcodec 0.7.2; NumPy matrix products per kernel tap before, 1.3x
-  slower): the same integer weights in float32 convolutions and transposed convolutions, exact by the bound the
-  weights were calibrated for in any order of summation (ONNX Runtime's CPU convolutions are im2col and matrix
-  products or direct sums, its transposed ones a matrix product and a col2im, no Winograd or FFT; the session
-  rewrites nothing, so no weight is folded with a rescale), the same correctly rounded rescale, leaky ReLU,
+  slower): the same integer weights in float32 convolutions (the transposed ones as the convolutions of their
+  output phases), exact by the bound the weights were calibrated for in any order of summation (ONNX Runtime's
+  CPU convolutions are matrix products or direct sums, in its blocked layout or not, no Winograd or FFT; the
+  rescales are inputs, so no rewrite folds a weight with a rescale), the same correctly rounded rescale, leaky ReLU,
   round-half-even and clamp, then the same thresholds in NumPy: the same means and scale indices as PyTorch's
   path, so the same symbols (tested against it);
 - the transforms under ONNX Runtime (one thread per tile, as tiles run in parallel), from graphs built from the
   weights (:func:`_conv_nodes`) with ONNX's protobuf classes but without importing the onnx package (:func:`_proto`;
   sarcodec 0.7.4: ~1 s less before the first tile): the synthesis (conv, inverse GDN, transposed conv, inverse
-  GDN, transposed conv) and, for the encoder, the analysis (conv, GDN, conv, GDN, conv) and the hyper-analysis
+  GDN, transposed conv; since 0.8.3 computed on the phases of its transposed convolutions, :func:`_synthesis_graph`)
+  and, for the encoder, the analysis (conv, GDN, conv, GDN, conv) and the hyper-analysis
   (conv, leaky ReLU, conv, leaky ReLU, conv), the full-resolution ones run in strips of latent rows with enough
   context to give the whole tile's values. The synthesis' pixels are PyTorch's within float rounding (about 1e-6
   relative, as on a GPU), and the same for any number of threads.
@@ -32,6 +33,7 @@ and onnx and onnxruntime are installed, else PyTorch's (``runtime="torch"`` asks
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import math
 import threading
@@ -61,9 +63,7 @@ _HYPER_ANALYSIS = (("hyper_analysis.0", "conv"), ("hyper_analysis.1", "leaky"), 
                    ("hyper_analysis.3", "leaky"), ("hyper_analysis.4", "down"))
 _NEGATIVE_SLOPE = np.float32(0.01)
 #: Latent rows the synthesis runs on at a time, and the context rows it is given each side (its reach is 3).
-_STRIP, _HALO = 64, 4
-#: the rows of a ConvTranspose's col2im buffer (output channels x taps) one node may need (:func:`_conv_nodes`)
-_COL_ROWS = 400
+_STRIP, _HALO = 64, 3
 
 
 def available() -> bool:
@@ -151,31 +151,48 @@ def _conv_nodes(current: str, out: str, weight: F32, bias: F32, kind: str, name:
     ``sarcodec.models.layers`` pads it: ``conv`` (stride 1), ``down`` (stride 2: ``conv()``) or ``deconv``
     (``deconv()``: stride 2, padding k // 2, output padding 1).
 
-    A ``deconv`` runs as ONNX Runtime's ConvTranspose (a matrix product, then a col2im that adds each output's
-    contributions), split by output channels into groups of at most :data:`_COL_ROWS` // k**2 channels so that the
-    col2im buffer (C_out * k * k values per input pixel: 446 MB for a whole 1056 px tile in one group) stays ~30 MB
-    a strip; the groups' outputs are concatenated. Against the same transposed convolution as a stride-1 conv with
-    4x the outputs and a pixel shuffle (sarcodec 0.6-0.7.2), it skips the phase kernel's zero taps (36 taps for 25)
-    and the pixel shuffle with its layout copies: the synthesis of a tile 1.10-1.15x as fast (sarcodec 0.7.3)."""
+    A ``deconv`` runs as the convolutions of its four output phases (:func:`_deconv_phase_nodes`), concatenated
+    and put in place by a DepthToSpace (sarcodec 0.8.3). It was ONNX Runtime's ConvTranspose in groups of output
+    channels before (0.7.3-0.8.2), whose col2im and layout copies made it ~2.5x slower than the blocked
+    convolutions per multiply-add, and a stride-1 convolution of 36 taps (the 25 taps and zeros) with a pixel
+    shuffle before that (0.6-0.7.2)."""
     k = int(weight.shape[-1])
     if kind in ("conv", "down"):
         stride = 2 if kind == "down" else 1
         inits = [_initializer(weight, f"{name}.w"), _initializer(bias, f"{name}.bias")]
         return [_node("Conv", [current, f"{name}.w", f"{name}.bias"], [out], kernel_shape=[k, k],
                       pads=[k // 2] * 4, strides=[stride, stride])], inits
-    c_out = int(weight.shape[1])
-    per_group = max(1, _COL_ROWS // (k * k))
-    bounds = list(range(0, c_out, per_group)) + [c_out]
-    nodes, inits, parts = [], [], []
-    for g, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
-        part = out if len(bounds) == 2 else f"{out}.g{g}"
-        inits += [_initializer(weight[:, lo:hi], f"{name}.w{g}"), _initializer(bias[lo:hi], f"{name}.bias{g}")]
-        nodes.append(_node("ConvTranspose", [current, f"{name}.w{g}", f"{name}.bias{g}"], [part],
-                           kernel_shape=[k, k], pads=[k // 2] * 4, strides=[2, 2], output_padding=[1, 1]))
-        parts.append(part)
-    if len(parts) > 1:
-        nodes.append(_node("Concat", parts, [out], axis=1))
-    return nodes, inits
+    nodes, inits, phases = _deconv_phase_nodes(current, weight, bias, name)
+    return nodes + [_node("Concat", phases, [f"{out}.phases"], axis=1),
+                    _node("DepthToSpace", [f"{out}.phases"], [out], blocksize=2)], inits
+
+
+def _deconv_taps(k: int, out_phase: int, in_phase: int, up: int) -> dict[int, int]:
+    """One dimension of ``deconv()`` (stride 2, padding k // 2, output padding 1) read on phases: output row
+    ``up * m + out_phase`` gets input row ``2 * (m + j) + in_phase`` (``in_phase`` 0 and ``up`` 2 for an input at
+    full resolution) times tap ``t``, for each ``{j: t}`` returned. From ``out[o] = sum_i x[i] w[o + k // 2 - 2 i]``
+    with ``o = up * m + out_phase`` and ``i = (up // 2) * (m + j) + in_phase``: ``t = out_phase + k // 2 - 2 *
+    in_phase - up * j``."""
+    base = out_phase + k // 2 - 2 * in_phase
+    return {j: base - up * j for j in range(-k, k + 1) if 0 <= base - up * j < k}
+
+
+def _deconv_phase_nodes(current: str, weight: F32, bias: F32, name: str) -> tuple[list[Any], list[Any], list[str]]:
+    """``deconv()`` of ``current`` as four convolutions at the input's resolution, one for each output phase (row
+    and column parity (p, q), in the order (0, 0), (0, 1), (1, 0), (1, 1)): the taps of the k x k kernel that reach
+    that phase (:func:`_deconv_taps`; 9, 6, 6 and 4 of 25), with the bias. Returns the nodes, the initializers and
+    the phase maps' names (``{name}.p{p}{q}``)."""
+    k = int(weight.shape[-1])
+    nodes, inits, phases = [], [_initializer(bias, f"{name}.bias")], []
+    for p, q in itertools.product((0, 1), (0, 1)):
+        rows, cols = _deconv_taps(k, p, 0, 2), _deconv_taps(k, q, 0, 2)  # consecutive offsets, in order
+        phase = f"{name}.p{p}{q}"
+        kernel = weight[:, :, list(rows.values())][:, :, :, list(cols.values())].transpose(1, 0, 2, 3)
+        inits.append(_initializer(np.ascontiguousarray(kernel), f"{phase}.w"))
+        nodes.append(_node("Conv", [current, f"{phase}.w", f"{name}.bias"], [phase],
+                           kernel_shape=[len(rows), len(cols)], pads=[-min(rows), -min(cols), max(rows), max(cols)]))
+        phases.append(phase)
+    return nodes, inits, phases
 
 
 def _model_bytes(nodes: list[Any], inits: list[Any], name: str, inputs: list[Any], output: Any) -> bytes:
@@ -189,6 +206,20 @@ def _model_bytes(nodes: list[Any], inits: list[Any], name: str, inputs: list[Any
     return bytes(model.SerializeToString())
 
 
+def _gdn_nodes(state: dict[str, npt.NDArray[Any]], layer: str, kind: str, current: str, out: str,
+               shared: bool = False) -> tuple[list[Any], list[Any]]:
+    """(Inverse) GDN of ``current`` into ``out``: x / or * sqrt(beta + conv1x1(x^2, gamma)), beta and gamma bounded as
+    ``GDN.forward`` bounds them; with ``shared``, the layer's initializers are left out (another call made them)."""
+    beta = np.maximum(state[f"{layer}.beta"], np.float32(1e-6)).astype(np.float32)
+    gamma = np.maximum(state[f"{layer}.gamma"], np.float32(0.0)).astype(np.float32)[:, :, None, None]
+    inits = [] if shared else [_initializer(gamma, f"{layer}.g"), _initializer(beta, f"{layer}.b")]
+    nodes = [_node("Mul", [current, current], [f"{out}.sq"]),
+             _node("Conv", [f"{out}.sq", f"{layer}.g", f"{layer}.b"], [f"{out}.norm"]),
+             _node("Sqrt", [f"{out}.norm"], [f"{out}.root"]),
+             _node("Mul" if kind == "igdn" else "Div", [current, f"{out}.root"], [out])]
+    return nodes, inits
+
+
 def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str, str], ...], name: str) -> bytes:
     """A transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights. ``layers`` are
     (state prefix, kind): ``conv``, ``down``, ``deconv`` (:func:`_conv_nodes`), ``gdn``, ``igdn``, ``leaky``
@@ -197,14 +228,10 @@ def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str
     current = "x"
     for i, (layer, kind) in enumerate(layers):
         out = f"h{i}"
-        if kind in ("gdn", "igdn"):  # x / or * sqrt(beta + conv1x1(x^2, gamma)), bounded as GDN.forward bounds them
-            beta = np.maximum(state[f"{layer}.beta"], np.float32(1e-6)).astype(np.float32)
-            gamma = np.maximum(state[f"{layer}.gamma"], np.float32(0.0)).astype(np.float32)[:, :, None, None]
-            inits += [_initializer(gamma, f"{layer}.g"), _initializer(beta, f"{layer}.b")]
-            nodes += [_node("Mul", [current, current], [f"{out}.sq"]),
-                      _node("Conv", [f"{out}.sq", f"{layer}.g", f"{layer}.b"], [f"{out}.norm"]),
-                      _node("Sqrt", [f"{out}.norm"], [f"{out}.root"]),
-                      _node("Mul" if kind == "igdn" else "Div", [current, f"{out}.root"], [out])]
+        if kind in ("gdn", "igdn"):
+            gdn_nodes, gdn_inits = _gdn_nodes(state, layer, kind, current, out)
+            nodes += gdn_nodes
+            inits += gdn_inits
         elif kind == "leaky":
             nodes.append(_node("LeakyRelu", [current], [out], alpha=float(_NEGATIVE_SLOPE)))
         else:
@@ -220,16 +247,80 @@ def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str
                         _float_input("y", ["n", "c", "H", "W"]))
 
 
+def _span(offsets: list[int]) -> range:
+    """The consecutive offsets from the least to the largest of ``offsets``."""
+    return range(min(offsets), max(offsets) + 1)
+
+
 def _synthesis_graph(state: dict[str, npt.NDArray[Any]]) -> bytes:
-    """The synthesis transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights."""
-    return _transform_graph(state, _SYNTHESIS, "synthesis")
+    """The synthesis transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y`` (N, 1, 4H, 4W)), from the
+    weights, computed at the latents' resolution throughout ("polyphase", sarcodec 0.8.3).
+
+    The first transposed convolution is four convolutions, one for each phase (row and column parity) of its
+    output: the 5 x 5 kernel's 9, 6, 6 and 4 taps that reach that phase (:func:`_deconv_taps`). The inverse GDN
+    after it works pixel by pixel, so it runs on each phase map. The last transposed convolution is then, for
+    each of the four phase maps, one convolution of 2 x 2 taps into the 16 phases of the output (a 4 x 4 block per
+    latent pixel), summed over the maps and put in place by a DepthToSpace. The same function as the transposed
+    convolutions (within float rounding: sums in another order; tested against PyTorch's), in ONNX Runtime's
+    blocked convolutions without its ConvTranspose's col2im: the synthesis of a strip 1.8x as fast."""
+    kinds = tuple(kind for _, kind in _SYNTHESIS)
+    assert kinds[-3:] == ("deconv", "igdn", "deconv") and "deconv" not in kinds[:-3]
+    nodes, inits = [], []
+    current = "x"
+    for i, (layer, kind) in enumerate(_SYNTHESIS[:-3]):  # at the latents' resolution
+        out = f"h{i}"
+        if kind in ("gdn", "igdn"):
+            layer_nodes, layer_inits = _gdn_nodes(state, layer, kind, current, out)
+        else:
+            layer_nodes, layer_inits = _conv_nodes(current, out, state[f"{layer}.weight"].astype(np.float32),
+                                                   state[f"{layer}.bias"].astype(np.float32), kind, layer)
+        nodes += layer_nodes
+        inits += layer_inits
+        current = out
+    (up, _), (norm, _), (last, _) = _SYNTHESIS[-3:]
+    w_up, w_last = state[f"{up}.weight"].astype(np.float32), state[f"{last}.weight"].astype(np.float32)
+    k_last, c_out = int(w_last.shape[-1]), int(w_last.shape[1])
+    phase_nodes, phase_inits, phases = _deconv_phase_nodes(current, w_up, state[f"{up}.bias"].astype(np.float32), up)
+    nodes += phase_nodes
+    inits += phase_inits
+    sums = []
+    for (p, q), phase in zip(itertools.product((0, 1), (0, 1)), phases, strict=True):
+        gdn_nodes, gdn_inits = _gdn_nodes(state, norm, "igdn", phase, f"{phase}.n", shared=(p, q) != (0, 0))
+        nodes += gdn_nodes
+        inits += gdn_inits
+        # the last transposed convolution from this phase map into the 16 output phases (r, s)
+        taps_r = [_deconv_taps(k_last, r, p, 4) for r in range(4)]
+        taps_s = [_deconv_taps(k_last, s, q, 4) for s in range(4)]
+        j_rows = _span([j for taps in taps_r for j in taps])  # offsets this map is read at
+        j_cols = _span([j for taps in taps_s for j in taps])
+        kernel = np.zeros((16 * c_out, w_last.shape[0], len(j_rows), len(j_cols)), np.float32)
+        for r, s in itertools.product(range(4), range(4)):
+            for (a, j), (b, jj) in itertools.product(enumerate(j_rows), enumerate(j_cols)):
+                if j in taps_r[r] and jj in taps_s[s]:  # DepthToSpace's channel order: (r * 4 + s) * C + c
+                    kernel[(r * 4 + s) * c_out : (r * 4 + s + 1) * c_out, :, a, b] = \
+                        w_last[:, :, taps_r[r][j], taps_s[s][jj]].T
+        inits.append(_initializer(kernel, f"{phase}.last"))
+        nodes.append(_node("Conv", [f"{phase}.n", f"{phase}.last"], [f"{phase}.o"],
+                           kernel_shape=[len(j_rows), len(j_cols)],
+                           pads=[-j_rows[0], -j_cols[0], j_rows[-1], j_cols[-1]]))
+        sums.append(f"{phase}.o")
+    inits.append(_initializer(np.tile(state[f"{last}.bias"].astype(np.float32), 16)[None, :, None, None],
+                              f"{last}.bias"))
+    nodes += [_node("Add", sums[:2], ["s0"]), _node("Add", sums[2:], ["s1"]), _node("Add", ["s0", "s1"], ["s"]),
+              _node("Add", ["s", f"{last}.bias"], ["phases"]),
+              _node("DepthToSpace", ["phases"], ["y"], blocksize=4)]
+    channels = int(state[f"{_SYNTHESIS[0][0]}.weight"].shape[1])
+    return _model_bytes(nodes, inits, "synthesis", [_float_input("x", ["n", channels, "h", "w"])],
+                        _float_input("y", ["n", "c", "H", "W"]))
 
 
 def _integer_hyper_graph(weights: list[F32], biases: list[F32], limits: list[float]) -> bytes:
     """The integer hyper-decoder (``IntegerHyperSynthesis.forward`` up to the last layer's accumulators) as an ONNX
     graph: inputs ``z`` (1, C_z, h, w) and the per-channel rescales ``r0``, ``r1``... (1, C, 1, 1), output ``acc``.
-    The rescales are inputs, not constants, so that no graph rewrite could fold them into a convolution's weights;
-    the session runs with graph optimisations off besides (:func:`_session`)."""
+    The rescales are inputs, not constants, so that no graph rewrite can fold them into a convolution's weights;
+    what ONNX Runtime's optimisations do rewrite (blocked layouts, the transposed convolutions' phases put in
+    place) changes only the order of exact integer sums (sarcodec 0.8.3; they were off before: the hyper-decoder
+    of a tile 1.6x as fast with its transposed convolutions as phases, :func:`_conv_nodes`)."""
     nodes, inits = [], []
     inputs = [_float_input("z", [1, int(weights[0].shape[0]), "h", "w"])]
     current, last = "z", len(_HYPER_SYNTHESIS) - 1
@@ -287,7 +378,7 @@ class LiteHyperprior:
         self.hyper_session = _session(_integer_hyper_graph(
             [state[f"integer_hyper.weight{i}"].astype(np.float32) for i in range(n)],
             [state[f"integer_hyper.bias{i}"].astype(np.float32) for i in range(n)],
-            [float(state[f"integer_hyper.limit{i}"]) for i in range(n - 1)]), optimize=False)
+            [float(state[f"integer_hyper.limit{i}"]) for i in range(n - 1)]))
         #: the session's rescale inputs, fed with every hyper-latent
         self.rescale_feeds = {f"r{i}": state[f"integer_hyper.rescale{i}"].astype(np.float32).reshape(1, -1, 1, 1)
                               for i in range(n - 1)}
@@ -456,18 +547,15 @@ def _use_shared_arena(onnxruntime: Any) -> bool:
         return _shared_arena[0]
 
 
-def _session(graph: bytes, optimize: bool = True) -> Any:
+def _session(graph: bytes) -> Any:
     """An ONNX Runtime session on one thread (tiles run in parallel, one thread each), allocating from the
     process-wide arena (:func:`_use_shared_arena`) or, failing that, from its own, which grows by what is asked,
-    not by doubling. ``optimize=False`` runs the graph as written (no fusion or constant folding: the exact
-    integer hyper-decoder)."""
+    not by doubling."""
     import onnxruntime
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = 1
     options.inter_op_num_threads = 1
-    if not optimize:
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
     if _use_shared_arena(onnxruntime):
         options.add_session_config_entry("session.use_env_allocators", "1")
     return onnxruntime.InferenceSession(graph, options, providers=[("CPUExecutionProvider",

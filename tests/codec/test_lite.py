@@ -3,7 +3,6 @@ rounding, the layers it assumes are the model's, and decompress never imports Py
 
 from __future__ import annotations
 
-import math
 import os
 import subprocess
 import sys
@@ -95,13 +94,15 @@ def _reference_integer_hyper(z: torch.Tensor, weights: list, biases: list, resca
     return acc
 
 
-@pytest.mark.parametrize("shape", [(3, 5), (6, 6), (9, 7)])
-def test_the_integer_hyper_graph_is_exact_at_the_bound(shape: tuple[int, int]) -> None:
+@pytest.mark.parametrize("shape, channels", [((3, 5), (8, 12, 12, 10)), ((6, 6), (8, 12, 12, 10)),
+                                             ((9, 7), (8, 12, 12, 10)), ((7, 6), (32, 64, 64, 96))])
+def test_the_integer_hyper_graph_is_exact_at_the_bound(shape: tuple[int, int], channels: tuple[int, ...]) -> None:
     """ONNX Runtime's convolutions give the exact integer sums when every sum of magnitudes is just within 2**24
     (as calibration chooses the weights and clamps): one rounding anywhere, or a Winograd or reduced-precision
-    kernel, would show here: weights mostly positive, inputs at their clamps, so the sums need 23-24 bits."""
+    kernel, would show here: weights mostly positive, inputs at their clamps, so the sums need 23-24 bits. The
+    shipped model's channel counts (z, hidden, hidden, 2 x latent: 32, 64, 64, 96) take ONNX Runtime's blocked
+    (NCHWc) convolutions, which the session's rewrites choose for multiples of the block size."""
     gen = torch.Generator().manual_seed(shape[0] * 10 + shape[1])
-    channels = (8, 12, 12, 10)  # z, hidden, hidden, 2 x latent
     weights, biases, limits = [], [], []
     fan_in = []  # the most products one output sums: C_in x the taps of a phase (3 x 3 of a 5 x 5 deconv) or k x k
     for i, (transposed, _) in enumerate(lite._HYPER_SYNTHESIS):
@@ -120,7 +121,7 @@ def test_the_integer_hyper_graph_is_exact_at_the_bound(shape: tuple[int, int]) -
     rescales = [np.full(channels[i + 1], 8 * limits[i + 1] / (fan_in[i] * 127 * limits[i]), np.float32)
                 for i in range(len(weights) - 1)]
     graph = lite._integer_hyper_graph(weights, biases, limits[1:])
-    session = lite._session(graph, optimize=False)
+    session = lite._session(graph)  # as the coder runs it: ONNX Runtime's rewrites on
     z = torch.where(torch.rand(1, channels[0], *shape, generator=gen) < 0.9, z_limit, -z_limit)  # at the limits
     feeds = {"z": z.float().numpy()} | {f"r{i}": r.reshape(1, -1, 1, 1) for i, r in enumerate(rescales)}
     got = session.run(["acc"], feeds)[0]
@@ -163,23 +164,66 @@ def test_graph_builders_write_what_onnx_helper_writes() -> None:
         onnx.checker.check_model(onnx.load_from_string(graph), full_check=True)
 
 
-@pytest.mark.parametrize("c_out", [1, 16, 40])
-def test_a_deconv_node_is_the_transposed_convolution(c_out: int) -> None:
-    """``deconv()``'s geometry as ONNX ConvTranspose nodes, split into output-channel groups (40 channels of 5 x 5
-    taps: 16, 16 and 8) whose outputs are concatenated in order."""
+@pytest.mark.parametrize("c_out, k", [(1, 5), (16, 5), (3, 3)])
+def test_a_deconv_node_is_the_transposed_convolution(c_out: int, k: int) -> None:
+    """``deconv()``'s geometry as ONNX nodes: four phase convolutions, concatenated and put in place by a
+    DepthToSpace."""
     from onnx import TensorProto, helper
 
     gen = torch.Generator().manual_seed(3)
-    x, weight = torch.randn(1, 6, 9, 7, generator=gen), torch.randn(6, c_out, 5, 5, generator=gen)
+    x, weight = torch.randn(1, 6, 9, 7, generator=gen), torch.randn(6, c_out, k, k, generator=gen)
     bias = torch.randn(c_out, generator=gen)
     nodes, inits = lite._conv_nodes("x", "y", weight.numpy(), bias.numpy(), "deconv", "d")
-    assert sum(node.op_type == "ConvTranspose" for node in nodes) == math.ceil(c_out / (lite._COL_ROWS // 25))
+    assert [node.op_type for node in nodes] == ["Conv"] * 4 + ["Concat", "DepthToSpace"]
     inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 6, 9, 7])]
     output = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c_out, 18, 14])
     graph = lite._model_bytes(nodes, inits, "deconv", inputs, output)
     got = lite._session(graph).run(["y"], {"x": x.numpy()})[0]
-    expected = F.conv_transpose2d(x, weight, bias, stride=2, padding=2, output_padding=1)
+    expected = F.conv_transpose2d(x, weight, bias, stride=2, padding=k // 2, output_padding=1)
     torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("k", [3, 5])
+@pytest.mark.parametrize("up", [2, 4])
+def test_deconv_taps_read_the_transposed_convolution_on_phases(k: int, up: int) -> None:
+    """``_deconv_taps`` against a 1-D ``deconv()`` summed term by term: output row ``up * m + r`` of a transposed
+    convolution whose input row ``2 * (m + j) + p`` (at ``up // 2`` times the rows of m) holds a one."""
+    n = 6  # input rows of the transposed convolution
+    for i in range(n):
+        x = torch.zeros(1, 1, n)
+        x[0, 0, i] = 1.0
+        for t in range(k):
+            w = torch.zeros(1, 1, k)
+            w[0, 0, t] = 1.0
+            out = F.conv_transpose1d(x, w, stride=2, padding=k // 2, output_padding=1)[0, 0]
+            for o in np.flatnonzero(out.numpy()):
+                m, r = divmod(int(o), up)
+                j, p = divmod(i, 2) if up == 4 else (i - m, 0)
+                assert lite._deconv_taps(k, r, p, up)[j - (m if up == 4 else 0)] == t
+
+
+@pytest.mark.parametrize("c_out, k", [(1, 5), (2, 3)])
+def test_the_polyphase_synthesis_is_the_transposed_convolutions(c_out: int, k: int) -> None:
+    """The synthesis graph (four phase convolutions, inverse GDN on each phase, the last layer into 16 output
+    phases and a DepthToSpace) against PyTorch's conv, IGDN, ConvTranspose, IGDN, ConvTranspose, with random
+    weights (two output channels check DepthToSpace's channel order), including strips too short for a kernel."""
+    gen = torch.Generator().manual_seed(11)
+    c, n = 6, 5
+    layers = nn.Sequential(nn.Conv2d(4, c, 3, padding=1), GDN(c, inverse=True),
+                           nn.ConvTranspose2d(c, n, k, 2, k // 2, 1), GDN(n, inverse=True),
+                           nn.ConvTranspose2d(n, c_out, k, 2, k // 2, 1))
+    with torch.no_grad():
+        for p in layers.parameters():
+            p.copy_(torch.rand(p.shape, generator=gen) * 0.5 + (0.2 if p.ndim == 2 else -0.25))
+    state = {f"synthesis.{name}": value.detach().numpy() for name, value in layers.state_dict().items()}
+    session = lite._session(lite._synthesis_graph(state))
+    for h, w in [(7, 9), (1, 2), (4, 1)]:
+        y = torch.randn(2, 4, h, w, generator=gen)
+        with torch.no_grad():
+            expected = layers(y)
+        got = session.run(["y"], {"x": y.numpy()})[0]
+        assert got.shape == tuple(expected.shape) == (2, c_out, 4 * h, 4 * w)
+        torch.testing.assert_close(torch.from_numpy(got), expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("quality, holes", [(1.0, False), (3.7, True), (8.0, False)])
