@@ -220,6 +220,17 @@ def _gdn_nodes(state: dict[str, npt.NDArray[Any]], layer: str, kind: str, curren
     return nodes, inits
 
 
+def _layer_nodes(state: dict[str, npt.NDArray[Any]], layer: str, kind: str, current: str, out: str
+                 ) -> tuple[list[Any], list[Any]]:
+    """The nodes and initializers of one layer of a transform (:func:`_transform_graph`'s kinds)."""
+    if kind in ("gdn", "igdn"):
+        return _gdn_nodes(state, layer, kind, current, out)
+    if kind == "leaky":
+        return [_node("LeakyRelu", [current], [out], alpha=float(_NEGATIVE_SLOPE))], []
+    return _conv_nodes(current, out, state[f"{layer}.weight"].astype(np.float32),
+                       state[f"{layer}.bias"].astype(np.float32), kind, layer)
+
+
 def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str, str], ...], name: str) -> bytes:
     """A transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights. ``layers`` are
     (state prefix, kind): ``conv``, ``down``, ``deconv`` (:func:`_conv_nodes`), ``gdn``, ``igdn``, ``leaky``
@@ -227,19 +238,10 @@ def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str
     nodes, inits = [], []
     current = "x"
     for i, (layer, kind) in enumerate(layers):
-        out = f"h{i}"
-        if kind in ("gdn", "igdn"):
-            gdn_nodes, gdn_inits = _gdn_nodes(state, layer, kind, current, out)
-            nodes += gdn_nodes
-            inits += gdn_inits
-        elif kind == "leaky":
-            nodes.append(_node("LeakyRelu", [current], [out], alpha=float(_NEGATIVE_SLOPE)))
-        else:
-            conv_nodes, conv_inits = _conv_nodes(current, out, state[f"{layer}.weight"].astype(np.float32),
-                                                 state[f"{layer}.bias"].astype(np.float32), kind, layer)
-            nodes += conv_nodes
-            inits += conv_inits
-        current = out
+        layer_nodes, layer_inits = _layer_nodes(state, layer, kind, current, f"h{i}")
+        nodes += layer_nodes
+        inits += layer_inits
+        current = f"h{i}"
     nodes.append(_node("Identity", [current], ["y"]))
     first = state[f"{layers[0][0]}.weight"]
     channels = int(first.shape[0] if layers[0][1] == "deconv" else first.shape[1])
@@ -268,15 +270,10 @@ def _synthesis_graph(state: dict[str, npt.NDArray[Any]]) -> bytes:
     nodes, inits = [], []
     current = "x"
     for i, (layer, kind) in enumerate(_SYNTHESIS[:-3]):  # at the latents' resolution
-        out = f"h{i}"
-        if kind in ("gdn", "igdn"):
-            layer_nodes, layer_inits = _gdn_nodes(state, layer, kind, current, out)
-        else:
-            layer_nodes, layer_inits = _conv_nodes(current, out, state[f"{layer}.weight"].astype(np.float32),
-                                                   state[f"{layer}.bias"].astype(np.float32), kind, layer)
+        layer_nodes, layer_inits = _layer_nodes(state, layer, kind, current, f"h{i}")
         nodes += layer_nodes
         inits += layer_inits
-        current = out
+        current = f"h{i}"
     (up, _), (norm, _), (last, _) = _SYNTHESIS[-3:]
     w_up, w_last = state[f"{up}.weight"].astype(np.float32), state[f"{last}.weight"].astype(np.float32)
     k_last, c_out = int(w_last.shape[-1]), int(w_last.shape[1])
