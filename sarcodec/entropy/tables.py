@@ -65,17 +65,25 @@ def _group_order(groups: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[
     """A stable sort of the positions by group (one pass, instead of a boolean mask per group): the order, the
     start of each present group in it (and the end), and the present groups in increasing order.
 
-    Groups are table indices (< 2**16 in practice): as uint16 NumPy sorts them stably by radix sort, ~5x faster
-    than a comparison sort of int64, and the order is the same; as uint8 (fewer than 256 tables, as the learned
-    models have) in one radix pass instead of two."""
-    if groups.size and 0 <= int(groups.min()) and (top := int(groups.max())) < 1 << 16:
-        order = np.argsort(groups.astype(np.uint8 if top < 1 << 8 else np.uint16), kind="stable")
-        counts = np.bincount(groups)
-        present = np.flatnonzero(counts)
-        counts = counts[present]
-    else:
-        order = np.argsort(groups, kind="stable")
-        present, counts = np.unique(groups, return_counts=True)
+    Groups are table indices (< 2**16 in practice): each position's group and index are packed into one unsigned
+    integer (group in the high bits, index in the low ones), so the keys are distinct and NumPy's default sort,
+    vectorized for 32- and 64-bit integers (x86-simd-sort, Highway), gives the stable order of the groups without a
+    stable sort: a tile's 3.2 M latents 53 -> 31 ms on one thread (sarcodec 0.8.3; a radix argsort of uint8 keys
+    before, ~5x faster than a comparison sort of int64). The group boundaries come from the sorted keys."""
+    n = groups.size
+    if n and 0 <= int(groups.min()) and (top := int(groups.max())) < 1 << 16:
+        bits = max(1, (n - 1).bit_length())  # of the index
+        dtype = np.uint32 if top < 1 << (32 - bits) else np.uint64
+        keys = groups.astype(dtype)
+        keys <<= dtype(bits)
+        keys |= np.arange(n, dtype=dtype)
+        keys.sort()
+        edges = np.searchsorted(keys, np.arange(top + 2, dtype=dtype) << dtype(bits))  # group g: [edges[g], edges[g+1])
+        present = np.flatnonzero(np.diff(edges))
+        keys &= dtype((1 << bits) - 1)
+        return keys.astype(np.int64), np.append(edges[present], n).astype(np.int64), present
+    order = np.argsort(groups, kind="stable")
+    present, counts = np.unique(groups, return_counts=True)
     starts = np.concatenate([[0], np.cumsum(counts)])
     return order, starts, present
 

@@ -41,11 +41,16 @@ def test_grouped_coding_round_trip() -> None:
 
 
 @pytest.mark.parametrize("groups", [
-    np.random.default_rng(2).integers(0, 64, 10_000),  # table indices: the radix-sorted path (as uint8)
-    np.array([255, 0, 255, 7, 0]),  # 255 the last uint8 group
-    np.array([256, 0, 256, 7, 0]),  # 256: sorted as uint16
+    np.random.default_rng(2).integers(0, 64, 10_000),  # table indices: group and index packed in uint32 keys
+    np.random.default_rng(4).integers(0, 29, 3_244_800),  # a 1040^2 tile's latents: 22 bits of index, uint32
+    np.random.default_rng(5).integers(0, 1 << 11, 1 << 21),  # 11 + 21 bits: the last that fit in uint32
+    np.random.default_rng(6).integers(0, 1 << 12, 1 << 21),  # 12 + 21 bits: packed in uint64
+    np.array([255, 0, 255, 7, 0]),
+    np.array([256, 0, 256, 7, 0]),
     np.array([70_000, 3, 3, 70_000, 5]),  # beyond 16 bits: the generic path
-    np.array([-2, 4, -2, 0, 65_535, 4]),  # negative: the generic path too; 65 535 the last radix-sortable
+    np.array([-2, 4, -2, 0, 65_535, 4]),  # negative: the generic path too; 65 535 the last packed group
+    np.array([65_535, 0, 65_535]),
+    np.array([5]),  # one position: one bit of index
     np.array([], dtype=np.int64),
 ])
 def test_group_order_is_a_stable_sort_by_group(groups: np.ndarray) -> None:
