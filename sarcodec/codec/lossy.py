@@ -521,7 +521,8 @@ def _blended_intensity(relative: npt.NDArray[np.float32], params: PreprocessingP
     """Intensity (float64) of blended :func:`_relative_intensity` values: ``10**(_blended_db / 10)`` within float
     rounding, without the logarithm and the power (for outputs in linear units)."""
     out: FloatArray = np.maximum(relative.astype(np.float64), math.exp(-_BLEND_EXPONENT))
-    out *= 10.0 ** ((params.db_lo + params.db_hi) / 20)
+    with np.errstate(over="ignore"):  # a clip range past ~3080 dB: inf, as db_to_intensity gives it
+        out *= np.power(10.0, (params.db_lo + params.db_hi) / 20)
     return out
 
 

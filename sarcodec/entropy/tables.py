@@ -78,7 +78,8 @@ def _group_order(groups: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[
         keys <<= dtype(bits)
         keys |= np.arange(n, dtype=dtype)
         keys.sort()
-        edges = np.searchsorted(keys, np.arange(top + 2, dtype=dtype) << dtype(bits))  # group g: [edges[g], edges[g+1])
+        # group g at [edges[g], edges[g + 1]); the end appended, as (top + 1) << bits may not fit the keys' dtype
+        edges = np.append(np.searchsorted(keys, np.arange(top + 1, dtype=dtype) << dtype(bits)), n)
         present = np.flatnonzero(np.diff(edges))
         keys &= dtype((1 << bits) - 1)
         return keys.astype(np.int64), np.append(edges[present], n).astype(np.int64), present

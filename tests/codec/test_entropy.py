@@ -50,6 +50,7 @@ def test_grouped_coding_round_trip() -> None:
     np.array([70_000, 3, 3, 70_000, 5]),  # beyond 16 bits: the generic path
     np.array([-2, 4, -2, 0, 65_535, 4]),  # negative: the generic path too; 65 535 the last packed group
     np.array([65_535, 0, 65_535]),
+    np.full(1 << 16, 65_535),  # one group whose next group's first key, 65 536 << 16, would not fit in uint32
     np.array([5]),  # one position: one bit of index
     np.array([], dtype=np.int64),
 ])
