@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from sarcodec.entropy import tables
 from sarcodec.entropy.models import FactorizedDensity, GaussianConditional
 from sarcodec.entropy.tables import (
     TABLE_PRECISION,
@@ -54,7 +55,10 @@ def test_grouped_coding_round_trip() -> None:
     np.array([5]),  # one position: one bit of index
     np.array([], dtype=np.int64),
 ])
-def test_group_order_is_a_stable_sort_by_group(groups: np.ndarray) -> None:
+@pytest.mark.parametrize("simd_sort", [True, False])  # NumPy 2's packed-key sort, and the radix argsort before it
+def test_group_order_is_a_stable_sort_by_group(groups: np.ndarray, simd_sort: bool,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tables, "_SIMD_SORT", simd_sort)
     order, starts, present = _group_order(groups)
     np.testing.assert_array_equal(order, np.argsort(groups, kind="stable"))
     values, counts = np.unique(groups, return_counts=True)
