@@ -231,17 +231,24 @@ def _layer_nodes(state: dict[str, npt.NDArray[Any]], layer: str, kind: str, curr
                        state[f"{layer}.bias"].astype(np.float32), kind, layer)
 
 
-def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str, str], ...], name: str) -> bytes:
-    """A transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights. ``layers`` are
-    (state prefix, kind): ``conv``, ``down``, ``deconv`` (:func:`_conv_nodes`), ``gdn``, ``igdn``, ``leaky``
-    (LeakyReLU 0.01)."""
-    nodes, inits = [], []
-    current = "x"
+def _chain_nodes(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str, str], ...]
+                 ) -> tuple[list[Any], list[Any], str]:
+    """The nodes and initializers of ``layers`` applied in turn to the input ``x`` (outputs ``h0``, ``h1``...), and
+    the name of the last output."""
+    nodes, inits, current = [], [], "x"
     for i, (layer, kind) in enumerate(layers):
         layer_nodes, layer_inits = _layer_nodes(state, layer, kind, current, f"h{i}")
         nodes += layer_nodes
         inits += layer_inits
         current = f"h{i}"
+    return nodes, inits, current
+
+
+def _transform_graph(state: dict[str, npt.NDArray[Any]], layers: tuple[tuple[str, str], ...], name: str) -> bytes:
+    """A transform as an ONNX graph (input ``x`` (N, C, H, W), output ``y``), from the weights. ``layers`` are
+    (state prefix, kind): ``conv``, ``down``, ``deconv`` (:func:`_conv_nodes`), ``gdn``, ``igdn``, ``leaky``
+    (LeakyReLU 0.01)."""
+    nodes, inits, current = _chain_nodes(state, layers)
     nodes.append(_node("Identity", [current], ["y"]))
     first = state[f"{layers[0][0]}.weight"]
     channels = int(first.shape[0] if layers[0][1] == "deconv" else first.shape[1])
@@ -267,13 +274,7 @@ def _synthesis_graph(state: dict[str, npt.NDArray[Any]]) -> bytes:
     blocked convolutions without its ConvTranspose's col2im: the synthesis of a strip 1.8x as fast."""
     kinds = tuple(kind for _, kind in _SYNTHESIS)
     assert kinds[-3:] == ("deconv", "igdn", "deconv") and "deconv" not in kinds[:-3]
-    nodes, inits = [], []
-    current = "x"
-    for i, (layer, kind) in enumerate(_SYNTHESIS[:-3]):  # at the latents' resolution
-        layer_nodes, layer_inits = _layer_nodes(state, layer, kind, current, f"h{i}")
-        nodes += layer_nodes
-        inits += layer_inits
-        current = f"h{i}"
+    nodes, inits, current = _chain_nodes(state, _SYNTHESIS[:-3])  # at the latents' resolution
     (up, _), (norm, _), (last, _) = _SYNTHESIS[-3:]
     w_up, w_last = state[f"{up}.weight"].astype(np.float32), state[f"{last}.weight"].astype(np.float32)
     k_last, c_out = int(w_last.shape[-1]), int(w_last.shape[1])
