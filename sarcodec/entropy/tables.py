@@ -61,25 +61,16 @@ def encode_grouped(
         coder.encode_reverse(chunk, model)
 
 
-#: NumPy sorts 32- and 64-bit integers with SIMD (x86-simd-sort on AVX2 and AVX-512, Highway on Arm) from 2.0 on;
-#: before, only on AVX-512, and a scalar sort of a tile's 3.2 M keys would take several times the radix argsort's
-#: ~35 ms (an estimate from the comparison count; not measured: the development machine has AVX-512).
-_SIMD_SORT = np.lib.NumpyVersion(np.__version__) >= "2.0.0"
-
-
 def _group_order(groups: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
     """A stable sort of the positions by group (one pass, instead of a boolean mask per group): the order, the
     start of each present group in it (and the end), and the present groups in increasing order.
 
-    Groups are table indices (< 2**16 in practice). With NumPy 2 each position's group and index are packed into
-    one unsigned integer (group in the high bits, index in the low ones), so the keys are distinct and the default
-    (SIMD) sort gives the stable order of the groups without a stable sort, the group boundaries from the sorted keys:
-    a tile's 3.2 M latents 53 -> 31 ms on one thread (sarcodec 0.8.3). Otherwise the groups as uint8 or uint16 keys,
-    which NumPy argsorts stably by radix sort (~5x faster than a comparison sort of int64). The same result either
-    way."""
+    Groups are table indices (< 2**16 in practice), sorted as uint8 or uint16 keys, which NumPy argsorts stably by
+    radix sort: linear time on every CPU (a tile's 3.2 M latents in ~25 ms on one thread). Not a comparison sort:
+    sarcodec 0.8.3 sorted packed (group, index) keys with NumPy 2's SIMD sort, 31 ms on an Intel core with AVX-512 but
+    136 ms on an AMD Zen 4 core, whose AVX-512 compress-stores (the SIMD sort's partition step) are microcoded
+    (``results/codec/group_order/``)."""
     if groups.size and 0 <= int(groups.min()) and (top := int(groups.max())) < 1 << 16:
-        if _SIMD_SORT:
-            return _packed_order(groups, top)
         order = np.argsort(groups.astype(np.uint8 if top < 1 << 8 else np.uint16), kind="stable")
         counts = np.bincount(groups)
         present = np.flatnonzero(counts)
@@ -89,24 +80,6 @@ def _group_order(groups: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[
         present, counts = np.unique(groups, return_counts=True)
     starts = np.concatenate([[0], np.cumsum(counts)])
     return order, starts, present
-
-
-def _packed_order(groups: NDArray[np.int64], top: int
-                  ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.int64]]:
-    """:func:`_group_order` of groups in ``[0, top]`` by one sort of (group, index) keys packed in uint32 or uint64."""
-    n = groups.size
-    bits = max(1, (n - 1).bit_length())  # of the index
-    dtype = np.dtype(np.uint32 if top < 1 << (32 - bits) else np.uint64)
-    shift = np.array(bits, dtype)
-    keys: NDArray[Any] = groups.astype(dtype)
-    np.left_shift(keys, shift, out=keys)
-    np.bitwise_or(keys, np.arange(n, dtype=dtype), out=keys)
-    keys.sort()
-    # group g at [edges[g], edges[g + 1]); the end appended, as (top + 1) << bits may not fit the keys' dtype
-    edges = np.append(np.searchsorted(keys, np.left_shift(np.arange(top + 1, dtype=dtype), shift)), n)
-    present = np.flatnonzero(np.diff(edges))
-    np.bitwise_and(keys, np.array((1 << bits) - 1, dtype), out=keys)
-    return keys.astype(np.int64), np.append(edges[present], n).astype(np.int64), present
 
 
 def decode_grouped(
