@@ -54,6 +54,30 @@ def test_a_failing_tile_raises_in_the_caller_and_the_pool_stops() -> None:
     assert started.is_set() and torch.get_num_threads() == threads
 
 
+def test_the_heap_is_trimmed_once_when_a_pool_closes_and_not_per_tile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tiles reuse what earlier tiles freed (per-tile trimming cost 1.2-1.4x in page faults); the pool hands the
+    arenas' free memory back once, as it closes, also when a tile failed."""
+    from sarcodec.codec import pipeline
+
+    trims: list[int] = []
+
+    class Libc:
+        def malloc_trim(self, pad: int) -> int:
+            trims.append(pad)
+            return 1
+
+    monkeypatch.setattr(pipeline, "_LIBC", Libc())
+    with TilePool[None, int](2) as pool:
+        results = [band.results() for band in pool.run((None, [lambda v=v: v for v in range(4)]) for _ in range(3))]
+        assert trims == []
+    assert results == [[0, 1, 2, 3]] * 3 and trims == [0]
+    with pytest.raises(ValueError, match="tile"):
+        with TilePool[None, int](2) as pool:
+            for band in pool.run([(None, [lambda: int("tile")])]):
+                band.results()
+    assert trims == [0, 0]
+
+
 def test_compress_and_decompress_use_every_worker_with_identical_results(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)
     image = (rng.exponential(1.0, (150, 170)) * np.linspace(1, 30, 170)).astype(np.float32)
