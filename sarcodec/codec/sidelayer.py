@@ -236,8 +236,13 @@ def interpolate_correction(blocks_db: FloatArray, shape: tuple[int, int], block:
     tr, tc = tr.astype(blocks_db.dtype, copy=False), tc.astype(blocks_db.dtype, copy=False)  # float32 stays float32
     rows = blocks_db[r0] * (1 - tr)[:, None] + blocks_db[r1] * tr[:, None]
     # np.take along the columns keeps the result in C order (``rows[:, c0]`` is Fortran-ordered, and every
-    # elementwise step after it with a C-ordered map then ran strided: ~25x slower in the encoder's fit)
-    out: FloatArray = np.take(rows, c0, axis=1) * (1 - tc)[None, :] + np.take(rows, c1, axis=1) * tc[None, :]
+    # elementwise step after it with a C-ordered map then ran strided: ~25x slower in the encoder's fit); the
+    # products and the sum in place: the same values, half the time (two full-size buffers instead of five)
+    out: FloatArray = np.take(rows, c0, axis=1)
+    out *= (1 - tc)[None, :]
+    right = np.take(rows, c1, axis=1)
+    right *= tc[None, :]
+    out += right
     return out
 
 
