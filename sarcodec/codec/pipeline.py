@@ -13,7 +13,7 @@ Memory is glibc's default: each worker's arena keeps the buffers a tile freed fo
 ``malloc_trim``, for a lower peak RSS; on the 10 000^2 scene that cost 10.6 M page faults in ``compress`` (53 s of
 system time; the run 1.39x as long, decompress 1.23x) for 7-10 % less peak RSS (``results/codec/allocator/``). The
 heap is trimmed once, when a pool closes, so a long-lived caller (``serve``, the Python API) gets back what the
-arenas kept (~120-200 MiB after compressing a 3072^2 scene).
+arenas kept (~220-270 MiB after compressing a 3072^2 scene, ``results/codec/allocator/rss_after.txt``).
 """
 
 from __future__ import annotations
@@ -40,14 +40,16 @@ T = TypeVar("T")
 B = TypeVar("B")
 
 
-def _glibc() -> Any:
+def _malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim``, or None elsewhere (nothing to trim)."""
     try:
-        return ctypes.CDLL("libc.so.6")
-    except OSError:  # not glibc: nothing to trim
+        trim: Callable[[int], int] | None = getattr(ctypes.CDLL("libc.so.6"), "malloc_trim", None)
+    except OSError:
         return None
+    return trim
 
 
-_LIBC = _glibc()
+_MALLOC_TRIM = _malloc_trim()
 
 
 class Band(Generic[B, T]):
@@ -83,10 +85,12 @@ class TilePool(Generic[B, T]):
         for band in self._bands:
             for f in band.futures:
                 f.cancel()
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        self._stack.close()
-        if _LIBC is not None:  # the arenas' free memory back to the system, once per run
-            _LIBC.malloc_trim(0)
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._stack.close()
+        finally:
+            if _MALLOC_TRIM is not None:  # the arenas' free memory back to the system, once per run
+                _MALLOC_TRIM(0)
 
     def submit(self, data: B, jobs: Sequence[Callable[[], T]]) -> Iterator[Band[B, T]]:
         """Queue a band of tile jobs; yields the bands that are due to be consumed (all but the newest), oldest

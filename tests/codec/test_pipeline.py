@@ -61,12 +61,11 @@ def test_the_heap_is_trimmed_once_when_a_pool_closes_and_not_per_tile(monkeypatc
 
     trims: list[int] = []
 
-    class Libc:
-        def malloc_trim(self, pad: int) -> int:
-            trims.append(pad)
-            return 1
+    def malloc_trim(pad: int) -> int:
+        trims.append(pad)
+        return 1
 
-    monkeypatch.setattr(pipeline, "_LIBC", Libc())
+    monkeypatch.setattr(pipeline, "_MALLOC_TRIM", malloc_trim)
     with TilePool[None, int](2) as pool:
         results = [band.results() for band in pool.run((None, [lambda v=v: v for v in range(4)]) for _ in range(3))]
         assert trims == []
