@@ -66,10 +66,10 @@ def _group_order(groups: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[
     start of each present group in it (and the end), and the present groups in increasing order.
 
     Groups are table indices (< 2**16 in practice), sorted as uint8 or uint16 keys, which NumPy argsorts stably by
-    radix sort: linear time on every CPU (a tile's 3.2 M latents in ~25 ms on one thread). Not a comparison sort:
-    sarcodec 0.8.3 sorted packed (group, index) keys with NumPy 2's SIMD sort, 31 ms on an Intel core with AVX-512 but
-    136 ms on an AMD Zen 4 core, whose AVX-512 compress-stores (the SIMD sort's partition step) are microcoded
-    (``results/codec/group_order/``)."""
+    radix sort: linear time on every CPU (a tile's 3.2 M latents in 46 ms on one AMD Zen 4 thread, the group counts
+    included). Not a comparison sort: sarcodec 0.8.3 sorted packed (group, index) keys with NumPy 2's SIMD sort, 31 ms
+    on an Intel core with AVX-512 but 160 ms on the Zen 4 core, whose AVX-512 compress-stores (the SIMD sort's
+    partition step) are microcoded (``results/codec/group_order/``)."""
     if groups.size and 0 <= int(groups.min()) and (top := int(groups.max())) < 1 << 16:
         order = np.argsort(groups.astype(np.uint8 if top < 1 << 8 else np.uint16), kind="stable")
         counts = np.bincount(groups)

@@ -49,6 +49,7 @@ def test_grouped_coding_round_trip() -> None:
     np.array([70_000, 3, 3, 70_000, 5]),  # beyond 16 bits: the generic path
     np.array([-2, 4, -2, 0, 65_535, 4]),  # negative: the generic path too
     np.array([65_535, 0, 65_535]),  # the last uint16 group
+    np.array([65_536, 0, 65_536, 7]),  # the first beyond: the generic path
     np.array([5]),
     np.array([], dtype=np.int64),
 ])
@@ -58,6 +59,7 @@ def test_group_order_is_a_stable_sort_by_group(groups: np.ndarray) -> None:
     values, counts = np.unique(groups, return_counts=True)
     np.testing.assert_array_equal(present, values)
     np.testing.assert_array_equal(np.diff(starts), counts)
+    assert starts[0] == 0 and starts[-1] == groups.size
 
 
 def test_decode_grouped_gives_values_less_each_tables_offset() -> None:
