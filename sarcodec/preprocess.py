@@ -156,10 +156,15 @@ def db_to_units(db: npt.ArrayLike, units: str) -> npt.NDArray[Any]:
     db64 = np.asarray(db, dtype=np.float64)
     if units == "db":
         return db64
-    intensity = db_to_intensity(db64)
+    return _intensity_to_units(db_to_intensity(db64), units)
+
+
+def _intensity_to_units(intensity: FloatArray, units: str, scratch: bool = False) -> npt.NDArray[Any]:
+    """Intensity (float64) -> values in the linear ``units`` (float64/complex128); with ``scratch``, the square
+    root of amplitudes taken in place."""
     if units == "intensity":
         return intensity
-    amplitude = np.sqrt(intensity)
+    amplitude = np.sqrt(intensity, out=intensity if scratch else None)
     if units == "amplitude":
         return amplitude
     return amplitude.astype(np.complex128)
@@ -393,14 +398,8 @@ def inverse_intensity(
     """:func:`inverse_db` of ``10*log10(intensity)`` without the logarithm and its power of ten where the
     input's units are linear (a float64 ``intensity`` >= 0; it may be overwritten): the same values within float
     rounding."""
-    if params.units == "db":
-        values = intensity_to_db(intensity)
-    elif params.units == "intensity":
-        values = intensity
-    else:
-        values = np.sqrt(intensity, out=intensity)
-        if params.units == "complex":
-            values = values.astype(np.complex128)
+    values = (intensity_to_db(intensity) if params.units == "db"
+              else _intensity_to_units(intensity, params.units, scratch=True))
     return _raw_values(values, params, valid, scratch=True)
 
 
