@@ -76,26 +76,34 @@ class Analysis:
 class RDCodec(nn.Module):
     """Shared machinery: transforms, gains per quality level, padding, and the tile coding entry points."""
 
+    #: The parts that decide no symbol, only what the decoder makes of them (``rd.train_only`` within these keeps
+    #: the symbols of ``rd.init``).
+    DECODER_ONLY: ClassVar[tuple[str, ...]] = ("synthesis", "log_inverse_gain")
+
     #: Registry name, set by ``register_model(name, kind="codec")``; recorded in weights files and .sarc headers.
     codec_name: ClassVar[str] = ""
     #: Inputs are padded (replicate, bottom/right) to a multiple of this.
     downsampling_factor: ClassVar[int] = 4
 
-    def __init__(self, channels: int, latent_channels: int, lambdas: Sequence[float]) -> None:
+    def __init__(self, channels: int, latent_channels: int, lambdas: Sequence[float],
+                 synthesis_channels: int | None = None) -> None:
         super().__init__()
         self.config: dict[str, Any] = {
             "channels": channels,
             "latent_channels": latent_channels,
             "lambdas": [float(v) for v in lambdas],
         }
+        if synthesis_channels is not None:  # recorded only when it differs from the analysis' (older files lack it)
+            self.config["synthesis_channels"] = synthesis_channels
         self.lambdas = tuple(float(v) for v in lambdas)
         self.analysis = nn.Sequential(
             conv(1, channels), GDN(channels), conv(channels, channels), GDN(channels),
             conv(channels, latent_channels, kernel=3, stride=1),
         )  # fmt: skip
+        sc = channels if synthesis_channels is None else synthesis_channels
         self.synthesis = nn.Sequential(
-            conv(latent_channels, channels, kernel=3, stride=1), GDN(channels, inverse=True),
-            deconv(channels, channels), GDN(channels, inverse=True), deconv(channels, 1),
+            conv(latent_channels, sc, kernel=3, stride=1), GDN(sc, inverse=True),
+            deconv(sc, sc), GDN(sc, inverse=True), deconv(sc, 1),
         )  # fmt: skip
         # Gains per level, initialised to the high-rate rule step ~ 1 / sqrt(lambda).
         ref = math.sqrt(self.lambdas[0] * self.lambdas[-1])

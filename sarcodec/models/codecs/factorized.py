@@ -20,8 +20,9 @@ __all__ = ["FactorizedPriorCodec"]
 class FactorizedPriorCodec(RDCodec):
     """Ballé et al. 2018's factorized prior: one learned density per latent channel, no side information."""
 
-    def __init__(self, channels: int = 64, latent_channels: int = 48, lambdas: Sequence[float] = DEFAULT_LAMBDAS):
-        super().__init__(channels, latent_channels, lambdas)
+    def __init__(self, channels: int = 64, latent_channels: int = 48, lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+                 synthesis_channels: int | None = None):
+        super().__init__(channels, latent_channels, lambdas, synthesis_channels)
         self.density = FactorizedDensity(latent_channels)
 
     def forward(self, x: Tensor, quality: Tensor) -> dict[str, Any]:  # noqa: D102

@@ -44,8 +44,9 @@ class HyperpriorCodec(RDCodec):
         hyper_channels: int = 64,
         hyper_latent_channels: int = 32,
         lambdas: Sequence[float] = DEFAULT_LAMBDAS,
+        synthesis_channels: int | None = None,
     ) -> None:
-        super().__init__(channels, latent_channels, lambdas)
+        super().__init__(channels, latent_channels, lambdas, synthesis_channels)
         self.config.update(hyper_channels=hyper_channels, hyper_latent_channels=hyper_latent_channels)
         hc, zc = hyper_channels, hyper_latent_channels
         self.hyper_analysis = nn.Sequential(
