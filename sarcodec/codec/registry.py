@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # PyTorch is imported when a model is loaded, not with this m
 
     from sarcodec.models.codecs import RDCodec
 
-__all__ = ["DEFAULT_CODEC", "WEIGHTS_DIR", "LoadedCodec", "load_codec", "resolve_codec", "shipped_codec_with_sha",
-           "shipped_codecs"]
+__all__ = ["DEFAULT_CODEC", "WEIGHTS_DIR", "LoadedCodec", "adopt_coding_state", "load_codec", "resolve_codec",
+           "shipped_codec_with_sha", "shipped_codecs"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 #: The model ``sarcodec compress`` uses when no ``--model`` is given.
@@ -138,16 +138,8 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise IncompatibleModelError(f"{path}: codec config missing or malformed ({exc})") from None
     model = create_codec(metadata.get("codec", ""), **config)
-    # Coding tables are stored as int32; their buffers' shapes depend on training, so adopt the stored shapes.
-    for module_name, module in model.named_modules():
-        for buffer_name in ("table_offsets", "table_lengths", "table_counts"):
-            key_name = f"{module_name}.{buffer_name}" if module_name else buffer_name
-            if key_name in state and hasattr(module, buffer_name):
-                setattr(module, buffer_name, state[key_name].to(torch.int64))
     state = {k: (v.to(torch.int64) if v.dtype == torch.int32 else v) for k, v in state.items()}
-    add_integer_hyper = getattr(model, "add_integer_hyper", None)
-    if any(k.startswith("integer_hyper.") for k in state) and callable(add_integer_hyper):
-        add_integer_hyper()  # weights with the exact integer hyper-decoder (sarcodec >= 0.5)
+    adopt_coding_state(model, state, load=False)
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
@@ -155,6 +147,26 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
     model.eval().to(device)
     _CACHE[key] = (model, metadata)
     return LoadedCodec(model=model, name=name, sha256=sha, path=path, metadata=metadata)
+
+
+def adopt_coding_state(model: RDCodec, state: dict[str, torch.Tensor], load: bool = True) -> None:
+    """Give ``model`` the coding state of ``state`` (a codec's state dict): its coding tables, whose buffers'
+    shapes depend on training, so the stored shapes are adopted (as int64), and, when ``state`` has one, an integer
+    hyper-decoder; with ``load``, their values too (without, ``model.load_state_dict(state)`` fills them)."""
+    import torch
+
+    for module_name, module in model.named_modules():
+        for buffer_name in ("table_offsets", "table_lengths", "table_counts"):
+            key_name = f"{module_name}.{buffer_name}" if module_name else buffer_name
+            if key_name in state and hasattr(module, buffer_name):
+                setattr(module, buffer_name, state[key_name].to(torch.int64).clone())
+    add_integer_hyper = getattr(model, "add_integer_hyper", None)
+    prefix = "integer_hyper."
+    if any(k.startswith(prefix) for k in state) and callable(add_integer_hyper):
+        integer = add_integer_hyper()  # weights with the exact integer hyper-decoder (sarcodec >= 0.5)
+        if load:
+            integer.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+            integer.to(next(model.parameters()).device)
 
 
 def describe_codec(name_or_path: str | Path) -> str:
