@@ -8,6 +8,11 @@ checkpoints and resume, TensorBoard, DDP, early stopping.
   speckle on a share of the patches, and a second optimizer (Adam) for the factorized densities' tail quantiles.
   At the end the best epoch's weights get their integer coding tables and are written as ``<run_name>.safetensors``
   in the run directory, the file ``sarcodec compress --model PATH`` and ``sarcodec.codec.registry`` load.
+  ``rd.init`` starts from a codec's weights (a narrower synthesis from its most active channels,
+  ``sarcodec.train.narrow``); ``rd.train_only`` freezes the rest, which then runs as coding runs it (eval mode:
+  rounded hyper-latents). A run that trains only parts that decide no symbol (``RDCodec.DECODER_ONLY``: the
+  synthesis, the inverse gains) exports ``rd.init``'s coding tables and integer hyper-decoder as they are, so its
+  files hold ``rd.init``'s entropy-coded symbols.
 
 Every random draw of an objective comes from torch's global generator, which the trainer seeds per epoch, so
 rate-distortion runs resume exactly like the autoencoders.
@@ -108,7 +113,7 @@ class Objective:
         """Parameters of the auxiliary optimizer (none for autoencoders)."""
         return []
 
-    def init_weights(self, model: nn.Module, log: Any) -> None:
+    def init_weights(self, model: nn.Module, train_set: PatchDataset, log: Any) -> None:
         """Called on a fresh start only (not on resume): load initial weights if the config names some."""
 
     def prepare(self, model: nn.Module, train_set: PatchDataset, device: torch.device) -> None:
@@ -215,43 +220,55 @@ class RDObjective(Objective):
         return config.resolved_output_dir / f"{config.run_name}.safetensors"
 
     def aux_parameters(self, model: nn.Module) -> list[nn.Parameter]:  # noqa: D102
-        return [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+        return [p for n, p in model.named_parameters() if n.endswith("quantiles") and self._trained(n)]
 
     def prepare(self, model: nn.Module, train_set: PatchDataset, device: torch.device) -> None:  # noqa: D102
         codec: RDCodec = model  # type: ignore[assignment]
         if self.train_only is not None:
-            modules = {n for n, _ in model.named_children()}
+            modules = {n for n, _ in model.named_children()} | {n for n, _ in model.named_parameters(recurse=False)}
             unknown = self.train_only - modules
             if unknown:
                 raise BadInputError(f"rd.train_only names {', '.join(sorted(unknown))}, which the model lacks "
-                                    f"(its modules: {', '.join(sorted(modules))})")
+                                    f"(its modules and parameters: {', '.join(sorted(modules))})")
             for name, p in model.named_parameters():  # frozen: no gradients computed for them at all
-                p.requires_grad_(self._trained(name) or name.endswith("quantiles"))
+                p.requires_grad_(self._trained(name))
         self.lambdas = torch.tensor(codec.lambdas, device=device)
         self.spans = torch.from_numpy(image_db_spans(train_set.manifest))
 
-    def init_weights(self, model: nn.Module, log: Any) -> None:
-        """Start from ``rd.init``'s weights (fine-tuning; a fresh run only): same architecture and config."""
+    def init_weights(self, model: nn.Module, train_set: PatchDataset, log: Any) -> None:
+        """Start from ``rd.init``'s weights (fine-tuning; a fresh run only): the same architecture and config, or
+        one that extends it, or one with a narrower synthesis (``model.synthesis_channels``: started from the
+        source's most active channels on training patches, ``sarcodec.train.narrow``)."""
         if not self.config.init:
             return
         from sarcodec.codec.registry import load_codec
 
         start_from = load_codec(self.config.init).model
+        codec = self._module(model)
         # the same architecture, or one that extends it (e.g. a context model over these transforms): every
-        # setting of the source is the run's, and its weights fill the modules they share
-        if any(self._module(model).config.get(k) != v for k, v in start_from.config.items()):
+        # setting of the source is the run's (but the synthesis' width), and its weights fill the modules they share
+        narrower = codec.config.get("synthesis_channels", codec.config["channels"]) \
+            != start_from.config.get("synthesis_channels", start_from.config["channels"])
+        if any(codec.config.get(k) != v for k, v in start_from.config.items() if k != "synthesis_channels"):
             raise IncompatibleModelError(f"rd.init {self.config.init} has config {start_from.config}, "
-                                         f"the run wants {model.config}")
+                                         f"the run wants {codec.config}")
         # coding tables and the integer hyper-decoder are made again when the run finishes
-        weights = {k: v for k, v in start_from.state_dict().items()
-                   if "table_" not in k and not k.startswith("integer_hyper.")}
-        missing, unexpected = model.load_state_dict(weights, strict=False)
+        weights = {k: v for k, v in start_from.state_dict().items() if "table_" not in k
+                   and not k.startswith("integer_hyper.") and not (narrower and k.startswith("synthesis."))}
+        missing, unexpected = codec.load_state_dict(weights, strict=False)
         if unexpected:
             raise IncompatibleModelError(f"rd.init {self.config.init} has weights the run's model lacks: "
                                          f"{', '.join(unexpected[:5])}")
         shared = {k.split(".")[0] for k in weights}
-        new = sorted({k.split(".")[0] for k in missing} - shared)
-        log(f"initialised from {self.config.init}" + (f" (new modules: {', '.join(new)})" if new else ""))
+        new = sorted({k.split(".")[0] for k in missing} - shared - {"synthesis"})
+        note = f" (new modules: {', '.join(new)})" if new else ""
+        if narrower:
+            from sarcodec.train.narrow import narrow_synthesis
+
+            images = torch.stack([train_set[int(i)]["image"] for i in torch.randperm(len(train_set))[:_NARROW_PATCHES]])
+            kept = narrow_synthesis(start_from, codec, images.to(next(start_from.parameters()).device))
+            note += f" (synthesis narrowed to channels {kept[0].tolist()} and {kept[1].tolist()})"
+        log(f"initialised from {self.config.init}{note}")
 
     def _module(self, model: nn.Module) -> RDCodec:
         """The codec itself (``model`` may be wrapped by DistributedDataParallel)."""
@@ -260,6 +277,10 @@ class RDObjective(Objective):
 
     def train_loss(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:  # noqa: D102
         assert self.lambdas is not None and self.spans is not None
+        if self.train_only is not None:  # frozen parts run as coding runs them (the hyper-latents rounded, not noisy)
+            for name, child in self._module(model).named_children():
+                if name not in self.train_only:
+                    child.eval()
         x = batch["image"]
         n = x.shape[0]
         if self.config.speckle_prob > 0:
@@ -298,6 +319,12 @@ class RDObjective(Objective):
         out: torch.Tensor = model(images, quality)["x_hat"]
         return out
 
+    def keeps_symbols(self, codec: RDCodec) -> bool:
+        """Whether the run trains only parts that decide no symbol (``rd.train_only`` within the codec's
+        ``DECODER_ONLY``) of ``rd.init``'s codec: its export then codes the very same symbols as ``rd.init``."""
+        return bool(self.config.init) and self.train_only is not None \
+            and self.train_only <= set(codec.DECODER_ONLY)
+
     def finish(self, model: nn.Module, config: TrainConfig, val_set: PatchDataset, summary: dict[str, Any],
                log: Any) -> Path | None:  # noqa: D102
         codec = self._module(model)
@@ -306,7 +333,15 @@ class RDObjective(Objective):
         patches = torch.stack([val_set[i]["image"] for i in range(min(len(val_set), self.config.val_patches))])
         integer: dict[str, Any] | None = None
         integerize = getattr(codec, "integerize", None)
-        if callable(integerize):  # the exact integer hyper-decoder, activation ranges from validation patches
+        if self.keeps_symbols(codec):  # rd.init's tables and integer hyper-decoder as they are
+            from sarcodec.codec.registry import adopt_coding_state, load_codec
+
+            source = load_codec(str(self.config.init))
+            adopt_coding_state(codec, source.model.state_dict())
+            if "integer_hyper" in source.metadata:
+                integer = {**json.loads(source.metadata["integer_hyper"]), "kept from": str(self.config.init)}
+            log(f"coding tables and integer hyper-decoder kept from {self.config.init}: the same symbols")
+        elif callable(integerize):  # the exact integer hyper-decoder, activation ranges from validation patches
             try:
                 integer = {**integerize(patch[None] for patch in patches), "calibration": "validation patches"}
                 log(f"integer hyper-decoder: activation limits {integer}")
@@ -331,6 +366,10 @@ class RDObjective(Objective):
         save_codec_file(codec, path, metadata)
         log(f"codec weights -> {path}")
         return path
+
+
+#: Training patches whose activations choose the channels a narrower synthesis keeps (``rd.init``).
+_NARROW_PATCHES = 256
 
 
 def save_codec_file(codec: nn.Module, path: Path, metadata: dict[str, str]) -> None:

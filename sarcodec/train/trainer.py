@@ -171,7 +171,7 @@ def _train(config: TrainConfig, ctx: DistContext, resume: str | Path | None, ove
     if resume_from is not None:
         progress = _restore(resume_from, model, optimizer, aux_optimizer, scaler, plateau, config, train_set, log)
     else:
-        objective.init_weights(model, log)
+        objective.init_weights(model, train_set, log)
     epochs = _fitted_epochs(config, progress.history)  # a pure function of the history: resumes exactly
     schedule = LRSchedule(
         base_lr=config.optim.lr, warmup_steps=round(config.optim.warmup_epochs * steps_per_epoch),

@@ -135,6 +135,57 @@ def test_a_context_model_trains_over_fixed_transforms(tiny_dataset: Path, tmp_pa
         load_codec(tmp_path / "ctx" / "tiny_codec.safetensors").model.compress_tile(x[:1], 1)
 
 
+def test_a_narrower_synthesis_decodes_the_same_symbols(tiny_dataset: Path, tmp_path: Path) -> None:
+    """A synthesis of fewer channels trained alone from rd.init's (narrowed to its most active channels): the
+    export keeps rd.init's tables and integer hyper-decoder, so it writes rd.init's entropy-coded words, and only
+    the synthesis and the inverse gains moved."""
+    train(_config(tiny_dataset, tmp_path / "first", ("epochs", 1)), log=_quiet)
+    start = tmp_path / "first" / "tiny_codec.safetensors"
+    lines: list[str] = []
+    train(_config(tiny_dataset, tmp_path / "slim", ("epochs", 1), ("rd.init", str(start)),
+                  ("model.synthesis_channels", 5), ("rd.train_only", "synthesis,log_inverse_gain")), log=lines.append)
+    assert any("synthesis narrowed to channels" in line for line in lines)
+    assert any("kept from" in line and "the same symbols" in line for line in lines)
+    base, slim = load_codec(start), load_codec(tmp_path / "slim" / "tiny_codec.safetensors")
+    assert slim.model.config["synthesis_channels"] == 5 and slim.model.synthesis[0].out_channels == 5
+    before, after = base.model.state_dict(), slim.model.state_dict()
+    for key, value in before.items():
+        if not key.startswith("synthesis.") and key != "log_inverse_gain":  # tables, integer hyper-decoder included
+            assert torch.equal(value, after[key]), key
+    assert not torch.equal(before["log_inverse_gain"], after["log_inverse_gain"])
+    assert json.loads(slim.metadata["integer_hyper"])["kept from"] == str(start)
+    x = torch.rand(1, 1, 32, 40)
+    words = base.model.compress_tile(x, 1.5)
+    assert slim.model.compress_tile(x, 1.5) == words
+    assert slim.model.decompress_tile(words, 32, 40, 1.5).shape == (1, 1, 32, 40)
+    # without rd.train_only the run may change the symbols: new tables and a new calibration
+    train(_config(tiny_dataset, tmp_path / "all", ("epochs", 1), ("rd.init", str(start)),
+                  ("model.synthesis_channels", 5)), log=_quiet)
+    calibration = json.loads(load_codec(tmp_path / "all" / "tiny_codec.safetensors").metadata["integer_hyper"])
+    assert calibration["calibration"] == "validation patches"
+
+
+def test_narrowing_to_the_same_width_is_the_same_synthesis() -> None:
+    from sarcodec.train.narrow import decoder_latents, narrow_synthesis
+
+    torch.manual_seed(0)
+    source = HyperpriorCodec(8, 6, 8, 4, (20.0, 200.0)).eval()
+    same = HyperpriorCodec(8, 6, 8, 4, (20.0, 200.0)).eval()
+    narrow = HyperpriorCodec(8, 6, 8, 4, (20.0, 200.0), synthesis_channels=3).eval()
+    x, q = torch.rand(2, 1, 32, 32), torch.tensor([1.0, 2.0])
+    kept = narrow_synthesis(source, same, x)
+    assert [k.tolist() for k in kept] == [list(range(8))] * 2
+    with torch.no_grad():
+        h = decoder_latents(source, x, q)
+        assert torch.equal(source.synthesis(h), same.synthesis(h))
+    first, second = narrow_synthesis(source, narrow, x)
+    assert len(first) == len(second) == 3
+    assert torch.equal(narrow.synthesis[2].weight, source.synthesis[2].weight[first][:, second])
+    assert torch.equal(narrow.synthesis[3].gamma, source.synthesis[3].gamma[second][:, second])
+    with pytest.raises(ValueError, match="cannot narrow"):
+        narrow_synthesis(source, HyperpriorCodec(8, 5, 8, 4, (20.0, 200.0), synthesis_channels=3), x)
+
+
 def test_config_errors_name_the_key(tiny_dataset: Path, tmp_path: Path) -> None:
     with pytest.raises(BadInputError, match="objective must be one of autoencoder, rd"):
         _config(tiny_dataset, tmp_path, ("objective", "gan"))
