@@ -12,7 +12,7 @@ for c in runs/seed_study/baseline_c16/best.pth runs/seed_study/baseline_c64/best
   [ -f "$c" ] && CKPTS+=("$c")
 done
 # every shipped model, the earlier defaults too (benchmark leaves NAME_vN out unless named), for same-run comparisons
-$PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/benchmark" --models hyperprior hyperprior_v2 hyperprior_v1 \
+$PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/benchmark" --models hyperprior hyperprior_fast hyperprior_v2 hyperprior_v1 \
   factorized ${CKPTS[@]:+--checkpoint "${CKPTS[@]}"} > /dev/null
 # the speckle synthesis beside the default (compress --speckle; results/codec/speckle/README.md)
 $PY -m sarcodec benchmark ../shared/data/sar/dev -o "$OUT/speckle/benchmark" --models hyperprior --codecs jpeg2000 \
