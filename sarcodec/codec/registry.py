@@ -159,7 +159,8 @@ def adopt_coding_state(model: RDCodec, state: dict[str, torch.Tensor], load: boo
         for buffer_name in ("table_offsets", "table_lengths", "table_counts"):
             key_name = f"{module_name}.{buffer_name}" if module_name else buffer_name
             if key_name in state and hasattr(module, buffer_name):
-                setattr(module, buffer_name, state[key_name].to(torch.int64).clone())
+                device = getattr(module, buffer_name).device
+                setattr(module, buffer_name, state[key_name].to(device, torch.int64).clone())
     add_integer_hyper = getattr(model, "add_integer_hyper", None)
     prefix = "integer_hyper."
     if any(k.startswith(prefix) for k in state) and callable(add_integer_hyper):
@@ -167,6 +168,8 @@ def adopt_coding_state(model: RDCodec, state: dict[str, torch.Tensor], load: boo
         if load:
             integer.load_state_dict({k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
             integer.to(next(model.parameters()).device)
+    elif load and getattr(model, "integer_hyper", None) is not None:
+        setattr(model, "integer_hyper", None)  # noqa: B010 (the state's codec has the float64 path)
 
 
 def describe_codec(name_or_path: str | Path) -> str:

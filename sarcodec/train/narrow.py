@@ -18,7 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from sarcodec.models.codecs.base import RDCodec
-from sarcodec.models.codecs.hyperprior import HyperpriorCodec
+from sarcodec.models.codecs.hyperprior import HyperpriorCodec, round_around
 from sarcodec.models.layers import GDN
 
 __all__ = ["decoder_latents", "narrow_synthesis"]
@@ -32,8 +32,8 @@ def decoder_latents(codec: RDCodec, x: Tensor, quality: Tensor) -> Tensor:
     y = codec.analysis(x) * gain
     if not isinstance(codec, HyperpriorCodec):  # a factorized prior: plain rounding
         return torch.round(y) * inverse
-    means = codec.hyper_synthesis(torch.round(codec.hyper_analysis(y))).chunk(2, dim=1)[0]
-    latents: Tensor = (torch.round(y - means) + means) * inverse
+    hyper = codec.hyper_synthesis(torch.round(codec.hyper_analysis(y)))
+    latents: Tensor = codec.entropy_parameters(y, hyper, round_around)[2] * inverse  # a context model's too
     return latents
 
 

@@ -9,10 +9,10 @@ checkpoints and resume, TensorBoard, DDP, early stopping.
   At the end the best epoch's weights get their integer coding tables and are written as ``<run_name>.safetensors``
   in the run directory, the file ``sarcodec compress --model PATH`` and ``sarcodec.codec.registry`` load.
   ``rd.init`` starts from a codec's weights (a narrower synthesis from its most active channels,
-  ``sarcodec.train.narrow``); ``rd.train_only`` freezes the rest, which then runs as coding runs it (eval mode:
-  rounded hyper-latents). A run that trains only parts that decide no symbol (``RDCodec.DECODER_ONLY``: the
-  synthesis, the inverse gains) exports ``rd.init``'s coding tables and integer hyper-decoder as they are, so its
-  files hold ``rd.init``'s entropy-coded symbols.
+  ``sarcodec.train.narrow``); ``rd.train_only`` freezes the rest. A run that trains only parts that decide no
+  symbol (``RDCodec.DECODER_ONLY``: the synthesis, the inverse gains) runs the rest as coding runs it (eval mode:
+  rounded hyper-latents) and exports ``rd.init``'s coding tables and integer hyper-decoder as they are (when the
+  frozen weights are still ``rd.init``'s), so its files hold ``rd.init``'s entropy-coded symbols.
 
 Every random draw of an objective comes from torch's global generator, which the trainer seeds per epoch, so
 rate-distortion runs resume exactly like the autoencoders.
@@ -247,8 +247,11 @@ class RDObjective(Objective):
         codec = self._module(model)
         # the same architecture, or one that extends it (e.g. a context model over these transforms): every
         # setting of the source is the run's (but the synthesis' width), and its weights fill the modules they share
-        narrower = codec.config.get("synthesis_channels", codec.config["channels"]) \
-            != start_from.config.get("synthesis_channels", start_from.config["channels"])
+        width, source_width = (c.config.get("synthesis_channels", c.config["channels"]) for c in (codec, start_from))
+        if width > source_width:
+            raise IncompatibleModelError(f"rd.init {self.config.init} has a synthesis of {source_width} channels: "
+                                         f"a run can narrow it, not widen it to {width}")
+        narrower = width < source_width
         if any(codec.config.get(k) != v for k, v in start_from.config.items() if k != "synthesis_channels"):
             raise IncompatibleModelError(f"rd.init {self.config.init} has config {start_from.config}, "
                                          f"the run wants {codec.config}")
@@ -277,9 +280,9 @@ class RDObjective(Objective):
 
     def train_loss(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:  # noqa: D102
         assert self.lambdas is not None and self.spans is not None
-        if self.train_only is not None:  # frozen parts run as coding runs them (the hyper-latents rounded, not noisy)
-            for name, child in self._module(model).named_children():
-                if name not in self.train_only:
+        if self.keeps_symbols(self._module(model)):  # all that is trained comes after the quantization: the rest
+            for name, child in self._module(model).named_children():  # runs as coding runs it (rounded z, not noisy)
+                if name not in self.train_only:  # type: ignore[operator]
                     child.eval()
         x = batch["image"]
         n = x.shape[0]
@@ -319,6 +322,21 @@ class RDObjective(Objective):
         out: torch.Tensor = model(images, quality)["x_hat"]
         return out
 
+    def _unchanged_source(self, codec: RDCodec, log: Any) -> Any:
+        """``rd.init``'s codec (``LoadedCodec``) if every weight of ``codec`` outside ``DECODER_ONLY`` is still
+        its (the coding state excepted), else None (logged: the export then makes its own tables)."""
+        from sarcodec.codec.registry import load_codec
+
+        source = load_codec(str(self.config.init), next(codec.parameters()).device)
+        theirs = source.model.state_dict()
+        frozen = {k: v for k, v in codec.state_dict().items() if k.split(".")[0] not in codec.DECODER_ONLY
+                  and "table_" not in k and not k.startswith("integer_hyper.")}
+        if source.model.codec_name == codec.codec_name and all(
+                k in theirs and theirs[k].shape == v.shape and torch.equal(theirs[k], v) for k, v in frozen.items()):
+            return source
+        log(f"the weights that decide the symbols are no longer {self.config.init}'s: new coding tables")
+        return None
+
     def keeps_symbols(self, codec: RDCodec) -> bool:
         """Whether the run trains only parts that decide no symbol (``rd.train_only`` within the codec's
         ``DECODER_ONLY``) of ``rd.init``'s codec: its export then codes the very same symbols as ``rd.init``."""
@@ -329,25 +347,26 @@ class RDObjective(Objective):
                log: Any) -> Path | None:  # noqa: D102
         codec = self._module(model)
         codec.eval()
-        codec.update_tables()
         patches = torch.stack([val_set[i]["image"] for i in range(min(len(val_set), self.config.val_patches))])
         integer: dict[str, Any] | None = None
         integerize = getattr(codec, "integerize", None)
-        if self.keeps_symbols(codec):  # rd.init's tables and integer hyper-decoder as they are
-            from sarcodec.codec.registry import adopt_coding_state, load_codec
+        source = self._unchanged_source(codec, log) if self.keeps_symbols(codec) else None
+        if source is not None:  # rd.init's tables and integer hyper-decoder as they are
+            from sarcodec.codec.registry import adopt_coding_state
 
-            source = load_codec(str(self.config.init))
             adopt_coding_state(codec, source.model.state_dict())
             if "integer_hyper" in source.metadata:
                 integer = {**json.loads(source.metadata["integer_hyper"]), "kept from": str(self.config.init)}
             log(f"coding tables and integer hyper-decoder kept from {self.config.init}: the same symbols")
-        elif callable(integerize):  # the exact integer hyper-decoder, activation ranges from validation patches
-            try:
-                integer = {**integerize(patch[None] for patch in patches), "calibration": "validation patches"}
-                log(f"integer hyper-decoder: activation limits {integer}")
-            except ValueError as exc:  # a network the exact bound cannot hold: the float64 path stays
-                setattr(codec, "integer_hyper", None)  # noqa: B010 (an optional submodule of hyperprior codecs)
-                log(f"no integer hyper-decoder ({exc}); files written with these weights use the float64 path")
+        else:
+            codec.update_tables()
+            if callable(integerize):  # the exact integer hyper-decoder, activation ranges from validation patches
+                try:
+                    integer = {**integerize(patch[None] for patch in patches), "calibration": "validation patches"}
+                    log(f"integer hyper-decoder: activation limits {integer}")
+                except ValueError as exc:  # a network the exact bound cannot hold: the float64 path stays
+                    setattr(codec, "integer_hyper", None)  # noqa: B010 (an optional submodule of hyperprior codecs)
+                    log(f"no integer hyper-decoder ({exc}); files written with these weights use the float64 path")
         rows = evaluate_levels(codec, patches)
         for row in rows:
             log(f"val quality {row['quality']}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB")

@@ -110,6 +110,16 @@ def test_a_copy_of_the_weights_under_another_name_keeps_each_name(tmp_path: Path
     assert second.path == WEIGHTS_DIR / "hyperprior.safetensors"
 
 
+def test_the_fast_model_codes_the_default_symbols() -> None:
+    fast, default = load_codec("hyperprior_fast"), load_codec(DEFAULT_CODEC)
+    x = torch.rand(1, 1, 48, 64)
+    for quality in (1.0, 4.5, 8.0):
+        words = default.model.compress_tile(x, quality)
+        assert fast.model.compress_tile(x, quality) == words
+        a, b = (c.model.decompress_tile(words, 48, 64, quality) for c in (default, fast))
+        assert 0 < float((a - b).abs().max()) < 0.5
+
+
 def test_the_fast_model_writes_the_default_symbols_and_decodes_them(shared_sar: Path, tmp_path: Path) -> None:
     """``hyperprior_fast`` is the default with a narrower synthesis trained alone: the same entropy-coded words for
     a real image, a reconstruction close to the default's, and a file that decodes with its own weights."""

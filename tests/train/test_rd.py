@@ -13,7 +13,7 @@ import torch
 
 from sarcodec.models.codecs import HyperpriorCodec
 from sarcodec.codec.registry import load_codec
-from sarcodec.errors import BadInputError
+from sarcodec.errors import BadInputError, IncompatibleModelError
 from sarcodec.train import config_from_dict, load_checkpoint, load_config, load_model_from_checkpoint, train
 from sarcodec.train.config import TrainConfig
 from sarcodec.train.objectives import add_speckle, load_patches, patch_db_ranges
@@ -126,10 +126,10 @@ def test_a_context_model_trains_over_fixed_transforms(tiny_dataset: Path, tmp_pa
     for key in ("analysis.0.weight", "synthesis.4.bias", "hyper_synthesis.0.weight", "log_gain",
                 "hyper_density.matrices.0"):
         assert torch.equal(before[key], after[key]), key
-    assert after["context_parameters.2.weight"].abs().sum() > 0  # it moved from zero
+    moved = after["context_parameters.2.weight"].abs().flatten(1).sum(1)  # from zero: the means' rows and the scales'
+    assert moved[:6].sum() > 0 and moved[6:].sum() > 0  # (the context's means learn from the rate's noisy latents)
     with pytest.raises(BadInputError, match="rd.train_only names contxt"):
         train(_config(tiny_dataset, tmp_path / "bad", *pairs, ("rd.train_only", "contxt")), log=_quiet)
-    from sarcodec.errors import IncompatibleModelError
 
     with pytest.raises(IncompatibleModelError, match="no exact integer form"):  # training only, so far
         load_codec(tmp_path / "ctx" / "tiny_codec.safetensors").model.compress_tile(x[:1], 1)
@@ -158,6 +158,9 @@ def test_a_narrower_synthesis_decodes_the_same_symbols(tiny_dataset: Path, tmp_p
     words = base.model.compress_tile(x, 1.5)
     assert slim.model.compress_tile(x, 1.5) == words
     assert slim.model.decompress_tile(words, 32, 40, 1.5).shape == (1, 1, 32, 40)
+    with pytest.raises(IncompatibleModelError, match="not widen it to 9"):
+        train(_config(tiny_dataset, tmp_path / "wide", ("rd.init", str(start)), ("model.synthesis_channels", 9)),
+              log=_quiet)
     # without rd.train_only the run may change the symbols: new tables and a new calibration
     train(_config(tiny_dataset, tmp_path / "all", ("epochs", 1), ("rd.init", str(start)),
                   ("model.synthesis_channels", 5)), log=_quiet)
@@ -179,7 +182,12 @@ def test_narrowing_to_the_same_width_is_the_same_synthesis() -> None:
         h = decoder_latents(source, x, q)
         assert torch.equal(source.synthesis(h), same.synthesis(h))
     first, second = narrow_synthesis(source, narrow, x)
-    assert len(first) == len(second) == 3
+    with torch.no_grad():  # the kept channels are the most active ones, over both quality levels
+        s = source.synthesis
+        hidden = [s[1](s[0](decoder_latents(source, x, torch.full((2,), level)))) for level in (1.0, 2.0)]
+        energy = [sum((h**2).mean(dim=(0, 2, 3)) for h in hidden),
+                  sum((s[3](s[2](h)) ** 2).mean(dim=(0, 2, 3)) for h in hidden)]
+    assert [set(k.tolist()) for k in (first, second)] == [set(e.topk(3).indices.tolist()) for e in energy]
     assert torch.equal(narrow.synthesis[2].weight, source.synthesis[2].weight[first][:, second])
     assert torch.equal(narrow.synthesis[3].gamma, source.synthesis[3].gamma[second][:, second])
     with pytest.raises(ValueError, match="cannot narrow"):

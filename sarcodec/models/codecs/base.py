@@ -93,7 +93,7 @@ class RDCodec(nn.Module):
             "latent_channels": latent_channels,
             "lambdas": [float(v) for v in lambdas],
         }
-        if synthesis_channels is not None:  # recorded only when it differs from the analysis' (older files lack it)
+        if synthesis_channels is not None:  # recorded only when given (earlier weights lack it: the analysis' width)
             self.config["synthesis_channels"] = synthesis_channels
         self.lambdas = tuple(float(v) for v in lambdas)
         self.analysis = nn.Sequential(
