@@ -26,8 +26,8 @@ if TYPE_CHECKING:  # PyTorch is imported when a model is loaded, not with this m
 
     from sarcodec.models.codecs import RDCodec
 
-__all__ = ["DEFAULT_CODEC", "WEIGHTS_DIR", "LoadedCodec", "adopt_coding_state", "load_codec", "resolve_codec",
-           "shipped_codec_with_sha", "shipped_codecs"]
+__all__ = ["DEFAULT_CODEC", "WEIGHTS_DIR", "LoadedCodec", "adopt_coding_state", "is_coding_state", "load_codec",
+           "resolve_codec", "shipped_codec_with_sha", "shipped_codecs"]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 #: The model ``sarcodec compress`` uses when no ``--model`` is given.
@@ -149,6 +149,15 @@ def load_codec(name_or_path: str | Path = DEFAULT_CODEC, device: str | torch.dev
     return LoadedCodec(model=model, name=name, sha256=sha, path=path, metadata=metadata)
 
 
+_INTEGER_PREFIX = "integer_hyper."
+
+
+def is_coding_state(key: str) -> bool:
+    """Whether a codec state-dict key is coding state (a coding table, the integer hyper-decoder): what a training
+    run derives at its end from the learned weights instead of learning it."""
+    return "table_" in key or key.startswith(_INTEGER_PREFIX)
+
+
 def adopt_coding_state(model: RDCodec, state: dict[str, torch.Tensor], load: bool = True) -> None:
     """Give ``model`` the coding state of ``state`` (a codec's state dict): its coding tables, whose buffers'
     shapes depend on training, so the stored shapes are adopted (as int64), and, when ``state`` has one, an integer
@@ -162,7 +171,7 @@ def adopt_coding_state(model: RDCodec, state: dict[str, torch.Tensor], load: boo
                 device = getattr(module, buffer_name).device
                 setattr(module, buffer_name, state[key_name].to(device, torch.int64).clone())
     add_integer_hyper = getattr(model, "add_integer_hyper", None)
-    prefix = "integer_hyper."
+    prefix = _INTEGER_PREFIX
     if any(k.startswith(prefix) for k in state) and callable(add_integer_hyper):
         integer = add_integer_hyper()  # weights with the exact integer hyper-decoder (sarcodec >= 0.5)
         if load:

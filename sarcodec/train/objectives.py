@@ -241,7 +241,7 @@ class RDObjective(Objective):
         source's most active channels on training patches, ``sarcodec.train.narrow``)."""
         if not self.config.init:
             return
-        from sarcodec.codec.registry import load_codec
+        from sarcodec.codec.registry import is_coding_state, load_codec
 
         start_from = load_codec(self.config.init).model
         codec = self._module(model)
@@ -256,8 +256,8 @@ class RDObjective(Objective):
             raise IncompatibleModelError(f"rd.init {self.config.init} has config {start_from.config}, "
                                          f"the run wants {codec.config}")
         # coding tables and the integer hyper-decoder are made again when the run finishes
-        weights = {k: v for k, v in start_from.state_dict().items() if "table_" not in k
-                   and not k.startswith("integer_hyper.") and not (narrower and k.startswith("synthesis."))}
+        weights = {k: v for k, v in start_from.state_dict().items()
+                   if not is_coding_state(k) and not (narrower and k.startswith("synthesis."))}
         missing, unexpected = codec.load_state_dict(weights, strict=False)
         if unexpected:
             raise IncompatibleModelError(f"rd.init {self.config.init} has weights the run's model lacks: "
@@ -325,12 +325,12 @@ class RDObjective(Objective):
     def _unchanged_source(self, codec: RDCodec, log: Any) -> Any:
         """``rd.init``'s codec (``LoadedCodec``) if every weight of ``codec`` outside ``DECODER_ONLY`` is still
         its (the coding state excepted), else None (logged: the export then makes its own tables)."""
-        from sarcodec.codec.registry import load_codec
+        from sarcodec.codec.registry import is_coding_state, load_codec
 
         source = load_codec(str(self.config.init), next(codec.parameters()).device)
         theirs = source.model.state_dict()
-        frozen = {k: v for k, v in codec.state_dict().items() if k.split(".")[0] not in codec.DECODER_ONLY
-                  and "table_" not in k and not k.startswith("integer_hyper.")}
+        frozen = {k: v for k, v in codec.state_dict().items()
+                  if k.split(".")[0] not in codec.DECODER_ONLY and not is_coding_state(k)}
         if source.model.codec_name == codec.codec_name and all(
                 k in theirs and theirs[k].shape == v.shape and torch.equal(theirs[k], v) for k, v in frozen.items()):
             return source
