@@ -8,11 +8,13 @@ checkpoints and resume, TensorBoard, DDP, early stopping.
   speckle on a share of the patches, and a second optimizer (Adam) for the factorized densities' tail quantiles.
   At the end the best epoch's weights get their integer coding tables and are written as ``<run_name>.safetensors``
   in the run directory, the file ``sarcodec compress --model PATH`` and ``sarcodec.codec.registry`` load.
-  ``rd.init`` starts from a codec's weights (a narrower synthesis from its most active channels,
-  ``sarcodec.train.narrow``); ``rd.train_only`` freezes the rest. A run that trains only parts that decide no
-  symbol (``RDCodec.DECODER_ONLY``: the synthesis, the inverse gains) runs the rest as coding runs it (eval mode:
-  rounded hyper-latents) and exports ``rd.init``'s coding tables and integer hyper-decoder as they are (when the
-  frozen weights are still ``rd.init``'s), so its files hold ``rd.init``'s entropy-coded symbols.
+  ``rd.init`` starts from a codec's weights (a narrower synthesis or hyper-decoder from its most active channels,
+  ``sarcodec.train.narrow``); ``rd.train_only`` freezes the rest. A run that trains only parts after the
+  quantization (``RDCodec.AFTER_QUANTIZATION``: the synthesis, the inverse gains, a hyperprior's hyper-decoder)
+  runs the frozen rest as coding runs it (eval mode: rounded hyper-latents; the latents' rate stays the noisy
+  proxy). One that trains only parts that decide no symbol (``RDCodec.DECODER_ONLY``: the synthesis, the inverse
+  gains) exports ``rd.init``'s coding tables and integer hyper-decoder as they are (when the frozen weights are
+  still ``rd.init``'s), so its files hold ``rd.init``'s entropy-coded symbols.
 
 Every random draw of an objective comes from torch's global generator, which the trainer seeds per epoch, so
 rate-distortion runs resume exactly like the autoencoders.
@@ -237,8 +239,9 @@ class RDObjective(Objective):
 
     def init_weights(self, model: nn.Module, train_set: PatchDataset, log: Any) -> None:
         """Start from ``rd.init``'s weights (fine-tuning; a fresh run only): the same architecture and config, or
-        one that extends it, or one with a narrower synthesis (``model.synthesis_channels``: started from the
-        source's most active channels on training patches, ``sarcodec.train.narrow``)."""
+        one that extends it, or one with a narrower synthesis or hyper-decoder (``model.synthesis_channels``,
+        ``model.hyper_synthesis_channels``: started from the source's most active channels on training patches,
+        ``sarcodec.train.narrow``)."""
         if not self.config.init:
             return
         from sarcodec.codec.registry import is_coding_state, load_codec
@@ -246,31 +249,40 @@ class RDObjective(Objective):
         start_from = load_codec(self.config.init).model
         codec = self._module(model)
         # the same architecture, or one that extends it (e.g. a context model over these transforms): every
-        # setting of the source is the run's (but the synthesis' width), and its weights fill the modules they share
-        width, source_width = (c.config.get("synthesis_channels", c.config["channels"]) for c in (codec, start_from))
-        if width > source_width:
-            raise IncompatibleModelError(f"rd.init {self.config.init} has a synthesis of {source_width} channels: "
-                                         f"a run can narrow it, not widen it to {width}")
-        narrower = width < source_width
-        if any(codec.config.get(k) != v for k, v in start_from.config.items() if k != "synthesis_channels"):
+        # setting of the source is the run's (but the decoder stacks' widths), and its weights fill the modules they
+        # share; a decoder stack of fewer channels starts as the source's most active channels
+        narrowed = []
+        for stack, key, full in _NARROWABLE:
+            if key not in codec.config and key not in start_from.config:
+                continue
+            width, source_width = (int(c.config.get(key, c.config[full])) for c in (codec, start_from))
+            if width > source_width:
+                raise IncompatibleModelError(f"rd.init {self.config.init} has a {stack} of {source_width} channels: "
+                                             f"a run can narrow it, not widen it to {width}")
+            if width < source_width:
+                narrowed.append(stack)
+        widths = {key for _, key, _ in _NARROWABLE}
+        if any(codec.config.get(k) != v for k, v in start_from.config.items() if k not in widths):
             raise IncompatibleModelError(f"rd.init {self.config.init} has config {start_from.config}, "
                                          f"the run wants {codec.config}")
         # coding tables and the integer hyper-decoder are made again when the run finishes
         weights = {k: v for k, v in start_from.state_dict().items()
-                   if not is_coding_state(k) and not (narrower and k.startswith("synthesis."))}
+                   if not is_coding_state(k) and k.split(".")[0] not in narrowed}
         missing, unexpected = codec.load_state_dict(weights, strict=False)
         if unexpected:
             raise IncompatibleModelError(f"rd.init {self.config.init} has weights the run's model lacks: "
                                          f"{', '.join(unexpected[:5])}")
         shared = {k.split(".")[0] for k in weights}
-        new = sorted({k.split(".")[0] for k in missing} - shared - {"synthesis"})
+        new = sorted({k.split(".")[0] for k in missing} - shared - set(narrowed))
         note = f" (new modules: {', '.join(new)})" if new else ""
-        if narrower:
-            from sarcodec.train.narrow import narrow_synthesis
+        if narrowed:
+            from sarcodec.train import narrow
 
             images = torch.stack([train_set[int(i)]["image"] for i in torch.randperm(len(train_set))[:_NARROW_PATCHES]])
-            kept = narrow_synthesis(start_from, codec, images.to(next(start_from.parameters()).device))
-            note += f" (synthesis narrowed to channels {kept[0].tolist()} and {kept[1].tolist()})"
+            images = images.to(next(start_from.parameters()).device)
+            for stack in narrowed:
+                kept = getattr(narrow, f"narrow_{stack}")(start_from, codec, images)
+                note += f" ({stack} narrowed to channels {kept[0].tolist()} and {kept[1].tolist()})"
         log(f"initialised from {self.config.init}{note}")
 
     def _module(self, model: nn.Module) -> RDCodec:
@@ -280,10 +292,11 @@ class RDObjective(Objective):
 
     def train_loss(self, model: nn.Module, batch: dict[str, Any], device: torch.device) -> torch.Tensor:  # noqa: D102
         assert self.lambdas is not None and self.spans is not None
-        if self.keeps_symbols(self._module(model)):  # all that is trained comes after the quantization: the rest
-            for name, child in self._module(model).named_children():  # runs as coding runs it (rounded z, not noisy)
-                if name not in self.train_only:  # type: ignore[operator]
-                    child.eval()
+        codec = self._module(model)
+        if self._after_quantization(codec):  # all that is trained comes after the quantization: the rest runs as
+            for name, child in codec.named_children():  # coding runs it (rounded z, not noisy), but the conditional:
+                if name not in self.train_only and name != "conditional":  # type: ignore[operator]
+                    child.eval()  # its noisy latents give the means their rate gradient (rounded ones give none)
         x = batch["image"]
         n = x.shape[0]
         if self.config.speckle_prob > 0:
@@ -337,6 +350,12 @@ class RDObjective(Objective):
         log(f"the weights that decide the symbols are no longer {self.config.init}'s: new coding tables")
         return None
 
+    def _after_quantization(self, codec: RDCodec) -> bool:
+        """Whether the run trains only parts of ``rd.init``'s codec that run after its quantization
+        (``RDCodec.AFTER_QUANTIZATION``)."""
+        return bool(self.config.init) and self.train_only is not None \
+            and self.train_only <= set(codec.AFTER_QUANTIZATION)
+
     def keeps_symbols(self, codec: RDCodec) -> bool:
         """Whether the run trains only parts that decide no symbol (``rd.train_only`` within the codec's
         ``DECODER_ONLY``) of ``rd.init``'s codec: its export then codes the very same symbols as ``rd.init``."""
@@ -389,6 +408,9 @@ class RDObjective(Objective):
 
 #: Training patches whose activations choose the channels a narrower synthesis keeps (``rd.init``).
 _NARROW_PATCHES = 256
+#: The decoder stacks a run can narrow from ``rd.init``'s: (module, config key of its width, the key it defaults to).
+_NARROWABLE = (("synthesis", "synthesis_channels", "channels"),
+               ("hyper_synthesis", "hyper_synthesis_channels", "hyper_channels"))
 
 
 def save_codec_file(codec: nn.Module, path: Path, metadata: dict[str, str]) -> None:

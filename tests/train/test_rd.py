@@ -168,6 +168,72 @@ def test_a_narrower_synthesis_decodes_the_same_symbols(tiny_dataset: Path, tmp_p
     assert calibration["calibration"] == "validation patches"
 
 
+def test_a_narrower_hyper_decoder_trains_its_means_and_decodes_without_pytorch(tiny_dataset: Path,
+                                                                              tmp_path: Path) -> None:
+    """A hyper-decoder of fewer hidden channels trained from rd.init's (with the synthesis, over the frozen encoder):
+    its means and scales learn (the latents' rate stays the noisy proxy, so the means get a gradient), the encoder
+    does not move, the export makes new tables and an integer hyper-decoder of the new width, and its files decode
+    alike with PyTorch and without it."""
+    from sarcodec.codec import lite
+
+    train(_config(tiny_dataset, tmp_path / "first", ("epochs", 1)), log=_quiet)
+    start = tmp_path / "first" / "tiny_codec.safetensors"
+    lines: list[str] = []
+    train(_config(tiny_dataset, tmp_path / "slim", ("epochs", 1), ("rd.init", str(start)),
+                  ("model.hyper_synthesis_channels", 5), ("optim.lr", 1e-2),
+                  ("rd.train_only", "hyper_synthesis,synthesis,log_inverse_gain")), log=lines.append)
+    assert any("hyper_synthesis narrowed to channels" in line for line in lines)
+    base = load_codec(start)
+    path = tmp_path / "slim" / "tiny_codec.safetensors"
+    slim = load_codec(path)
+    assert json.loads(slim.metadata["integer_hyper"])["calibration"] == "validation patches"
+    assert slim.model.config["hyper_synthesis_channels"] == 5 and slim.model.hyper_synthesis[0].out_channels == 5
+    assert slim.model.integer_hyper is not None and slim.model.integer_hyper.weight2.shape[1] == 5
+    before, after = base.model.state_dict(), slim.model.state_dict()
+    for key in ("analysis.0.weight", "hyper_analysis.4.weight", "hyper_density.matrices.0", "log_gain"):
+        assert torch.equal(before[key], after[key]), key
+    # the last layer's biases are kept whole when it narrows: means (its first 6 outputs) and scales both learnt
+    moved = (slim.model.hyper_synthesis[4].bias - base.model.hyper_synthesis[4].bias).abs()
+    assert moved[:6].sum() > 0 and moved[6:].sum() > 0
+    decoder = lite.load_lite("slim", path)
+    assert decoder is not None
+    x = torch.rand(1, 1, 32, 40)
+    words = slim.model.compress_tile(x, 1.5)
+    expected = slim.model.decompress_tile(words, 32, 40, 1.5).numpy()
+    np.testing.assert_allclose(decoder.model.decompress_tile(words, 32, 40, 1.5), expected, atol=1e-5)
+    with pytest.raises(IncompatibleModelError, match="hyper_synthesis of 8 channels: a run can narrow it, not widen"):
+        train(_config(tiny_dataset, tmp_path / "wide", ("rd.init", str(start)),
+                      ("model.hyper_synthesis_channels", 9)), log=_quiet)
+
+
+def test_narrowing_a_hyper_decoder_keeps_its_most_active_channels() -> None:
+    from sarcodec.train.narrow import narrow_hyper_synthesis
+
+    torch.manual_seed(0)
+    source = HyperpriorCodec(8, 6, 8, 4, (20.0, 200.0)).eval()
+    same = HyperpriorCodec(8, 6, 8, 4, (20.0, 200.0)).eval()
+    narrow = HyperpriorCodec(8, 6, 8, 4, (20.0, 200.0), hyper_synthesis_channels=3).eval()
+    x = torch.rand(2, 1, 64, 64)
+    assert [k.tolist() for k in narrow_hyper_synthesis(source, same, x)] == [list(range(8))] * 2
+    z = torch.round(torch.randn(1, 4, 4, 4) * 3)
+    with torch.no_grad():
+        assert torch.equal(source.hyper_synthesis(z), same.hyper_synthesis(z))
+    first, second = narrow_hyper_synthesis(source, narrow, x)
+    with torch.no_grad():
+        s = source.hyper_synthesis
+        hidden = [s[1](s[0](source.hyper_density.coded_values(source.hyper_analysis(
+            source.analysis(x) * source.gains(torch.tensor([level]))[0])))) for level in (1.0, 2.0)]
+        energy = [sum((h**2).mean(dim=(0, 2, 3)) for h in hidden),
+                  sum((s[3](s[2](h)) ** 2).mean(dim=(0, 2, 3)) for h in hidden)]
+    assert [set(k.tolist()) for k in (first, second)] == [set(e.topk(3).indices.tolist()) for e in energy]
+    assert torch.equal(narrow.hyper_synthesis[0].weight, s[0].weight[:, first])  # ConvTranspose2d: (C_in, C_out, ..)
+    assert torch.equal(narrow.hyper_synthesis[2].weight, s[2].weight[first][:, second])
+    assert torch.equal(narrow.hyper_synthesis[4].weight, s[4].weight[:, second])  # Conv2d: (C_out, C_in, ..)
+    assert torch.equal(narrow.hyper_synthesis[4].bias, s[4].bias)
+    with pytest.raises(ValueError, match="cannot narrow"):
+        narrow_hyper_synthesis(source, HyperpriorCodec(8, 5, 8, 4, (20.0, 200.0), hyper_synthesis_channels=3), x)
+
+
 def test_narrowing_to_the_same_width_is_the_same_synthesis() -> None:
     from sarcodec.train.narrow import decoder_latents, narrow_synthesis
 

@@ -79,6 +79,9 @@ class RDCodec(nn.Module):
     #: The parts that decide no symbol, only what the decoder makes of them (``rd.train_only`` within these keeps
     #: the symbols of ``rd.init``).
     DECODER_ONLY: ClassVar[tuple[str, ...]] = ("synthesis", "log_inverse_gain")
+    #: The parts that run after every latent the encoder chooses is fixed (a run that trains only these runs the
+    #: rest as coding runs it: rounded hyper-latents, the rate of the rounded latents).
+    AFTER_QUANTIZATION: ClassVar[tuple[str, ...]] = DECODER_ONLY
 
     #: Registry name, set by ``register_model(name, kind="codec")``; recorded in weights files and .sarc headers.
     codec_name: ClassVar[str] = ""

@@ -49,8 +49,10 @@ class CheckerboardHyperprior(HyperpriorCodec):
         context_channels: int = 48,
         lambdas: Sequence[float] = DEFAULT_LAMBDAS,
         synthesis_channels: int | None = None,
+        hyper_synthesis_channels: int | None = None,
     ) -> None:
-        super().__init__(channels, latent_channels, hyper_channels, hyper_latent_channels, lambdas, synthesis_channels)
+        super().__init__(channels, latent_channels, hyper_channels, hyper_latent_channels, lambdas, synthesis_channels,
+                         hyper_synthesis_channels)
         self.config.update(context_channels=context_channels)
         m, cc = latent_channels, context_channels
         # Only anchors are non-zero in its input, so at a non-anchor position it sees the anchors around it only.

@@ -37,6 +37,10 @@ def round_around(y: Tensor, means: Tensor) -> Tensor:
 class HyperpriorCodec(RDCodec):
     """Mean-scale hyperprior (Ballé et al. 2018; means as in Minnen et al. 2018): z describes y's local statistics."""
 
+    #: The hyper-decoder too: it maps the rounded hyper-latents to means and scales (it decides the tables the
+    #: symbols are coded with, and the means the latents are rounded around, not the hyper-latents).
+    AFTER_QUANTIZATION = (*RDCodec.DECODER_ONLY, "hyper_synthesis")
+
     def __init__(
         self,
         channels: int = 64,
@@ -45,17 +49,21 @@ class HyperpriorCodec(RDCodec):
         hyper_latent_channels: int = 32,
         lambdas: Sequence[float] = DEFAULT_LAMBDAS,
         synthesis_channels: int | None = None,
+        hyper_synthesis_channels: int | None = None,
     ) -> None:
         super().__init__(channels, latent_channels, lambdas, synthesis_channels)
         self.config.update(hyper_channels=hyper_channels, hyper_latent_channels=hyper_latent_channels)
+        if hyper_synthesis_channels is not None:  # recorded only when given (earlier weights: the hyper-analysis')
+            self.config["hyper_synthesis_channels"] = hyper_synthesis_channels
         hc, zc = hyper_channels, hyper_latent_channels
+        hs = hc if hyper_synthesis_channels is None else hyper_synthesis_channels
         self.hyper_analysis = nn.Sequential(
             conv(latent_channels, hc, kernel=3, stride=1), nn.LeakyReLU(inplace=True),
             conv(hc, hc), nn.LeakyReLU(inplace=True), conv(hc, zc),
         )  # fmt: skip
         self.hyper_synthesis = nn.Sequential(
-            deconv(zc, hc), nn.LeakyReLU(inplace=True), deconv(hc, hc), nn.LeakyReLU(inplace=True),
-            conv(hc, 2 * latent_channels, kernel=3, stride=1),
+            deconv(zc, hs), nn.LeakyReLU(inplace=True), deconv(hs, hs), nn.LeakyReLU(inplace=True),
+            conv(hs, 2 * latent_channels, kernel=3, stride=1),
         )  # fmt: skip
         self.hyper_density = FactorizedDensity(zc)
         self.conditional = GaussianConditional()
